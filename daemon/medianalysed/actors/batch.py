@@ -1,0 +1,675 @@
+"""BatchActor: one per batch; enumerates it, feeds workers, retries, writes the outbox.
+
+Every transition is persisted before the side effect it enables (STYLE §3.3 rule 5):
+the path list before any image is dispatched, each image's outcome before the next
+dispatch counts it, the results before `summary.json`, `summary.json` before the input
+is archived. After SIGKILL, `phase` says where to pick up.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from medianalysed import outbox
+from medianalysed.config import InboxConfig, ProcessingConfig
+from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
+from medianalysed.errors import ErrorCode, OutboxError, clip_message
+from medianalysed.messages import (
+    AnalyseImage,
+    BatchCrashed,
+    BatchFinished,
+    CancelBatch,
+    ImageAnalysed,
+    SlotGranted,
+    SlotReturned,
+    Tick,
+    WorkWanted,
+)
+from medianalysed.models import (
+    ANALYSIS_VERSION,
+    BatchStatus,
+    ImageStatus,
+    final_batch_status,
+    utc_now_iso,
+)
+from medianalysed.readiness import group_of, iter_batch_entries
+from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
+
+logger = logging.getLogger(__name__)
+
+STATUS_WRITE_INTERVAL_S = 0.5
+URLS_FILE = "urls.txt"
+URL_PATH_PREFIX = "urls.txt#L"
+_INDEX_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class _Begin:
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchSettings:
+    """What a batch actor needs from the configuration."""
+
+    inbox: InboxConfig
+    processing: ProcessingConfig
+    near_duplicate_distance: int
+    config_fingerprint: str
+    downloads_dir: Path
+
+
+class BatchListener:
+    """Hooks for metrics and webhooks; the default does nothing.
+
+    Called from the batch actor's thread; implementations must not block.
+    """
+
+    def image_finished(self, inbox: str, status: str, error_code: str | None, **info: Any) -> None:
+        """An image reached a terminal status (or a retryable failure, `status='retry'`)."""
+
+    def batch_finished(self, inbox: str, status: str, summary: dict[str, Any]) -> None:
+        """A batch wrote its summary."""
+
+
+class BatchActor(pykka.ThreadingActor):
+    """Drives one batch from enumeration to archived input."""
+
+    def __init__(
+        self,
+        *,
+        record: BatchRecord,
+        settings: BatchSettings,
+        store: StateStore,
+        history: HistoryIndex,
+        supervisor: pykka.ActorRef[Any],
+        listener: BatchListener | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self._record = record
+        self._settings = settings
+        self._store = store
+        self._history = history
+        self._supervisor = supervisor
+        self._listener = listener or BatchListener()
+        self._clock = clock
+        self._cursor: Iterator[str] = iter(())
+        self._in_flight: dict[str, int] = {}
+        self._retry_heap: list[tuple[float, str]] = []
+        self._counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
+        self._grants_received = 0
+        self._last_ready_reported = -1
+        self._cancelled = False
+        self._status_dirty = True
+        self._last_status_write = 0.0
+
+    @property
+    def _batch_id(self) -> str:
+        return self._record.batch_id
+
+    def on_start(self) -> None:
+        """Defer the real work to a message, so a failure reaches `on_failure`."""
+        self.actor_ref.tell(_Begin())
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        """Tell the supervisor; the batch resumes from its persisted state when restarted."""
+        self._supervisor.tell(
+            BatchCrashed(
+                batch_id=self._batch_id,
+                reason=f"{getattr(exception_type, '__name__', exception_type)}: {exception_value}",
+            )
+        )
+
+    def on_receive(self, message: Any) -> None:
+        """Dispatch one message (runs in this actor's thread)."""
+        match message:
+            case _Begin():
+                self._begin()
+            case SlotGranted():
+                self._on_slot(message)
+            case ImageAnalysed():
+                self._on_analysed(message)
+            case Tick():
+                self._on_tick()
+            case CancelBatch():
+                self._cancel()
+            case _:
+                super().on_receive(message)
+
+    # -- start and resume --------------------------------------------------------------
+
+    def _begin(self) -> None:
+        phase = self._record.phase
+        if phase == "enumerating":
+            self._enumerate()
+            phase = self._record.phase
+        if phase == "running":
+            self._resume_running()
+        elif phase in {"finalizing", "written"}:
+            self._finalize()
+        elif phase == "done":
+            self._supervisor.tell(BatchFinished(self._batch_id, str(self._record.status)))
+
+    def _enumerate(self) -> None:
+        source = Path(self._record.source)
+        inbox = self._settings.inbox
+        chunk: list[str] = []
+        chunks = 0
+        total = 0
+        refused: list[ImageRecord] = []
+        try:
+            entries = list(_entries_with_urls(source, inbox, self._settings.downloads_dir))
+        except FileNotFoundError:
+            entries = []
+            self._record = self._record.evolve(note="the batch folder vanished before it started")
+        for path, record in entries:
+            chunk.append(path)
+            total += 1
+            if record is not None:
+                refused.append(record)
+            if len(chunk) == PATH_CHUNK_SIZE:
+                self._store.put_path_chunk(self._batch_id, chunks, chunk)
+                chunks += 1
+                chunk = []
+            if len(refused) >= PATH_CHUNK_SIZE:
+                self._store.put_images(self._batch_id, refused)
+                refused = []
+        if chunk:
+            self._store.put_path_chunk(self._batch_id, chunks, chunk)
+            chunks += 1
+        if refused:
+            self._store.put_images(self._batch_id, refused)
+        self._record = self._record.evolve(
+            phase="running",
+            status=BatchStatus.PROCESSING,
+            total=total,
+            chunks=chunks,
+            started_at=self._record.started_at or utc_now_iso(),
+        )
+        self._store.put_batch(self._record)
+        logger.info("batch %s: %d images", self._batch_id, total, extra=self._log_extra())
+
+    def _resume_running(self) -> None:
+        counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
+        for path in self._store.iter_paths(self._record):
+            image = self._store.get_image(self._batch_id, path)
+            status = ImageStatus.PENDING if image is None else image.status
+            key = str(status) if status.terminal else "pending"
+            counts[key] += 1
+        self._counts = counts
+        self._cursor = self._store.iter_paths(self._record)
+        if self._record.status == BatchStatus.CANCELLED:
+            self._cancelled = True
+        self._write_status(force=True)
+        self._after_change()
+
+    # -- dispatching -------------------------------------------------------------------
+
+    def _ready_count(self) -> int:
+        if self._cancelled:
+            return 0
+        now = self._clock()
+        due = sum(1 for when, _ in self._retry_heap if when <= now)
+        fresh = self._counts["pending"] - len(self._retry_heap)
+        return max(0, fresh) + due
+
+    def _report_demand(self) -> None:
+        ready = self._ready_count()
+        if ready == self._last_ready_reported:
+            return
+        self._last_ready_reported = ready
+        self._supervisor.tell(
+            WorkWanted(
+                batch_id=self._batch_id,
+                priority=self._record.priority,
+                ready=ready,
+                grants_received=self._grants_received,
+            )
+        )
+
+    def _on_slot(self, message: SlotGranted) -> None:
+        self._grants_received += 1
+        job = None if self._cancelled else self._next_job()
+        if job is None:
+            self._supervisor.tell(SlotReturned(batch_id=self._batch_id, worker=message.worker))
+            self._last_ready_reported = -1
+            self._report_demand()
+            return
+        self._in_flight[job.path] = job.attempt
+        self._counts["pending"] -= 1
+        self._status_dirty = True
+        message.worker.tell(job)
+        self._report_demand()
+
+    def _next_job(self) -> AnalyseImage | None:
+        now = self._clock()
+        if self._retry_heap and self._retry_heap[0][0] <= now:
+            _, path = heapq.heappop(self._retry_heap)
+            return self._job_for(path, self._store.get_image(self._batch_id, path))
+        for path in self._cursor:
+            if path in self._in_flight:
+                continue
+            image = self._store.get_image(self._batch_id, path)
+            if image is not None and image.status.terminal:
+                continue
+            if image is not None and image.next_attempt_at and image.next_attempt_at > now:
+                heapq.heappush(self._retry_heap, (image.next_attempt_at, path))
+                continue
+            return self._job_for(path, image)
+        return None
+
+    def _job_for(self, path: str, image: ImageRecord | None) -> AnalyseImage:
+        attempts = 0 if image is None else image.attempts
+        source_url = None if image is None else image.source_url
+        if source_url is not None:
+            file_path = self._settings.downloads_dir / self._batch_id / _safe_name(path)
+        else:
+            file_path = _input_root(self._record) / path
+        return AnalyseImage(
+            batch_id=self._batch_id,
+            path=path,
+            file_path=str(file_path),
+            source_url=source_url,
+            attempt=attempts + 1,
+            reply_to=self.actor_ref,
+        )
+
+    # -- outcomes ----------------------------------------------------------------------
+
+    def _on_analysed(self, message: ImageAnalysed) -> None:
+        self._in_flight.pop(message.path, None)
+        self._status_dirty = True
+        if message.interrupted:
+            self._counts["pending"] += 1
+            self._after_change()
+            return
+        previous = self._store.get_image(self._batch_id, message.path)
+        source_url = None if previous is None else previous.source_url
+        record = self._outcome_record(message, source_url)
+        self._store.put_image(self._batch_id, record)
+        if record.status.terminal:
+            self._counts[str(record.status)] += 1
+            code = None if record.error is None else str(record.error["code"])
+            size = 0 if message.result is None else int(message.result["file"]["size"])
+            self._listener.image_finished(
+                self._settings.inbox.name,
+                str(record.status),
+                code,
+                duration_s=message.duration_ms / 1000,
+                size=size,
+                cached=message.cached,
+            )
+        else:
+            self._counts["pending"] += 1
+            assert record.next_attempt_at is not None
+            heapq.heappush(self._retry_heap, (record.next_attempt_at, record.path))
+            self._listener.image_finished(
+                self._settings.inbox.name, "retry", str((record.error or {}).get("code"))
+            )
+        self._after_change()
+
+    def _outcome_record(self, message: ImageAnalysed, source_url: str | None) -> ImageRecord:
+        base = ImageRecord(
+            path=message.path,
+            attempts=message.attempt,
+            duration_ms=message.duration_ms,
+            source_url=source_url,
+        )
+        if message.result is not None:
+            return _evolve_image(base, status=ImageStatus.DONE, result=message.result)
+        error = dict(message.error or {"code": "INTERNAL", "message": "no outcome"})
+        code = ErrorCode(error["code"])
+        if code.skips:
+            return _evolve_image(base, status=ImageStatus.SKIPPED, error=error)
+        if code.retryable and self._should_retry(message.attempt, code):
+            return _evolve_image(
+                base,
+                status=ImageStatus.PENDING,
+                error=error,
+                next_attempt_at=self._clock() + self._backoff(message.attempt),
+            )
+        return _evolve_image(base, status=ImageStatus.FAILED, error=error)
+
+    def _should_retry(self, attempt: int, code: ErrorCode) -> bool:
+        if self._cancelled or attempt > self._settings.processing.max_retries:
+            return False
+        if code == ErrorCode.IO_ERROR and self._record.source:
+            # A vanished batch folder will not come back: fail now, not after the backoff.
+            return _input_root(self._record).exists()
+        return True
+
+    def _backoff(self, attempt: int) -> float:
+        delays = self._settings.processing.retry_backoff_seconds or (0.0,)
+        return float(delays[min(attempt - 1, len(delays) - 1)])
+
+    def _after_change(self) -> None:
+        if self._finished_work():
+            self._finalize()
+            return
+        self._update_live_status()
+        self._report_demand()
+
+    def _finished_work(self) -> bool:
+        if self._in_flight:
+            return False
+        return self._cancelled or self._counts["pending"] == 0
+
+    def _update_live_status(self) -> None:
+        fresh = self._counts["pending"] - len(self._retry_heap)
+        status = (
+            BatchStatus.RETRYING
+            if self._retry_heap and fresh == 0 and not self._cancelled
+            else BatchStatus.PROCESSING
+        )
+        if status != self._record.status:
+            self._record = self._record.evolve(status=status)
+            self._store.put_batch(self._record)
+            self._status_dirty = True
+        self._write_status()
+
+    def _on_tick(self) -> None:
+        if self._record.phase != "running":
+            return
+        self._report_demand()
+        self._write_status()
+
+    def _cancel(self) -> None:
+        if self._record.phase not in {"running", "enumerating"}:
+            return
+        self._cancelled = True
+        self._retry_heap.clear()
+        self._record = self._record.evolve(status=BatchStatus.CANCELLED)
+        self._store.put_batch(self._record)
+        logger.info("batch %s cancelled", self._batch_id, extra=self._log_extra())
+        self._after_change()
+
+    # -- status.json -------------------------------------------------------------------
+
+    def _live_counts(self) -> dict[str, int]:
+        return {
+            "total": self._record.total,
+            "pending": self._counts["pending"],
+            "processing": len(self._in_flight),
+            "done": self._counts["done"],
+            "failed": self._counts["failed"],
+            "skipped": self._counts["skipped"],
+        }
+
+    def _write_status(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and (
+            not self._status_dirty or now - self._last_status_write < STATUS_WRITE_INTERVAL_S
+        ):
+            return
+        document = outbox.status_document(
+            batch_id=self._batch_id,
+            status=str(self._record.status),
+            counts=self._live_counts(),
+            started_at=self._record.started_at,
+            updated_at=utc_now_iso(),
+        )
+        try:
+            outbox.write_json_atomic(Path(self._record.outbox_dir) / outbox.STATUS_FILE, document)
+        except OutboxError:
+            logger.warning("cannot write status.json", exc_info=True, extra=self._log_extra())
+        self._status_dirty = False
+        self._last_status_write = now
+
+    # -- finalisation ------------------------------------------------------------------
+
+    def _finalize(self) -> None:
+        if self._record.phase in {"running", "enumerating"}:
+            counts = self._live_counts()
+            status = (
+                BatchStatus.CANCELLED
+                if self._cancelled
+                else final_batch_status(counts["done"], counts["failed"])
+            )
+            self._record = self._record.evolve(
+                phase="finalizing",
+                status=status,
+                completed_at=utc_now_iso(),
+                final_counts=counts,
+            )
+            self._store.put_batch(self._record)
+        if self._record.phase == "finalizing":
+            summary = self._write_outbox()
+            self._record = self._record.evolve(phase="written")
+            self._store.put_batch(self._record)
+            self._listener.batch_finished(
+                self._settings.inbox.name, str(self._record.status), summary
+            )
+        if self._record.phase == "written":
+            self._dispose_input()
+        logger.info(
+            "batch %s %s: %s",
+            self._batch_id,
+            self._record.status,
+            _progress_text(self._record.final_counts),
+            extra=self._log_extra(),
+        )
+        self._supervisor.tell(BatchFinished(self._batch_id, str(self._record.status)))
+        self.actor_ref.stop(block=False)
+
+    def _write_outbox(self) -> dict[str, Any]:
+        batch_dir = Path(self._record.outbox_dir)
+        batch_dir.mkdir(parents=True, exist_ok=True)
+        self._index_done_images()
+        outbox.write_results(batch_dir, self._final_records())
+        counts = self._record.final_counts
+        fields = outbox.status_document(
+            batch_id=self._batch_id,
+            status=str(self._record.status),
+            counts=counts,
+            started_at=self._record.started_at,
+            updated_at=self._record.completed_at or utc_now_iso(),
+        )
+        outbox.write_json_atomic(batch_dir / outbox.STATUS_FILE, fields)
+        fields["completed_at"] = self._record.completed_at
+        fields["duration_seconds"] = _duration_s(self._record)
+        fields["tags"] = list(self._record.tags)
+        fields["priority"] = str(self._record.priority)
+        if self._record.note:
+            fields["note"] = self._record.note
+        summary = outbox.summarize(
+            _read_jsonl(batch_dir / outbox.RESULTS_JSONL),
+            status_fields=fields,
+            config_fingerprint=self._settings.config_fingerprint,
+        )
+        outbox.write_json_atomic(batch_dir / outbox.SUMMARY_FILE, summary)
+        return summary
+
+    def _index_done_images(self) -> None:
+        pending: list[IndexedImage] = []
+        for path in self._store.iter_paths(self._record):
+            indexed = self._indexed(path)
+            if indexed is not None:
+                pending.append(indexed)
+            if len(pending) >= _INDEX_BATCH:
+                self._history.add_many(pending)
+                pending = []
+        if pending:
+            self._history.add_many(pending)
+
+    def _indexed(self, path: str) -> IndexedImage | None:
+        image = self._store.get_image(self._batch_id, path)
+        if image is None or image.status != ImageStatus.DONE or image.result is None:
+            return None
+        result = image.result
+        return IndexedImage(
+            ref=ImageRef(self._batch_id, path),
+            sha256=result["file"]["sha256"],
+            pixel_digest=result.get("pixel_digest"),
+            hashes=result.get("hashes") or {},
+            analysis_version=ANALYSIS_VERSION,
+        )
+
+    def _final_records(self) -> Iterator[dict[str, Any]]:
+        for path in sorted(self._store.iter_paths(self._record)):
+            image = self._store.get_image(self._batch_id, path)
+            yield self._final_record(path, image)
+
+    def _final_record(self, path: str, image: ImageRecord | None) -> dict[str, Any]:
+        image = image or ImageRecord(path=path)
+        result = image.result or {}
+        duplicates = None
+        indexed = self._indexed(path) if image.status == ImageStatus.DONE else None
+        if indexed is not None:
+            matches = self._history.find(
+                indexed, max_distance=self._settings.near_duplicate_distance
+            )
+            duplicates = [
+                {
+                    "tier": match.tier,
+                    "path": match.ref.path,
+                    "seen_in": None if match.ref.batch_id == self._batch_id else match.ref.batch_id,
+                    "distances": match.distances,
+                }
+                for match in matches
+            ]
+        file_section = result.get("file")
+        if file_section is None and image.source_url is not None:
+            file_section = {"source_url": image.source_url}
+        return {
+            "path": path,
+            "group": None if path.startswith(URL_PATH_PREFIX) else group_of(path),
+            "status": str(image.status),
+            "error": image.error if image.status != ImageStatus.DONE else None,
+            "attempts": image.attempts,
+            "duration_ms": image.duration_ms,
+            "file": file_section,
+            "image": result.get("image"),
+            "exif": result.get("exif"),
+            "colors": result.get("colors"),
+            "hashes": result.get("hashes"),
+            "duplicates": duplicates,
+            "analysis_version": ANALYSIS_VERSION,
+        }
+
+    def _dispose_input(self) -> None:
+        source = Path(self._record.source)
+        action = self._settings.inbox.on_complete
+        archived_to: str | None = None
+        if self._record.keep_input or action == "keep" or not source.exists():
+            pass
+        elif action == "delete":
+            _delete(source)
+        else:
+            archived_to = str(self._archive(source))
+        self._record = self._record.evolve(phase="done", archived_to=archived_to)
+        self._store.put_batch(self._record)
+
+    def _archive(self, source: Path) -> Path:
+        inbox = self._settings.inbox
+        failed = self._record.final_counts.get("failed", 0) > 0
+        target_root = inbox.failed if failed and inbox.failed is not None else inbox.archive
+        target_root.mkdir(parents=True, exist_ok=True)
+        target = target_root / self._batch_id
+        suffix = 2
+        while target.exists():
+            target = target_root / f"{self._batch_id}-{suffix}"
+            suffix += 1
+        shutil.move(str(source), str(target))
+        return target
+
+    def _log_extra(self) -> dict[str, Any]:
+        return {"batch_id": self._batch_id, "inbox": self._settings.inbox.name}
+
+
+def _entries_with_urls(
+    source: Path, inbox: InboxConfig, downloads_dir: Path
+) -> Iterator[tuple[str, ImageRecord | None]]:
+    """(path, record) for every input: local files, then urls.txt lines, in path order."""
+    del downloads_dir
+    for entry in iter_batch_entries(source, inbox.ready_marker, inbox.ignore):
+        if entry.refused is None:
+            yield entry.relpath, None
+        else:
+            error = {"code": "REFUSED", "message": clip_message(entry.refused), "retryable": False}
+            yield (
+                entry.relpath,
+                ImageRecord(path=entry.relpath, status=ImageStatus.FAILED, error=error),
+            )
+    urls = source / URLS_FILE if source.is_dir() else None
+    if urls is not None and urls.is_file() and not urls.is_symlink():
+        yield from _url_entries(urls)
+
+
+def _url_entries(urls: Path) -> Iterator[tuple[str, ImageRecord | None]]:
+    from medianalysed.downloads import parse_url_line  # noqa: PLC0415 - keeps httpx lazy
+    from medianalysed.errors import AnalysisError  # noqa: PLC0415
+
+    lines = urls.read_text(encoding="utf-8", errors="replace").splitlines()
+    width = max(4, len(str(len(lines))))
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        path = f"{URL_PATH_PREFIX}{number:0{width}d}"
+        try:
+            url = parse_url_line(text)
+        except AnalysisError as exc:
+            yield (
+                path,
+                ImageRecord(
+                    path=path, status=ImageStatus.FAILED, error=exc.to_json(), source_url=text[:500]
+                ),
+            )
+            continue
+        yield path, ImageRecord(path=path, source_url=url)
+
+
+def _evolve_image(base: ImageRecord, **changes: Any) -> ImageRecord:
+    from dataclasses import replace  # noqa: PLC0415
+
+    return replace(base, **changes)
+
+
+def _input_root(record: BatchRecord) -> Path:
+    source = Path(record.source)
+    # A loose file at the inbox root is a batch of one: its path is relative to the inbox.
+    return source.parent if record.loose_file else source
+
+
+def _safe_name(path: str) -> str:
+    return path.replace("/", "_").replace("#", "_")
+
+
+def _delete(source: Path) -> None:
+    if source.is_dir() and not source.is_symlink():
+        shutil.rmtree(source)
+    else:
+        source.unlink(missing_ok=True)
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _duration_s(record: BatchRecord) -> float | None:
+    from datetime import datetime  # noqa: PLC0415
+
+    if not record.started_at or not record.completed_at:
+        return None
+    started = datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
+    completed = datetime.fromisoformat(record.completed_at.replace("Z", "+00:00"))
+    return round((completed - started).total_seconds(), 3)
+
+
+def _progress_text(counts: dict[str, int]) -> str:
+    finished = counts.get("done", 0) + counts.get("failed", 0) + counts.get("skipped", 0)
+    return f"{finished}/{counts.get('total', 0)} ({counts.get('failed', 0)} failed)"

@@ -1,0 +1,541 @@
+"""SupervisorActor: turns inbox entries into batches and shares the workers between them.
+
+- Folders (and loose files) seen in an inbox are tracked until ready (ready marker, or
+  nothing changed for `settle_seconds`), then claimed in state and started as a batch;
+  a claim makes sure no input is ever started twice.
+- The image actors form one pool, bounded by `[processing] workers` across all batches.
+  Batches say how many images they could start (`WorkWanted`); an idle worker goes to
+  the highest-priority batch, round-robin between equals (`SlotGranted`).
+- Crashed image actors are replaced (a bounded number of times per minute); a crashed
+  batch actor is restarted from its persisted state.
+"""
+
+from __future__ import annotations
+
+import _thread
+import logging
+import os
+import time
+import tomllib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from medianalysed import outbox
+from medianalysed.actors.batch import BatchActor, BatchListener, BatchSettings
+from medianalysed.config import Config, InboxConfig
+from medianalysed.errors import ErrorCode
+from medianalysed.messages import (
+    BatchCrashed,
+    BatchFinished,
+    CancelBatch,
+    ControlCommand,
+    ImageAnalysed,
+    PathSeen,
+    Shutdown,
+    SlotGranted,
+    SlotReturned,
+    Snapshot,
+    SubmitBatch,
+    Tick,
+    WorkerCrashed,
+    WorkerIdle,
+    WorkWanted,
+)
+from medianalysed.models import BatchStatus, Priority, utc_now_iso
+from medianalysed.readiness import SettleTracker, is_batch_candidate, snapshot_tree
+from medianalysed.state import BatchRecord, StateStore
+
+logger = logging.getLogger(__name__)
+
+MAX_ACTIVE_BATCHES = 8
+MAX_WORKER_RESTARTS_PER_MINUTE = 20
+MAX_BATCH_RESTARTS = 3
+CANDIDATE_CHECK_INTERVAL_S = 1.0
+BATCH_OPTIONS_FILE = "batch.toml"
+
+
+@dataclass(slots=True)
+class _Candidate:
+    inbox: InboxConfig
+    path: Path
+    first_seen: float
+    last_checked: float = 0.0
+
+
+@dataclass(slots=True)
+class _Demand:
+    priority: Priority
+    ready: int = 0
+    grants_sent: int = 0
+    grants_received: int = 0
+    last_grant: float = 0.0
+
+    @property
+    def outstanding(self) -> int:
+        return max(0, self.ready - (self.grants_sent - self.grants_received))
+
+
+@dataclass(slots=True)
+class _ActiveBatch:
+    ref: pykka.ActorRef[Any]
+    record: BatchRecord
+    restarts: int = 0
+
+
+@dataclass(slots=True)
+class SupervisorParts:
+    """What the composition root hands to the supervisor."""
+
+    config: Config
+    store: StateStore
+    history: Any
+    worker_factory: Callable[[pykka.ActorRef[Any]], pykka.ActorRef[Any]]
+    batch_settings: Callable[[InboxConfig], BatchSettings]
+    listener: BatchListener = field(default_factory=BatchListener)
+    on_settled: Callable[[str, float], None] = lambda _inbox, _seconds: None
+    on_gauges: Callable[[dict[str, int]], None] = lambda _gauges: None
+
+
+class SupervisorActor(pykka.ThreadingActor):
+    """Owns the inboxes' candidates, the batch actors and the worker pool."""
+
+    def __init__(self, parts: SupervisorParts, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._parts = parts
+        self._config = parts.config
+        self._store = parts.store
+        self._clock = clock
+        self._inboxes = {inbox.name: inbox for inbox in parts.config.inboxes}
+        self._trackers = {
+            inbox.name: SettleTracker(inbox.settle_seconds, clock) for inbox in parts.config.inboxes
+        }
+        self._candidates: dict[str, _Candidate] = {}
+        self._queued: deque[str] = deque()
+        self._active: dict[str, _ActiveBatch] = {}
+        self._demand: dict[str, _Demand] = {}
+        self._idle: list[pykka.ActorRef[Any]] = []
+        self._busy: set[str] = set()
+        self._workers: list[pykka.ActorRef[Any]] = []
+        self._worker_restarts: deque[float] = deque()
+        self._last_rescan: dict[str, float] = {}
+        self._stopping = False
+        self._paused = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Start the worker pool and resume every unfinished batch from state."""
+        for _ in range(self._config.processing.effective_workers):
+            self._add_worker()
+        self._paused = self._store.is_paused()
+        for record in self._store.iter_batches():
+            if record.phase != "done":
+                logger.info("resuming batch %s (%s)", record.batch_id, record.phase)
+                self._queued.append(record.batch_id)
+        self._start_queued()
+
+    def on_stop(self) -> None:
+        """Stop batches, then workers; unfinished images stay pending in state."""
+        for active in list(self._active.values()):
+            active.ref.stop(block=False)
+        for worker in self._workers:
+            worker.stop(block=False)
+
+    def on_receive(self, message: Any) -> Any:
+        """Dispatch one message (runs in this actor's thread)."""
+        match message:
+            case PathSeen():
+                self._on_path_seen(message)
+            case Tick():
+                self._on_tick(message)
+            case SubmitBatch():
+                self._create_batch(self._inboxes[message.inbox], Path(message.path))
+            case WorkWanted():
+                self._on_work_wanted(message)
+            case SlotReturned():
+                self._on_worker_free(message.worker)
+            case WorkerIdle():
+                self._on_worker_free(message.worker)
+            case WorkerCrashed():
+                self._on_worker_crashed(message)
+            case BatchFinished():
+                self._on_batch_finished(message)
+            case BatchCrashed():
+                self._on_batch_crashed(message)
+            case ControlCommand():
+                self._on_control(message)
+            case Shutdown():
+                self._stopping = True
+            case Snapshot():
+                return self._snapshot()
+            case _:
+                return super().on_receive(message)
+        return None
+
+    # -- candidates and readiness ------------------------------------------------------
+
+    def _on_path_seen(self, message: PathSeen) -> None:
+        inbox = self._inboxes.get(message.inbox)
+        if inbox is None:
+            return
+        path = Path(message.path)
+        if path.parent != inbox.path or not is_batch_candidate(path.name, inbox.ignore):
+            return
+        key = _candidate_key(inbox.name, path.name)
+        if key not in self._candidates:
+            self._candidates[key] = _Candidate(inbox, path, self._clock())
+
+    def _rescan(self, inbox: InboxConfig) -> None:
+        self._last_rescan[inbox.name] = self._clock()
+        try:
+            names = os.listdir(inbox.path)
+        except OSError as exc:
+            logger.warning("cannot list inbox %s: %s", inbox.path, exc.strerror)
+            return
+        for name in names:
+            self._on_path_seen(PathSeen(inbox.name, str(inbox.path / name)))
+
+    def _check_candidates(self, now: float) -> None:
+        for key, candidate in list(self._candidates.items()):
+            if now - candidate.last_checked < CANDIDATE_CHECK_INTERVAL_S:
+                continue
+            candidate.last_checked = now
+            self._check_candidate(key, candidate, now)
+
+    def _check_candidate(self, key: str, candidate: _Candidate, now: float) -> None:
+        tracker = self._trackers[candidate.inbox.name]
+        path = candidate.path
+        if self._already_claimed(candidate.inbox, path):
+            self._forget_candidate(key)
+            return
+        try:
+            snapshot = snapshot_tree(path, candidate.inbox.ready_marker)
+        except FileNotFoundError:
+            self._forget_candidate(key)
+            return
+        if not tracker.observe(key, snapshot) or self._paused or self._stopping:
+            return
+        self._parts.on_settled(candidate.inbox.name, now - candidate.first_seen)
+        self._forget_candidate(key)
+        self._create_batch(candidate.inbox, path)
+
+    def _forget_candidate(self, key: str) -> None:
+        self._candidates.pop(key, None)
+        for tracker in self._trackers.values():
+            tracker.forget(key)
+
+    def _already_claimed(self, inbox: InboxConfig, path: Path) -> bool:
+        claim = self._store.claim_for(_candidate_key(inbox.name, path.name))
+        if claim is None:
+            return False
+        batch_id, identity = claim
+        if batch_id in self._active or batch_id in self._queued:
+            return True
+        try:
+            return identity == _identity(path)
+        except OSError:
+            return True
+
+    # -- batches -----------------------------------------------------------------------
+
+    def _create_batch(self, inbox: InboxConfig, path: Path) -> None:
+        try:
+            identity = _identity(path)
+        except OSError:
+            return
+        loose = path.is_file()
+        name = path.stem if loose else path.name
+        batch_id = self._unique_batch_id(inbox, name)
+        options, note = _read_batch_options(path) if not loose else ({}, "")
+        record = BatchRecord(
+            batch_id=batch_id,
+            inbox=inbox.name,
+            source=str(path),
+            outbox_dir=str(inbox.outbox / batch_id),
+            loose_file=loose,
+            priority=options.get("priority", Priority.NORMAL),
+            tags=options.get("tags", ()),
+            callback_url=options.get("callback_url", ""),
+            keep_input=False,
+            created_at=utc_now_iso(),
+            note=note,
+        )
+        self._store.create_batch(record, _candidate_key(inbox.name, path.name), identity)
+        Path(record.outbox_dir).mkdir(parents=True, exist_ok=True)
+        outbox.write_json_atomic(
+            Path(record.outbox_dir) / outbox.STATUS_FILE,
+            outbox.status_document(
+                batch_id=batch_id,
+                status=str(BatchStatus.QUEUED),
+                counts={
+                    "total": 0,
+                    "pending": 0,
+                    "processing": 0,
+                    "done": 0,
+                    "failed": 0,
+                    "skipped": 0,
+                },
+                started_at=None,
+                updated_at=utc_now_iso(),
+            ),
+        )
+        logger.info("batch %s queued from %s", batch_id, path, extra={"batch_id": batch_id})
+        self._queued.append(batch_id)
+        self._start_queued()
+
+    def _unique_batch_id(self, inbox: InboxConfig, name: str) -> str:
+        candidate = name
+        suffix = 2
+        while self._store.has_batch(candidate) or (inbox.outbox / candidate).exists():
+            candidate = f"{name}-{suffix}"
+            suffix += 1
+        return candidate
+
+    def _start_queued(self) -> None:
+        if self._stopping or not self._queued:
+            return
+        ordered = sorted(self._queued, key=self._queue_rank)
+        for batch_id in ordered:
+            if len(self._active) >= MAX_ACTIVE_BATCHES:
+                break
+            self._queued.remove(batch_id)
+            record = self._store.get_batch(batch_id)
+            if record is None or record.phase == "done":
+                continue
+            self._start_batch(record)
+
+    def _queue_rank(self, batch_id: str) -> tuple[int, str]:
+        record = self._store.get_batch(batch_id)
+        if record is None:
+            return (9, batch_id)
+        return (record.priority.rank, record.created_at)
+
+    def _start_batch(self, record: BatchRecord, restarts: int = 0) -> None:
+        inbox = self._inboxes.get(record.inbox)
+        if inbox is None:
+            logger.error(
+                "batch %s belongs to inbox %r, which is no longer configured; left as is",
+                record.batch_id,
+                record.inbox,
+            )
+            return
+        ref = BatchActor.start(
+            record=record,
+            settings=self._parts.batch_settings(inbox),
+            store=self._store,
+            history=self._parts.history,
+            supervisor=self.actor_ref,
+            listener=self._parts.listener,
+        )
+        self._active[record.batch_id] = _ActiveBatch(ref=ref, record=record, restarts=restarts)
+        self._demand[record.batch_id] = _Demand(priority=record.priority)
+
+    def _on_batch_finished(self, message: BatchFinished) -> None:
+        active = self._active.pop(message.batch_id, None)
+        self._demand.pop(message.batch_id, None)
+        record = self._store.get_batch(message.batch_id)
+        if record is not None and record.phase == "done":
+            inbox = self._inboxes.get(record.inbox)
+            moved = record.archived_to is not None or not Path(record.source).exists()
+            if inbox is not None and moved:
+                self._store.release_claim(_candidate_key(inbox.name, Path(record.source).name))
+        del active
+        self._start_queued()
+        self._schedule()
+
+    def _on_batch_crashed(self, message: BatchCrashed) -> None:
+        active = self._active.pop(message.batch_id, None)
+        self._demand.pop(message.batch_id, None)
+        logger.error("batch actor %s crashed: %s", message.batch_id, message.reason)
+        record = self._store.get_batch(message.batch_id)
+        restarts = 0 if active is None else active.restarts + 1
+        if record is None or restarts > MAX_BATCH_RESTARTS:
+            logger.error("batch %s left as is after %d restarts", message.batch_id, restarts)
+            return
+        self._start_batch(record, restarts=restarts)
+
+    # -- worker scheduling -------------------------------------------------------------
+
+    def _add_worker(self) -> None:
+        worker = self._parts.worker_factory(self.actor_ref)
+        self._workers.append(worker)
+        self._idle.append(worker)
+
+    def _on_work_wanted(self, message: WorkWanted) -> None:
+        demand = self._demand.get(message.batch_id)
+        if demand is None:
+            return
+        demand.ready = message.ready
+        demand.grants_received = message.grants_received
+        self._schedule()
+
+    def _on_worker_free(self, worker: pykka.ActorRef[Any]) -> None:
+        self._busy.discard(worker.actor_urn)
+        if worker in self._workers and worker not in self._idle:
+            self._idle.append(worker)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        while self._idle and not self._stopping:
+            batch_id = self._pick_batch()
+            if batch_id is None:
+                break
+            worker = self._idle.pop()
+            demand = self._demand[batch_id]
+            demand.grants_sent += 1
+            demand.last_grant = self._clock()
+            self._busy.add(worker.actor_urn)
+            self._active[batch_id].ref.tell(SlotGranted(worker=worker))
+        self._publish_gauges()
+
+    def _pick_batch(self) -> str | None:
+        wanting = [
+            (d.priority.rank, d.last_grant, b)
+            for b, d in self._demand.items()
+            if d.outstanding > 0 and b in self._active
+        ]
+        if not wanting:
+            return None
+        return min(wanting)[2]
+
+    def _on_worker_crashed(self, message: WorkerCrashed) -> None:
+        logger.error("image actor crashed: %s", message.reason)
+        self._busy.discard(message.worker.actor_urn)
+        if message.worker in self._workers:
+            self._workers.remove(message.worker)
+        if message.worker in self._idle:
+            self._idle.remove(message.worker)
+        job = message.job
+        if job is not None:
+            job.reply_to.tell(
+                ImageAnalysed(
+                    path=job.path,
+                    attempt=job.attempt,
+                    result=None,
+                    error={
+                        "code": str(ErrorCode.INTERNAL),
+                        "message": f"image actor crashed: {message.reason}"[:200],
+                        "retryable": False,
+                    },
+                    duration_ms=0.0,
+                )
+            )
+        now = self._clock()
+        self._worker_restarts.append(now)
+        while self._worker_restarts and now - self._worker_restarts[0] > 60:
+            self._worker_restarts.popleft()
+        if len(self._worker_restarts) > MAX_WORKER_RESTARTS_PER_MINUTE:
+            logger.critical("image actors crash repeatedly; stopping the daemon")
+            _thread.interrupt_main()
+            return
+        self._add_worker()
+        self._schedule()
+
+    # -- ticks, control, snapshot -----------------------------------------------------
+
+    def _on_tick(self, message: Tick) -> None:
+        now = self._clock()
+        self._paused = self._store.is_paused()
+        for inbox in self._inboxes.values():
+            last = self._last_rescan.get(inbox.name)
+            if last is None or now - last >= inbox.rescan_seconds:
+                self._rescan(inbox)
+        self._check_candidates(now)
+        for active in self._active.values():
+            active.ref.tell(message)
+        self._start_queued()
+        self._schedule()
+
+    def _on_control(self, message: ControlCommand) -> None:
+        if message.verb == "cancel":
+            self._cancel(message.batch_id)
+        elif message.verb in {"pause", "resume"}:
+            self._paused = message.verb == "pause"
+        else:
+            logger.warning("unknown control command %r ignored", message.verb)
+
+    def _cancel(self, batch_id: str) -> None:
+        active = self._active.get(batch_id)
+        if active is not None:
+            active.ref.tell(CancelBatch())
+            return
+        if batch_id in self._queued:
+            record = self._store.get_batch(batch_id)
+            if record is not None:
+                self._store.put_batch(record.evolve(status=BatchStatus.CANCELLED))
+            # It still runs, to write its outbox files and archive its input.
+            self._queued.remove(batch_id)
+            if record is not None:
+                self._start_batch(record.evolve(status=BatchStatus.CANCELLED))
+                self._active[batch_id].ref.tell(CancelBatch())
+
+    def _publish_gauges(self) -> None:
+        self._parts.on_gauges(
+            {
+                "workers": len(self._workers),
+                "workers_busy": len(self._busy),
+                "queue_depth": sum(d.outstanding for d in self._demand.values()),
+                "batches_in_progress": len(self._active) + len(self._queued),
+            }
+        )
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "active": sorted(self._active),
+            "queued": list(self._queued),
+            "candidates": {
+                key.replace("\x00", "/"): str(c.path) for key, c in self._candidates.items()
+            },
+            "waiting": {name: tracker.waiting() for name, tracker in self._trackers.items()},
+            "workers": len(self._workers),
+            "workers_busy": len(self._busy),
+            "paused": self._paused,
+            "stopping": self._stopping,
+        }
+
+
+def _candidate_key(inbox: str, name: str) -> str:
+    return f"{inbox}\x00{name}"
+
+
+def _identity(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_dev}:{stat.st_ino}"
+
+
+def _read_batch_options(path: Path) -> tuple[dict[str, Any], str]:
+    """Options from `batch.toml`; a bad file is reported in the batch's note, not fatal."""
+    options_file = path / BATCH_OPTIONS_FILE
+    if not options_file.is_file():
+        return {}, ""
+    try:
+        data = tomllib.loads(options_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return {}, f"batch.toml ignored: {exc}"
+    options: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in data.items():
+        if key == "priority":
+            try:
+                options["priority"] = Priority(str(value))
+            except ValueError:
+                problems.append(f"priority must be high, normal or low, got {value!r}")
+        elif key == "tags":
+            if isinstance(value, list) and all(isinstance(tag, str) for tag in value):
+                options["tags"] = tuple(value)
+            else:
+                problems.append("tags must be a list of strings")
+        elif key == "callback_url":
+            if isinstance(value, str) and value.startswith(("http://", "https://")):
+                options["callback_url"] = value
+            else:
+                problems.append("callback_url must be an http(s) URL")
+        else:
+            problems.append(f"unknown key {key!r} (known: callback_url, priority, tags)")
+    note = f"batch.toml: {'; '.join(problems)}" if problems else ""
+    return options, note

@@ -1,0 +1,373 @@
+"""Composition root: builds the daemon, runs its main loop, stops it in reverse order.
+
+Start order: state -> duplicate index -> metrics endpoint -> worker process pool ->
+supervisor (resumes unfinished batches) -> inbox watchers (watch first, then the
+supervisor's rescans catch what was already there) -> READY=1.
+
+The main thread only loops on `Event.wait`: it ticks the supervisor, drains the signal
+queue and the CLI's control queue, and pings the systemd watchdog while healthy.
+
+Stop order (SIGTERM): STOPPING=1 -> watchers -> supervisor stops handing out work ->
+in-flight images finish within the grace time -> actors -> process pool -> metrics
+endpoint -> duplicate index -> state. Images that did not finish stay pending in state
+and run at the next start.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pebble
+import pykka
+
+from medianalysed import __version__
+from medianalysed.actors.batch import BatchListener, BatchSettings
+from medianalysed.actors.image import ImageActor
+from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
+from medianalysed.analysis import AnalysisSettings
+from medianalysed.config import Config, InboxConfig, config_fingerprint, load_config
+from medianalysed.downloads import Downloader
+from medianalysed.dupindex import HistoryIndex
+from medianalysed.errors import ConfigError, ExitCode, MedianalysedError, StartupError
+from medianalysed.messages import ControlCommand, Shutdown, Snapshot, Tick
+from medianalysed.metrics import Metrics, MetricsServer
+from medianalysed.models import ANALYSIS_VERSION
+from medianalysed.state import StateStore
+from medianalysed.systemd import Notifier, watchdog_interval
+from medianalysed.watch import InboxWatcher
+from medianalysed.worker import pool_context, worker_initializer
+
+logger = logging.getLogger(__name__)
+
+TICK_INTERVAL_S = 0.25
+SHUTDOWN_GRACE_S = 30.0
+STATUS_INTERVAL_S = 2.0
+
+
+class MetricsListener(BatchListener):
+    """Feeds batch events into the Prometheus metrics (called from batch actor threads)."""
+
+    def __init__(self, metrics: Metrics | None) -> None:
+        self._metrics = metrics
+
+    def image_finished(self, inbox: str, status: str, error_code: str | None, **info: Any) -> None:
+        """Count one image outcome."""
+        metrics = self._metrics
+        if metrics is None:
+            return
+        if status == "retry":
+            metrics.retries.inc()
+            return
+        metrics.images.labels(inbox=inbox, status=status).inc()
+        if error_code is not None:
+            metrics.image_errors.labels(code=error_code).inc()
+        if "duration_s" in info:
+            metrics.image_duration.observe(float(info["duration_s"]))
+        metrics.bytes_processed.inc(int(info.get("size", 0)))
+        if info.get("cached"):
+            metrics.content_cache_hits.inc()
+
+    def batch_finished(self, inbox: str, status: str, summary: dict[str, Any]) -> None:
+        """Count one finished batch."""
+        metrics = self._metrics
+        if metrics is None:
+            return
+        metrics.batches.labels(inbox=inbox, status=status).inc()
+        duration = summary.get("duration_seconds")
+        if isinstance(duration, int | float):
+            metrics.batch_duration.observe(float(duration))
+        for tier, groups in (summary.get("duplicates") or {}).items():
+            metrics.duplicates.labels(tier=tier).inc(len(groups))
+
+
+@dataclass
+class SignalQueue:
+    """Signal handlers only append here; the main loop does the work (STYLE §3.4.8)."""
+
+    received: deque[int] = field(default_factory=deque)
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def handler(self, signum: int, _frame: FrameType | None) -> None:
+        """The installed signal handler."""
+        self.received.append(signum)
+        self.wake.set()
+
+    def install(self) -> None:
+        """Register for SIGTERM, SIGINT, SIGHUP and SIGUSR1 (main thread only)."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            signal.signal(signum, self.handler)
+        faulthandler.register(signal.SIGUSR2, all_threads=True)
+
+
+class Daemon:
+    """The running daemon: every long-lived part and the order they start and stop in."""
+
+    def __init__(self, config: Config, *, watch: bool = True, serve_metrics: bool = True) -> None:
+        self.config = config
+        self._watch_enabled = watch
+        self._serve_metrics = serve_metrics
+        self.store: StateStore | None = None
+        self.history: HistoryIndex | None = None
+        self.metrics: Metrics | None = None
+        self.metrics_server: MetricsServer | None = None
+        self.pool: pebble.ProcessPool | None = None
+        self.downloader: Downloader | None = None
+        self.supervisor: pykka.ActorRef[Any] | None = None
+        self.watcher: InboxWatcher | None = None
+        self.notifier = Notifier()
+        self.ready = threading.Event()
+        self.stop_requested = threading.Event()
+
+    # -- start -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every part in order; raises StartupError with a remedy on failure."""
+        config = self.config
+        self.store = StateStore(config.daemon.state_dir)
+        self.history = HistoryIndex(self.store.history_dir, analysis_version=ANALYSIS_VERSION)
+        self.metrics = Metrics.create(__version__, [inbox.name for inbox in config.inboxes])
+        self.metrics.workers.set(config.processing.effective_workers)
+        self.metrics.up.set(1)
+        if self._serve_metrics and config.metrics.listen:
+            self.metrics_server = MetricsServer(
+                config.metrics.listen,
+                self.metrics.registry,
+                health=self.healthy,
+                ready=self.ready.is_set,
+            )
+            self.metrics_server.start()
+        self.pool = pebble.ProcessPool(
+            max_workers=config.processing.effective_workers,
+            context=pool_context(),
+            initializer=worker_initializer,
+        )
+        self.downloader = Downloader(config.downloads)
+        self.supervisor = SupervisorActor.start(self._supervisor_parts())
+        if self._watch_enabled:
+            self.watcher = InboxWatcher(self.supervisor, on_mode=self.metrics.set_watcher_mode)
+            self.watcher.start(config.inboxes)
+        self.supervisor.tell(Tick(time.monotonic()))
+        self.ready.set()
+        self.notifier.ready(f"watching {len(config.inboxes)} inbox(es)")
+        logger.info("medianalysed %s ready", __version__)
+
+    def _supervisor_parts(self) -> SupervisorParts:
+        assert self.store is not None
+        assert self.pool is not None
+        config = self.config
+        settings = AnalysisSettings.from_config(config)
+        store = self.store
+        pool = self.pool
+        downloader = self.downloader
+        metrics = self.metrics
+
+        def worker_factory(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+            return ImageActor.start(
+                pool=pool,
+                settings=settings,
+                timeout_s=config.processing.image_timeout_seconds,
+                content_dir=store.content_dir,
+                supervisor=supervisor,
+                downloader=downloader,
+            )
+
+        def batch_settings(inbox: InboxConfig) -> BatchSettings:
+            return BatchSettings(
+                inbox=inbox,
+                processing=config.processing,
+                near_duplicate_distance=config.analysis.near_duplicate_distance,
+                config_fingerprint=config_fingerprint(config),
+                downloads_dir=store.state_dir / "downloads",
+            )
+
+        def on_gauges(gauges: dict[str, int]) -> None:
+            if metrics is None:
+                return
+            metrics.workers_busy.set(gauges["workers_busy"])
+            metrics.queue_depth.set(gauges["queue_depth"])
+            metrics.images_pending.set(gauges["queue_depth"])
+            metrics.batches_in_progress.set(gauges["batches_in_progress"])
+
+        def on_settled(_inbox: str, seconds: float) -> None:
+            if metrics is not None:
+                metrics.settle_wait.observe(seconds)
+
+        return SupervisorParts(
+            config=config,
+            store=store,
+            history=self.history,
+            worker_factory=worker_factory,
+            batch_settings=batch_settings,
+            listener=MetricsListener(metrics),
+            on_settled=on_settled,
+            on_gauges=on_gauges,
+        )
+
+    # -- health ------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """Actors alive, watchers alive, state writable (cheap; any thread)."""
+        supervisor = self.supervisor
+        if supervisor is None or not supervisor.is_alive():
+            return False
+        if self.watcher is not None and not self.watcher.healthy():
+            return False
+        return self.store is not None and self.store.writable()
+
+    def snapshot(self, timeout: float = 2.0) -> dict[str, Any] | None:
+        """The supervisor's view, asked from a non-actor thread."""
+        if self.supervisor is None:
+            return None
+        try:
+            return dict(self.supervisor.ask(Snapshot(), timeout=timeout))
+        except (pykka.ActorDeadError, pykka.Timeout):
+            return None
+
+    # -- main loop ---------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """One main-loop step: nudge the supervisor and forward control commands."""
+        if self.supervisor is None or self.store is None:
+            return
+        while True:
+            try:
+                command = self.store.control.popleft()
+            except IndexError:
+                break
+            self.supervisor.tell(ControlCommand(**command))
+        if self.history is not None and self.metrics is not None:
+            self.metrics.ledger_entries.set(len(self.history))
+        self.supervisor.tell(Tick(time.monotonic()))
+
+    # -- stop --------------------------------------------------------------------------
+
+    def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop in reverse order; in-flight images get `grace_s` to finish."""
+        self.notifier.stopping()
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.supervisor is not None and self.supervisor.is_alive():
+            self.supervisor.tell(Shutdown())
+            self._drain(grace_s)
+            try:
+                self.supervisor.stop(block=True, timeout=10)
+            except pykka.Timeout:
+                logger.error("supervisor did not stop within 10 s")
+        pykka.ActorRegistry.stop_all(block=True, timeout=10)
+        if self.pool is not None:
+            self.pool.stop()
+            self.pool.join(timeout=10)
+        if self.downloader is not None:
+            self.downloader.close()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+        if self.history is not None:
+            self.history.close()
+        if self.store is not None:
+            self.store.close()
+        self.notifier.close()
+
+    def _drain(self, grace_s: float) -> None:
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            snapshot = self.snapshot(timeout=1.0)
+            if snapshot is None or snapshot["workers_busy"] == 0:
+                return
+            self.stop_requested.wait(0.1)
+        logger.warning("in-flight images did not finish within %.0f s; they will rerun", grace_s)
+
+
+def run(config: Config, config_path: Path | None) -> ExitCode:
+    """Run the daemon in the foreground until SIGTERM/SIGINT (main thread only)."""
+    signals = SignalQueue()
+    signals.install()
+    daemon = Daemon(config)
+    try:
+        daemon.start()
+    except MedianalysedError as exc:
+        logger.critical("cannot start: %s", exc)
+        daemon.stop(grace_s=0)
+        return ExitCode.FAILURE
+    exit_code = ExitCode.OK
+    try:
+        exit_code = _main_loop(daemon, signals, config_path)
+    except KeyboardInterrupt:
+        logger.info("interrupted")
+    finally:
+        logger.info("stopping")
+        daemon.stop()
+        logger.info("stopped")
+    return exit_code
+
+
+def _main_loop(daemon: Daemon, signals: SignalQueue, config_path: Path | None) -> ExitCode:
+    watchdog_every = watchdog_interval()
+    last_watchdog = 0.0
+    last_status = 0.0
+    while True:
+        signals.wake.wait(TICK_INTERVAL_S)
+        signals.wake.clear()
+        while signals.received:
+            signum = signals.received.popleft()
+            if signum in {signal.SIGTERM, signal.SIGINT}:
+                logger.info("received %s: draining", signal.Signals(signum).name)
+                return ExitCode.OK
+            if signum == signal.SIGHUP:
+                _reload(daemon, config_path)
+            elif signum == signal.SIGUSR1:
+                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        daemon.tick()
+        now = time.monotonic()
+        if watchdog_every is not None and now - last_watchdog >= watchdog_every:
+            if daemon.healthy():
+                daemon.notifier.watchdog()
+                last_watchdog = now
+            else:
+                logger.error("unhealthy: not pinging the systemd watchdog")
+        if now - last_status >= STATUS_INTERVAL_S:
+            last_status = now
+            daemon.notifier.status(status_line(daemon))
+
+
+def status_line(daemon: Daemon) -> str:
+    """A one-line summary for systemd's STATUS=."""
+    snapshot = daemon.snapshot(timeout=1.0)
+    if snapshot is None:
+        return "starting"
+    active = len(snapshot["active"]) + len(snapshot["queued"])
+    paused = ", paused" if snapshot["paused"] else ""
+    return (
+        f"{active} batches, {snapshot['workers_busy']}/{snapshot['workers']} workers busy{paused}"
+    )
+
+
+def _reload(daemon: Daemon, config_path: Path | None) -> None:
+    if config_path is None:
+        logger.warning("SIGHUP: running on built-in defaults, nothing to reload")
+        return
+    daemon.notifier.reloading()
+    try:
+        new_config = load_config(config_path)
+    except ConfigError as exc:
+        logger.error("SIGHUP: new configuration refused, keeping the old one: %s", exc)
+        daemon.notifier.ready("reload refused")
+        return
+    added = [i for i in new_config.inboxes if i.name not in {o.name for o in daemon.config.inboxes}]
+    if daemon.watcher is not None:
+        for inbox in added:
+            try:
+                daemon.watcher.watch(inbox)
+            except StartupError as exc:
+                logger.error("SIGHUP: cannot watch new inbox %s: %s", inbox.name, exc)
+    logger.info("SIGHUP: configuration reloaded (%d new inbox(es))", len(added))
+    daemon.notifier.ready("reloaded")

@@ -1,0 +1,301 @@
+"""The `medianalysed` command line (SPEC §5).
+
+Exit codes: 0 ok, 1 failure, 2 usage, 78 bad configuration.
+Control verbs write to the durable control queue in the state directory, so they work
+whether or not the daemon runs: a running daemon picks them up within a tick, a stopped
+one at its next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from medianalysed import __version__, outbox
+from medianalysed.config import (
+    Config,
+    InboxConfig,
+    find_config_path,
+    render_config,
+    resolve_config,
+)
+from medianalysed.errors import ConfigError, ExitCode, MedianalysedError
+from medianalysed.logs import setup_logging
+from medianalysed.state import BatchRecord, StateStore
+
+logger = logging.getLogger(__name__)
+
+ANALYZE_POLL_S = 0.2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every verb."""
+    parser = argparse.ArgumentParser(
+        prog="medianalysed",
+        description="Analyse folders of images dropped into watched inboxes.",
+    )
+    parser.add_argument("--version", action="version", version=f"medianalysed {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", type=Path, help="configuration file (TOML)")
+        return sub
+
+    add("run", "run the daemon in the foreground")
+    analyze = add("analyze", "analyse folders or files once, without the daemon")
+    analyze.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    analyze.add_argument("--out", type=Path, default=Path("outbox"), help="outbox directory")
+    analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
+    status = add("status", "show batches and their progress")
+    status.add_argument("batch", nargs="?", metavar="BATCH")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    cancel = add("cancel", "cancel a batch")
+    cancel.add_argument("batch", metavar="BATCH")
+    add("pause", "stop taking new batches")
+    add("resume", "take new batches again")
+    config = add("config", "check or show the configuration")
+    config.add_argument("action", choices=["check", "show"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if args.verb is None:
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"medianalysed: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    except MedianalysedError as exc:
+        print(f"medianalysed: {exc}", file=sys.stderr)
+        return ExitCode.FAILURE
+    except KeyboardInterrupt:
+        return ExitCode.FAILURE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    verb: str = args.verb
+    if verb == "config":
+        return _config(args)
+    config = resolve_config(args.config)
+    if verb == "run":
+        from medianalysed.app import run  # noqa: PLC0415 - keeps CLI start-up light
+
+        setup_logging(config.daemon.log_level, config.daemon.log_format)
+        return run(config, find_config_path(args.config))
+    if verb == "analyze":
+        return _analyze(config, args.paths, args.out, progress=not args.no_progress)
+    if verb == "status":
+        return _status(config, args.batch, as_json=args.json)
+    if verb in {"pause", "resume"}:
+        return _pause(config, paused=verb == "pause")
+    if verb == "cancel":
+        return _control(config, "cancel", args.batch)
+    return ExitCode.USAGE
+
+
+# -- config ----------------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> int:
+    path = find_config_path(args.config)
+    config = resolve_config(args.config)
+    if args.action == "check":
+        source = "built-in defaults" if path is None else str(path)
+        print(f"configuration ok: {source}")
+        return ExitCode.OK
+    print(render_config(config, mask_secrets=True), end="")
+    return ExitCode.OK
+
+
+# -- status and control ------------------------------------------------------------------
+
+
+def _status(config: Config, batch_id: str | None, *, as_json: bool) -> int:
+    store = StateStore(config.daemon.state_dir)
+    try:
+        records = [r for r in store.iter_batches() if batch_id is None or r.batch_id == batch_id]
+        if batch_id is not None and not records:
+            print(f"medianalysed: no batch named {batch_id!r}", file=sys.stderr)
+            return ExitCode.FAILURE
+        documents = [_status_of(record) for record in records]
+        paused = store.is_paused()
+        dead_letters = list(store.get_flag("dead_letters", []) or [])  # type: ignore[call-overload]
+    finally:
+        store.close()
+    if as_json:
+        print(
+            json.dumps(
+                {"batches": documents, "paused": paused, "dead_letters": dead_letters}, indent=2
+            )
+        )
+        return ExitCode.OK
+    if paused:
+        print("paused: new batches are not started (medianalysed resume)")
+    if not documents:
+        print("no batches")
+    for document in documents:
+        print(_status_text(document))
+    for letter in dead_letters:
+        print(f"dead letter: {letter}")
+    return ExitCode.OK
+
+
+def _status_of(record: BatchRecord) -> dict[str, Any]:
+    live = Path(record.outbox_dir) / outbox.STATUS_FILE
+    try:
+        document = dict(json.loads(live.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        document = outbox.status_document(
+            batch_id=record.batch_id,
+            status=str(record.status),
+            counts=record.final_counts or {"total": record.total},
+            started_at=record.started_at,
+            updated_at=record.completed_at or record.created_at,
+        )
+    document["status"] = str(record.status) if record.phase == "done" else document["status"]
+    return document
+
+
+def _status_text(document: dict[str, Any]) -> str:
+    counts = document.get("counts", {})
+    failed = counts.get("failed", 0)
+    failed_text = f" ({failed} failed)" if failed else ""
+    return (
+        f"{document['batch_id']}: {document['status']} {document.get('progress', '')}{failed_text}"
+    )
+
+
+def _pause(config: Config, *, paused: bool) -> int:
+    store = StateStore(config.daemon.state_dir)
+    try:
+        store.set_paused(paused)
+        store.control.append({"verb": "pause" if paused else "resume"})
+    finally:
+        store.close()
+    print("paused: no new batches start" if paused else "resumed")
+    return ExitCode.OK
+
+
+def _control(config: Config, verb: str, batch_id: str) -> int:
+    store = StateStore(config.daemon.state_dir)
+    try:
+        if store.get_batch(batch_id) is None:
+            print(f"medianalysed: no batch named {batch_id!r}", file=sys.stderr)
+            return ExitCode.FAILURE
+        store.control.append({"verb": verb, "batch_id": batch_id})
+    finally:
+        store.close()
+    print(f"{verb}: {batch_id} (takes effect within 2 s while the daemon runs)")
+    return ExitCode.OK
+
+
+# -- analyze -----------------------------------------------------------------------------
+
+
+def _analyze(config: Config, paths: Sequence[Path], out: Path, *, progress: bool) -> int:
+    from medianalysed.app import Daemon  # noqa: PLC0415
+    from medianalysed.messages import SubmitBatch  # noqa: PLC0415
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(f"medianalysed: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return ExitCode.USAGE
+    setup_logging("warning", config.daemon.log_format)
+    out = out.resolve()
+    with tempfile.TemporaryDirectory(prefix="medianalysed-analyze-") as state_dir:
+        inboxes = _analyze_inboxes(paths, out)
+        run_config = replace(
+            config,
+            daemon=replace(config.daemon, state_dir=Path(state_dir)),
+            inboxes=tuple(inboxes.values()),
+        )
+        daemon = Daemon(run_config, watch=False, serve_metrics=False)
+        daemon.start()
+        try:
+            assert daemon.supervisor is not None
+            for path in paths:
+                resolved = path.resolve()
+                inbox = inboxes[str(resolved.parent)]
+                daemon.supervisor.tell(SubmitBatch(inbox.name, str(resolved)))
+            records = _wait_for_batches(daemon, len(paths), progress=progress)
+        finally:
+            daemon.stop(grace_s=0)
+    failed = 0
+    for record in records:
+        counts = record.final_counts
+        failed += counts.get("failed", 0)
+        print(f"{record.batch_id}: {record.status} {_progress(counts)} -> {record.outbox_dir}")
+    return ExitCode.FAILURE if failed else ExitCode.OK
+
+
+def _analyze_inboxes(paths: Sequence[Path], out: Path) -> dict[str, InboxConfig]:
+    inboxes: dict[str, InboxConfig] = {}
+    for path in paths:
+        parent = str(path.resolve().parent)
+        if parent not in inboxes:
+            inboxes[parent] = InboxConfig(
+                name=f"analyze{len(inboxes) + 1}",
+                path=Path(parent),
+                outbox=out,
+                archive=out / ".archive",
+                on_complete="keep",
+                settle_seconds=0,
+                rescan_seconds=10**9,
+            )
+    return inboxes
+
+
+def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[BatchRecord]:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    store: StateStore = daemon.store
+    bar = tqdm(total=0, unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        while True:
+            daemon.tick()
+            records = list(store.iter_batches())
+            total = sum(r.total for r in records)
+            finished = sum(_finished(r) for r in records)
+            if bar.total != total:
+                bar.total = total
+            bar.n = finished
+            bar.refresh()
+            if len(records) >= expected and all(r.phase == "done" for r in records):
+                return records
+            daemon.stop_requested.wait(ANALYZE_POLL_S)
+    finally:
+        bar.close()
+
+
+def _finished(record: BatchRecord) -> int:
+    if record.phase == "done" or record.final_counts:
+        counts = record.final_counts
+    else:
+        try:
+            live = json.loads((Path(record.outbox_dir) / outbox.STATUS_FILE).read_text("utf-8"))
+            counts = live.get("counts", {})
+        except (OSError, ValueError):
+            return 0
+    return int(counts.get("done", 0) + counts.get("failed", 0) + counts.get("skipped", 0))
+
+
+def _progress(counts: dict[str, int]) -> str:
+    finished = counts.get("done", 0) + counts.get("failed", 0) + counts.get("skipped", 0)
+    failed = counts.get("failed", 0)
+    return f"{finished}/{counts.get('total', 0)}" + (f" ({failed} failed)" if failed else "")

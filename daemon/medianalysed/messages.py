@@ -1,0 +1,163 @@
+"""Every message the actors exchange: frozen dataclasses sent with `tell`.
+
+Who sends what to whom:
+
+| message          | from                  | to          |
+|------------------|-----------------------|-------------|
+| PathSeen         | InboxWatcher, rescans | Supervisor  |
+| SubmitBatch      | `analyze` command     | Supervisor  |
+| Tick             | app main loop         | Supervisor  |
+| Tick             | Supervisor            | BatchActor  |
+| ControlCommand   | app (control queue)   | Supervisor  |
+| WorkWanted       | BatchActor            | Supervisor  |
+| SlotReturned     | BatchActor            | Supervisor  |
+| BatchFinished    | BatchActor            | Supervisor  |
+| BatchCrashed     | BatchActor.on_failure | Supervisor  |
+| SlotGranted      | Supervisor            | BatchActor  |
+| CancelBatch      | Supervisor            | BatchActor  |
+| AnalyseImage     | BatchActor            | ImageActor  |
+| ImageAnalysed    | ImageActor            | BatchActor  |
+| WorkerIdle       | ImageActor            | Supervisor  |
+| WorkerCrashed    | ImageActor.on_failure | Supervisor  |
+| Snapshot (ask)   | app, tests            | Supervisor  |
+
+Commands are imperative, events past tense (STYLE §3.2). Nothing mutable is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from medianalysed.models import Priority
+
+
+@dataclass(frozen=True, slots=True)
+class PathSeen:
+    """Something appeared or changed directly inside an inbox."""
+
+    inbox: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitBatch:
+    """Start a batch from a path now, without waiting for readiness (`analyze`)."""
+
+    inbox: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A periodic nudge: check settling folders, due retries, control commands."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class ControlCommand:
+    """A command from the CLI, read from the durable control queue."""
+
+    verb: str
+    batch_id: str = ""
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkWanted:
+    """A batch has `ready` images it could hand to a worker right now."""
+
+    batch_id: str
+    priority: Priority
+    ready: int
+    grants_received: int
+
+
+@dataclass(frozen=True, slots=True)
+class SlotGranted:
+    """The supervisor lends a worker to a batch for one image."""
+
+    worker: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SlotReturned:
+    """A batch had nothing to do with a granted worker."""
+
+    batch_id: str
+    worker: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyseImage:
+    """Analyse one image of a batch and reply to `reply_to`."""
+
+    batch_id: str
+    path: str
+    file_path: str  # absolute path to read; for URLs, where to download to
+    source_url: str | None
+    attempt: int
+    reply_to: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageAnalysed:
+    """The outcome of one attempt: `result` on success, else `error` (code, message)."""
+
+    path: str
+    attempt: int
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    duration_ms: float
+    cached: bool = False
+    interrupted: bool = False  # the daemon is stopping: not an attempt, the image stays pending
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerIdle:
+    """An image actor finished its job and can take another."""
+
+    worker: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerCrashed:
+    """An image actor died on an unexpected exception."""
+
+    worker: pykka.ActorRef[Any]
+    job: AnalyseImage | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFinished:
+    """A batch reached a terminal status and its input was dealt with."""
+
+    batch_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCrashed:
+    """A batch actor died on an unexpected exception."""
+
+    batch_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelBatch:
+    """Stop a batch: pending images are not analysed; the batch ends `cancelled`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Stop taking new work; in-flight images finish or are checkpointed as pending."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Ask (from outside the actor system only) for a view of the supervisor's state."""

@@ -1,0 +1,376 @@
+"""Prometheus metrics (SPEC §7) and the HTTP endpoint serving them with /healthz and /readyz.
+
+Every metric lives in an injected `CollectorRegistry`, never prometheus_client's global
+`REGISTRY`, so tests and reloads get fresh series. Known label values are created at 0 up
+front: a labelled series does not exist until first used, and a missing series breaks
+`rate()` and alerts. No label ever carries a batch, file or folder name (cardinality).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+from medianalysed import __version__
+from medianalysed.errors import ErrorCode, StartupError
+from medianalysed.models import BatchStatus, ImageStatus
+
+logger = logging.getLogger(__name__)
+
+IMAGE_STATUSES: Final = (ImageStatus.DONE, ImageStatus.FAILED, ImageStatus.SKIPPED)
+BATCH_STATUSES: Final = (
+    BatchStatus.COMPLETED,
+    BatchStatus.PARTIAL,
+    BatchStatus.FAILED,
+    BatchStatus.CANCELLED,
+)
+DUPLICATE_TIERS: Final = ("exact", "same_pixels", "near")
+WEBHOOK_OUTCOMES: Final = ("delivered", "retry", "dead")
+WATCHER_MODES: Final = ("events", "polling")
+
+# 5 ms (a cached thumbnail) .. 120 s (twice the default image timeout).
+IMAGE_DURATION_BUCKETS: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+)  # fmt: skip
+# settle_seconds defaults to 5; slow uploads of large folders take minutes.
+SETTLE_WAIT_BUCKETS: Final = (
+    0.5, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+)  # fmt: skip
+BATCH_DURATION_BUCKETS: Final = (
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
+)  # fmt: skip
+
+
+class Metrics:
+    """Every metric of the daemon, registered in one registry.
+
+    The attributes are plain prometheus_client metrics: callers use `.labels(...).inc()`,
+    `.set()`, `.observe()` directly. prometheus_client metrics are thread-safe.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        version: str = __version__,
+        inbox_names: Sequence[str] = (),
+    ) -> None:
+        self.registry = registry
+        r = registry
+
+        # SPEC §7: the contract.
+        self.images = Counter(
+            "medianalysed_images_total",
+            "Images that reached a terminal status.",
+            ["inbox", "status"],
+            registry=r,
+        )
+        self.image_errors = Counter(
+            "medianalysed_image_errors_total",
+            "Failed or skipped images, by error code.",
+            ["code"],
+            registry=r,
+        )
+        self.image_duration = Histogram(
+            "medianalysed_image_duration_seconds",
+            "Time to analyse one image.",
+            buckets=IMAGE_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.batches = Counter(
+            "medianalysed_batches_total",
+            "Batches that reached a terminal status.",
+            ["inbox", "status"],
+            registry=r,
+        )
+        self.batches_in_progress = Gauge(
+            "medianalysed_batches_in_progress",
+            "Batches queued, processing or retrying.",
+            registry=r,
+        )
+        self.images_pending = Gauge(
+            "medianalysed_images_pending",
+            "Images of running batches not yet in a terminal status.",
+            registry=r,
+        )
+        self.retries = Counter(
+            "medianalysed_retries_total", "Retries of retryable image failures.", registry=r
+        )
+        self.bytes_processed = Counter(
+            "medianalysed_bytes_processed_total", "Bytes of image files analysed.", registry=r
+        )
+        self.webhook_deliveries = Counter(
+            "medianalysed_webhook_deliveries_total",
+            "Webhook delivery attempts, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "medianalysed_build_info",
+            "Always 1; the version label says which build runs.",
+            ["version"],
+            registry=r,
+        )
+
+        # Internals.
+        self.queue_depth = Gauge(
+            "medianalysed_queue_depth", "Images waiting for a worker.", registry=r
+        )
+        self.workers_busy = Gauge(
+            "medianalysed_workers_busy", "Workers analysing an image now.", registry=r
+        )
+        self.workers = Gauge("medianalysed_workers", "Configured workers.", registry=r)
+        self.settle_wait = Histogram(
+            "medianalysed_settle_wait_seconds",
+            "Time from the first sight of a batch folder until it is ready.",
+            buckets=SETTLE_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.batch_duration = Histogram(
+            "medianalysed_batch_duration_seconds",
+            "Time from the start of a batch to its terminal status.",
+            buckets=BATCH_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.watcher_mode = Gauge(
+            "medianalysed_watcher_mode",
+            "1 for the watch mode an inbox actually uses, 0 for the others.",
+            ["inbox", "mode"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "medianalysed_duplicates_total",
+            "Duplicate images found, by tier.",
+            ["tier"],
+            registry=r,
+        )
+        self.ledger_entries = Gauge(
+            "medianalysed_ledger_entries", "Entries in the history index.", registry=r
+        )
+        self.dead_letters = Gauge(
+            "medianalysed_dead_letters",
+            "Webhook deliveries that gave up after their last attempt.",
+            registry=r,
+        )
+        self.content_cache_hits = Counter(
+            "medianalysed_content_cache_hits_total",
+            "Images whose analysis came from the content cache.",
+            registry=r,
+        )
+        self.worker_restarts = Counter(
+            "medianalysed_worker_restarts_total", "Worker processes restarted.", registry=r
+        )
+        self.up = Gauge("medianalysed_up", "1 while the daemon runs.", registry=r)
+
+        self._preinitialise()
+        self.build_info.labels(version=version).set(1)
+        self.up.set(1)
+        for name in inbox_names:
+            self.add_inbox(name)
+
+    @classmethod
+    def create(cls, version: str, inbox_names: Sequence[str]) -> Metrics:
+        """Create the metrics in a fresh registry of their own."""
+        return cls(CollectorRegistry(), version=version, inbox_names=inbox_names)
+
+    def add_inbox(self, name: str) -> None:
+        """Create the series of one inbox at 0 (idempotent; also for inboxes added on reload)."""
+        for status in IMAGE_STATUSES:
+            self.images.labels(inbox=name, status=status)
+        for batch_status in BATCH_STATUSES:
+            self.batches.labels(inbox=name, status=batch_status)
+        for mode in WATCHER_MODES:
+            self.watcher_mode.labels(inbox=name, mode=mode)
+
+    def set_watcher_mode(self, inbox: str, mode: str) -> None:
+        """Mark `mode` ("events" or "polling") as the one `inbox` uses, the others as 0."""
+        for known in {*WATCHER_MODES, mode}:
+            self.watcher_mode.labels(inbox=inbox, mode=known).set(1 if known == mode else 0)
+
+    def _preinitialise(self) -> None:
+        for code in ErrorCode:
+            self.image_errors.labels(code=code)
+        for tier in DUPLICATE_TIERS:
+            self.duplicates.labels(tier=tier)
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook_deliveries.labels(outcome=outcome)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split "host:port" or "[v6]:port" into host and port.
+
+    Raises:
+        ValueError: the string is not of that form or the port is out of range.
+    """
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected host:port, got {listen!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"write IPv6 addresses in brackets, e.g. [::1]:9464, got {listen!r}")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range in {listen!r}")
+    return host, port
+
+
+HealthCheck = Callable[[], bool]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        family: socket.AddressFamily,
+        registry: CollectorRegistry,
+        health: HealthCheck,
+        ready: HealthCheck,
+    ) -> None:
+        self.address_family = family
+        self.registry = registry
+        self.health = health
+        self.ready = ready
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "medianalysed"
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._reply(200, encoder(self.server.registry), content_type)
+        elif path == "/healthz":
+            self._reply_check(self.server.health, "ok", "unhealthy")
+        elif path == "/readyz":
+            self._reply_check(self.server.ready, "ready", "not ready")
+        else:
+            self._reply(404, b"not found\n", "text/plain; charset=utf-8")
+
+    def _reply_check(self, check: HealthCheck, good: str, bad: str) -> None:
+        try:
+            passed = check()
+        except Exception:
+            logger.exception("health check for %s raised", self.path)
+            passed = False
+        body = f"{good if passed else bad}\n".encode()
+        self._reply(200 if passed else 503, body, "text/plain; charset=utf-8")
+
+    def _reply(self, code: int, body: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s", self.address_string(), format % args)
+
+
+class MetricsServer:
+    """The HTTP endpoint: /metrics, /healthz and /readyz, on its own threads.
+
+    `health` and `ready` are called on a request thread for every probe; they must be
+    cheap and thread-safe (reading a flag, asking `is_alive()`).
+    """
+
+    def __init__(
+        self,
+        listen: str,
+        registry: CollectorRegistry,
+        *,
+        health: HealthCheck,
+        ready: HealthCheck,
+    ) -> None:
+        self._listen = listen
+        self._registry = registry
+        self._health = health
+        self._ready = ready
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind and serve in a background thread.
+
+        Raises:
+            StartupError: the address is malformed or cannot be bound.
+        """
+        if self._server is not None:
+            return
+        try:
+            host, port = parse_listen(self._listen)
+        except ValueError as exc:
+            raise self._startup_error(str(exc)) from exc
+        try:
+            server = _Server(
+                (host, port), _family_of(host), self._registry, self._health, self._ready
+            )
+        except OSError as exc:
+            raise self._startup_error(_describe_os_error(exc)) from exc
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="metrics-http", daemon=True
+        )
+        self._thread.start()
+        logger.info("metrics on http://%s/metrics", self._format_bound())
+
+    @property
+    def bound_address(self) -> tuple[str, int]:
+        """The host and port actually bound (the real port when 0 was asked for)."""
+        if self._server is None:
+            raise RuntimeError("the metrics server is not started")
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and join the thread (idempotent)."""
+        server, thread = self._server, self._thread
+        self._server, self._thread = None, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join()
+
+    def _format_bound(self) -> str:
+        host, port = self.bound_address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def _startup_error(self, reason: str) -> StartupError:
+        return StartupError(
+            f"cannot listen on {self._listen} ([metrics] listen): {reason}; "
+            'choose another port or set listen = "" to disable'
+        )
+
+
+def _family_of(host: str) -> socket.AddressFamily:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        return infos[0][0]
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+def _describe_os_error(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host ({exc.strerror})"
+    return (exc.strerror or str(exc)).lower()

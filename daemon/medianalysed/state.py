@@ -1,0 +1,329 @@
+"""Durable state: a typed facade over diskcache.
+
+Everything the daemon must not lose across a crash lives here, as JSON text (never
+pickled classes, so renames and upgrades cannot break old state). diskcache runs SQLite
+in WAL mode: a transaction that returned survives SIGKILL of the process.
+
+Layout under `state_dir`:
+
+- `batches/`: one record per batch, small and iterable (`batch_id` -> JSON), and the
+  claims: which input folder became which batch, so no folder is started twice.
+- `images/`: per-image records (`<batch_id>\\x00i\\x00<path>`) and the batch's ordered path
+  list in chunks (`<batch_id>\\x00p\\x00<chunk>`), so a 100,000-image batch streams.
+- `content/`: the content cache (analysis by sha256 and settings), written by workers.
+- `control/`: commands from the CLI (`retry`, `cancel`, `pause`...), a FIFO deque.
+- `history/`: the duplicate index (owned by `dupindex`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, cast
+
+import diskcache
+
+from medianalysed.errors import StateError
+from medianalysed.models import STATE_SCHEMA_VERSION, BatchStatus, ImageStatus, Priority
+
+PATH_CHUNK_SIZE = 1000
+_SEP = "\x00"
+_CLAIM_PREFIX = "\x00claim\x00"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchRecord:
+    """What the daemon remembers about one batch."""
+
+    batch_id: str
+    inbox: str
+    source: str
+    outbox_dir: str
+    loose_file: bool = False  # a single file dropped at the inbox root
+    status: BatchStatus = BatchStatus.QUEUED
+    phase: str = "enumerating"  # enumerating | running | finalizing | written | done
+    priority: Priority = Priority.NORMAL
+    tags: tuple[str, ...] = ()
+    callback_url: str = ""
+    keep_input: bool = False
+    total: int = 0
+    chunks: int = 0
+    created_at: str = ""
+    started_at: str | None = None
+    completed_at: str | None = None
+    final_counts: dict[str, int] = field(default_factory=dict)
+    archived_to: str | None = None
+    note: str = ""
+
+    def to_json(self) -> str:
+        """Serialise for storage."""
+        data = {
+            "schema_version": STATE_SCHEMA_VERSION,
+            "batch_id": self.batch_id,
+            "inbox": self.inbox,
+            "source": self.source,
+            "outbox_dir": self.outbox_dir,
+            "loose_file": self.loose_file,
+            "status": str(self.status),
+            "phase": self.phase,
+            "priority": str(self.priority),
+            "tags": list(self.tags),
+            "callback_url": self.callback_url,
+            "keep_input": self.keep_input,
+            "total": self.total,
+            "chunks": self.chunks,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at,
+            "final_counts": self.final_counts,
+            "archived_to": self.archived_to,
+            "note": self.note,
+        }
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> BatchRecord:
+        """Parse a stored record."""
+        data = json.loads(text)
+        return cls(
+            batch_id=data["batch_id"],
+            inbox=data["inbox"],
+            source=data["source"],
+            outbox_dir=data["outbox_dir"],
+            loose_file=data.get("loose_file", False),
+            status=BatchStatus(data["status"]),
+            phase=data["phase"],
+            priority=Priority(data["priority"]),
+            tags=tuple(data["tags"]),
+            callback_url=data["callback_url"],
+            keep_input=data["keep_input"],
+            total=data["total"],
+            chunks=data["chunks"],
+            created_at=data["created_at"],
+            started_at=data["started_at"],
+            completed_at=data["completed_at"],
+            final_counts=dict(data["final_counts"]),
+            archived_to=data["archived_to"],
+            note=data.get("note", ""),
+        )
+
+    def evolve(self, **changes: Any) -> BatchRecord:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageRecord:
+    """What the daemon remembers about one image of a batch."""
+
+    path: str
+    status: ImageStatus = ImageStatus.PENDING
+    attempts: int = 0
+    error: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None  # file/image/exif/colors/hashes/pixel_digest
+    duration_ms: float | None = None
+    source_url: str | None = None
+    next_attempt_at: float | None = None  # wall-clock epoch seconds of the next retry
+
+    def to_json(self) -> str:
+        """Serialise for storage."""
+        data = {
+            "path": self.path,
+            "status": str(self.status),
+            "attempts": self.attempts,
+            "error": self.error,
+            "result": self.result,
+            "duration_ms": self.duration_ms,
+            "source_url": self.source_url,
+            "next_attempt_at": self.next_attempt_at,
+        }
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> ImageRecord:
+        """Parse a stored record."""
+        data = json.loads(text)
+        return cls(
+            path=data["path"],
+            status=ImageStatus(data["status"]),
+            attempts=data["attempts"],
+            error=data["error"],
+            result=data["result"],
+            duration_ms=data["duration_ms"],
+            source_url=data["source_url"],
+            next_attempt_at=data.get("next_attempt_at"),
+        )
+
+
+def _open_cache(directory: Path) -> diskcache.Cache:
+    try:
+        return diskcache.Cache(
+            str(directory),
+            eviction_policy="none",
+            size_limit=2**62,
+            cull_limit=0,
+            statistics=False,
+        )
+    except Exception as exc:
+        raise StateError(f"cannot open state store at {directory}: {exc}") from exc
+
+
+class StateStore:
+    """Typed access to the daemon's durable state; safe from several threads and processes."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create state_dir {state_dir}: {exc.strerror}") from exc
+        self._batches = _open_cache(state_dir / "batches")
+        self._images = _open_cache(state_dir / "images")
+        self._flags = _open_cache(state_dir / "flags")
+        self.control = diskcache.Deque(directory=str(state_dir / "control"))
+        self._check_schema()
+
+    @property
+    def content_dir(self) -> Path:
+        """Where workers keep the content cache."""
+        return self.state_dir / "content"
+
+    @property
+    def history_dir(self) -> Path:
+        """Where the duplicate index lives."""
+        return self.state_dir / "history"
+
+    def _check_schema(self) -> None:
+        stored = self._flags.get("schema_version")
+        if stored is None:
+            self._flags.set("schema_version", STATE_SCHEMA_VERSION)
+        elif stored != STATE_SCHEMA_VERSION:
+            msg = (
+                f"state in {self.state_dir} has schema version {stored}, this build "
+                f"uses {STATE_SCHEMA_VERSION}; move the directory aside to start afresh"
+            )
+            raise StateError(msg)
+
+    def close(self) -> None:
+        """Close every underlying database."""
+        for cache in (self._batches, self._images, self._flags):
+            cache.close()
+
+    def writable(self) -> bool:
+        """Whether a write succeeds now (for the health check)."""
+        try:
+            self._flags.set("heartbeat", 1)
+        except Exception:
+            return False
+        return True
+
+    # -- batches -----------------------------------------------------------------
+
+    def put_batch(self, record: BatchRecord) -> None:
+        """Persist a batch record."""
+        self._batches.set(record.batch_id, record.to_json())
+
+    def get_batch(self, batch_id: str) -> BatchRecord | None:
+        """A batch record, or None."""
+        text = self._batches.get(batch_id)
+        return None if text is None else BatchRecord.from_json(cast(str, text))
+
+    def has_batch(self, batch_id: str) -> bool:
+        """Whether a batch id is taken."""
+        return batch_id in self._batches
+
+    def iter_batches(self) -> Iterator[BatchRecord]:
+        """Every batch record, in insertion order."""
+        for key in list(self._batches.iterkeys()):
+            if cast(str, key).startswith(_CLAIM_PREFIX):
+                continue
+            record = self.get_batch(cast(str, key))
+            if record is not None:
+                yield record
+
+    def create_batch(self, record: BatchRecord, claim_key: str, identity: str) -> None:
+        """Persist a new batch together with the claim on its input, atomically."""
+        claim = json.dumps({"batch_id": record.batch_id, "id": identity})
+        with self._batches.transact():
+            self._batches.set(record.batch_id, record.to_json())
+            self._batches.set(_CLAIM_PREFIX + claim_key, claim)
+
+    # -- claims --------------------------------------------------------------------
+
+    def claim_for(self, claim_key: str) -> tuple[str, str] | None:
+        """(batch_id, identity) of the batch that claimed an input, or None."""
+        text = self._batches.get(_CLAIM_PREFIX + claim_key)
+        if text is None:
+            return None
+        data = json.loads(cast(str, text))
+        return data["batch_id"], data["id"]
+
+    def release_claim(self, claim_key: str) -> None:
+        """Forget a claim, so a new folder of that name becomes a new batch."""
+        self._batches.delete(_CLAIM_PREFIX + claim_key)
+
+    # -- images --------------------------------------------------------------------
+
+    @staticmethod
+    def _image_key(batch_id: str, path: str) -> str:
+        return f"{batch_id}{_SEP}i{_SEP}{path}"
+
+    @staticmethod
+    def _chunk_key(batch_id: str, chunk: int) -> str:
+        return f"{batch_id}{_SEP}p{_SEP}{chunk:08d}"
+
+    def put_path_chunk(self, batch_id: str, chunk: int, paths: Sequence[str]) -> None:
+        """Store one chunk of the batch's ordered path list."""
+        self._images.set(self._chunk_key(batch_id, chunk), json.dumps(list(paths)))
+
+    def get_path_chunk(self, batch_id: str, chunk: int) -> list[str]:
+        """One chunk of the ordered path list (empty when missing)."""
+        text = self._images.get(self._chunk_key(batch_id, chunk))
+        return [] if text is None else cast(list[str], json.loads(cast(str, text)))
+
+    def iter_paths(self, batch: BatchRecord) -> Iterator[str]:
+        """The batch's paths in order, chunk by chunk."""
+        for chunk in range(batch.chunks):
+            yield from self.get_path_chunk(batch.batch_id, chunk)
+
+    def put_image(self, batch_id: str, record: ImageRecord) -> None:
+        """Persist an image record."""
+        self._images.set(self._image_key(batch_id, record.path), record.to_json())
+
+    def put_images(self, batch_id: str, records: Sequence[ImageRecord]) -> None:
+        """Persist several image records in one transaction."""
+        with self._images.transact():
+            for record in records:
+                self._images.set(self._image_key(batch_id, record.path), record.to_json())
+
+    def get_image(self, batch_id: str, path: str) -> ImageRecord | None:
+        """An image record, or None."""
+        text = self._images.get(self._image_key(batch_id, path))
+        return None if text is None else ImageRecord.from_json(cast(str, text))
+
+    def delete_batch_images(self, batch: BatchRecord) -> None:
+        """Drop every image record and path chunk of a batch (for reprocess)."""
+        for path in list(self.iter_paths(batch)):
+            self._images.delete(self._image_key(batch.batch_id, path))
+        for chunk in range(batch.chunks):
+            self._images.delete(self._chunk_key(batch.batch_id, chunk))
+
+    # -- flags ---------------------------------------------------------------------
+
+    def is_paused(self) -> bool:
+        """Whether new batches are held back."""
+        return bool(self._flags.get("paused", default=False))
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause or resume taking new batches."""
+        self._flags.set("paused", paused)
+
+    def get_flag(self, key: str, default: object = None) -> object:
+        """A small named value."""
+        return self._flags.get(key, default=default)
+
+    def set_flag(self, key: str, value: object) -> None:
+        """Store a small named value (JSON-compatible)."""
+        self._flags.set(key, value)

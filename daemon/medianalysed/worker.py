@@ -1,0 +1,126 @@
+"""What runs inside the analysis worker processes.
+
+The image actors hand each image to a pebble process pool: the CPU work escapes the
+GIL, and a decode that hangs or crashes is killed after `image_timeout_seconds` and its
+process replaced, without harming the daemon. Everything here returns plain data
+(exceptions with custom constructors do not survive pickling).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medianalysed.analysis import AnalysisSettings, analyse_image, read_file_facts
+from medianalysed.errors import AnalysisError, ErrorCode, clip_message
+
+logger = logging.getLogger(__name__)
+
+CONTENT_CACHE_SIZE_LIMIT = 4 * 2**30
+
+_content_cache: Any = None
+_content_cache_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerJob:
+    """One image to analyse in a worker process."""
+
+    file_path: str
+    settings: AnalysisSettings
+    content_dir: str | None
+    source_url: str | None = None
+
+
+def _cache(directory: str | None) -> Any:
+    global _content_cache, _content_cache_dir  # noqa: PLW0603 - one cache per worker process
+    if directory is None:
+        return None
+    if _content_cache is None or _content_cache_dir != directory:
+        import diskcache  # noqa: PLC0415 - only workers need it
+
+        _content_cache = diskcache.Cache(directory, size_limit=CONTENT_CACHE_SIZE_LIMIT)
+        _content_cache_dir = directory
+    return _content_cache
+
+
+def run_job(job: WorkerJob) -> dict[str, Any]:
+    """Analyse one file; return {"result": ..., "cached": bool} or {"error": {...}}."""
+    try:
+        return _run(job)
+    except AnalysisError as exc:
+        return {"error": exc.to_json()}
+    except MemoryError:
+        return {"error": _error(ErrorCode.DECOMPRESSION_BOMB, "ran out of memory decoding it")}
+    except Exception as exc:
+        logger.exception("analysis of %s failed unexpectedly", job.file_path)
+        return {"error": _error(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")}
+
+
+def _run(job: WorkerJob) -> dict[str, Any]:
+    path = Path(job.file_path)
+    facts = read_file_facts(path, job.settings)
+    file_section = {
+        "size": facts.size,
+        "sha256": facts.sha256,
+        "mtime": facts.mtime,
+        "source_url": job.source_url,
+    }
+    cache = _cache(job.content_dir)
+    key = f"{facts.sha256}:{job.settings.fingerprint()}"
+    if cache is not None:
+        cached = _cached_sections(cache, key)
+        if cached is not None:
+            return {"result": {"file": file_section, **cached}, "cached": True}
+    sections = analyse_image(path, facts, job.settings)
+    if cache is not None:
+        _store_sections(cache, key, sections)
+    return {"result": {"file": file_section, **sections}, "cached": False}
+
+
+def _cached_sections(cache: Any, key: str) -> dict[str, Any] | None:
+    try:
+        text = cache.get(key)
+    except Exception:
+        return None
+    if text is None:
+        return None
+    try:
+        return dict(json.loads(text))
+    except ValueError:
+        return None
+
+
+def _store_sections(cache: Any, key: str, sections: dict[str, Any]) -> None:
+    try:
+        cache.set(key, json.dumps(sections, separators=(",", ":"), ensure_ascii=False))
+    except Exception:
+        logger.warning("content cache write failed", exc_info=True)
+
+
+def _error(code: ErrorCode, message: str) -> dict[str, Any]:
+    return {"code": str(code), "message": clip_message(message), "retryable": code.retryable}
+
+
+def pool_context() -> Any:
+    """The multiprocessing context for the worker pool.
+
+    `fork` from a process full of threads (actors, watchdog) can deadlock the child on a
+    lock held at fork time; a fork server forks from a clean single-threaded process,
+    with the analysis modules already imported, so replacing a killed worker is cheap.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["medianalysed.worker"])
+    return context
+
+
+def worker_initializer() -> None:
+    """Run once in each worker process: lower its priority below the daemon's threads."""
+    with contextlib.suppress(OSError):
+        os.nice(5)

@@ -1,0 +1,174 @@
+"""Start the real daemon as a subprocess on a temporary inbox, and wait for things."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+DEADLINE_S = 60.0
+
+
+def wait_for(predicate: Callable[[], T], *, timeout: float = DEADLINE_S, what: str = "") -> T:
+    """Poll `predicate` until it returns something truthy, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+        _pause(0.05)
+
+
+def _pause(seconds: float) -> None:
+    # The polling interval of wait_for, never a synchronisation on its own.
+    threading.Event().wait(seconds)
+
+
+def write_config(root: Path, **overrides: Any) -> Path:
+    """A config file under `root` with inbox/outbox/archive/state below it."""
+    inbox = {
+        "name": "default",
+        "path": "inbox",
+        "outbox": "outbox",
+        "archive": "archive",
+        "settle_seconds": 1,
+        "rescan_seconds": 300,
+    }
+    inbox.update(overrides.pop("inbox", {}))
+    processing = {"workers": 2, "retry_backoff_seconds": [0.2, 0.5, 1]}
+    processing.update(overrides.pop("processing", {}))
+    lines = [
+        "[daemon]",
+        'state_dir = "state"',
+        'log_level = "debug"',
+        "[processing]",
+        *(f"{k} = {json.dumps(v)}" for k, v in processing.items()),
+        "[metrics]",
+        f"listen = {json.dumps(overrides.pop('listen', ''))}",
+        "[[inbox]]",
+        *(f"{k} = {json.dumps(v)}" for k, v in inbox.items()),
+    ]
+    assert not overrides, overrides
+    path = root / "medianalysed.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for name in ("inbox", "outbox", "archive"):
+        (root / name).mkdir(exist_ok=True)
+    return path
+
+
+@dataclass
+class DaemonProcess:
+    """One `medianalysed run` subprocess with a notify socket the test owns."""
+
+    root: Path
+    config: Path
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "medianalysed"])
+    process: subprocess.Popen[bytes] | None = None
+    notify: socket.socket | None = None
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "outbox"
+
+    @property
+    def archive(self) -> Path:
+        return self.root / "archive"
+
+    def start(self) -> DaemonProcess:
+        socket_path = self.root / f"notify-{time.monotonic_ns()}.sock"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(socket_path))
+        self.notify.setblocking(False)
+        env = dict(os.environ, NOTIFY_SOCKET=str(socket_path), PYTHONUNBUFFERED="1")
+        self.log = (self.root / "daemon.log").open("ab")
+        self.process = subprocess.Popen(
+            [*self.command, "run", "--config", str(self.config)],
+            cwd=self.root,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_notified("READY=1")
+        return self
+
+    def read_notifications(self) -> list[str]:
+        assert self.notify is not None
+        while True:
+            try:
+                data = self.notify.recv(4096)
+            except BlockingIOError:
+                return self.messages
+            self.messages.extend(data.decode().splitlines())
+
+    def wait_notified(self, line: str, timeout: float = DEADLINE_S) -> None:
+        def seen() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited {self.process.returncode}:\n{self.log_text()}")
+            return line in self.read_notifications()
+
+        wait_for(seen, timeout=timeout, what=line)
+
+    def log_text(self) -> str:
+        return (self.root / "daemon.log").read_text(encoding="utf-8", errors="replace")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self._close()
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=timeout)
+        self._close()
+        return code
+
+    def _close(self) -> None:
+        if self.notify is not None:
+            self.read_notifications()
+            self.notify.close()
+            self.notify = None
+        self.log.close()
+
+    def stop_quietly(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        if self.notify is not None:
+            self._close()
+
+    def summary(self, batch_id: str, timeout: float = DEADLINE_S) -> dict[str, Any]:
+        path = self.outbox / batch_id / "summary.json"
+
+        def present() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited {self.process.returncode}:\n{self.log_text()}")
+            return path.is_file()
+
+        wait_for(present, timeout=timeout, what=str(path))
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+
+    def results(self, batch_id: str) -> list[dict[str, Any]]:
+        lines = (self.outbox / batch_id / "results.jsonl").read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]

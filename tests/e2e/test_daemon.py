@@ -1,0 +1,169 @@
+"""End-to-end: the real daemon in a subprocess, real folders dropped into its inbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import DaemonProcess, wait_for, write_config
+
+pytestmark = pytest.mark.e2e
+
+PHOTOS = [
+    "exif-samples/jpg/gps/DSCN0010.jpg",
+    "exif-samples/jpg/gps/DSCN0012.jpg",
+    "exif-samples/jpg/orientation/landscape_6.jpg",
+    "imagededup-testdata/mixed_images/ukbench00120.jpg",
+    "imagededup-testdata/mixed_images/ukbench00120_resize.jpg",
+]
+BROKEN = "imagededup-testdata/mixed_images/ukbench09268_corrupt.jpg"
+
+
+@pytest.fixture
+def daemon(tmp_path: Path):
+    processes: list[DaemonProcess] = []
+
+    def start(**overrides: object) -> DaemonProcess:
+        config = tmp_path / "medianalysed.toml"
+        if not config.exists() or overrides:
+            config = write_config(tmp_path, **overrides)
+        process = DaemonProcess(tmp_path, config).start()
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        process.stop_quietly()
+
+
+def _stage_batch(staging: Path, corpora: Path, name: str) -> Path:
+    batch = staging / name
+    (batch / "kitchen").mkdir(parents=True)
+    for relative in PHOTOS[:3]:
+        shutil.copy(corpora / relative, batch / Path(relative).name)
+    for relative in PHOTOS[3:]:
+        shutil.copy(corpora / relative, batch / "kitchen" / Path(relative).name)
+    shutil.copy(corpora / PHOTOS[0], batch / "kitchen" / "copy-of-DSCN0010.jpg")
+    shutil.copy(corpora / BROKEN, batch / "broken.jpg")
+    (batch / "notes.txt").write_text("not an image\n", encoding="utf-8")
+    (batch / ".DS_Store").write_bytes(b"junk")
+    (batch / "Thumbs.db").write_bytes(b"junk")
+    (batch / "@eaDir").mkdir()
+    (batch / "@eaDir" / "thumb.jpg").write_bytes(b"junk")
+    return batch
+
+
+def test_folder_renamed_into_inbox_is_analysed_once_and_archived(daemon, tmp_path, corpora):
+    process = daemon()
+    staging = tmp_path / "staging"
+    batch = _stage_batch(staging, corpora, "house")
+    os.rename(batch, process.inbox / "house")
+
+    summary = process.summary("house")
+    records = process.results("house")
+
+    paths = [record["path"] for record in records]
+    assert paths == sorted(paths)
+    assert len(paths) == len(set(paths)) == 8
+    assert not any("DS_Store" in p or "Thumbs" in p or "@eaDir" in p for p in paths)
+    by_path = {record["path"]: record for record in records}
+    assert by_path["broken.jpg"]["status"] == "failed"
+    assert by_path["broken.jpg"]["error"]["code"] == "CORRUPT"
+    assert by_path["notes.txt"]["error"]["code"] == "UNSUPPORTED_FORMAT"
+    assert by_path["kitchen/ukbench00120.jpg"]["group"] == "kitchen"
+    gps = by_path["DSCN0010.jpg"]["exif"]["gps"]
+    assert gps["lat"] == pytest.approx(43.4674, abs=1e-3)
+    duplicates = by_path["DSCN0010.jpg"]["duplicates"]
+    assert any(
+        d["path"] == "kitchen/copy-of-DSCN0010.jpg" and d["tier"] == "exact" for d in duplicates
+    )
+    assert summary["status"] == "partial"
+    assert summary["counts"]["total"] == 8
+    assert summary["counts"]["failed"] == 2
+    assert summary["failures"] == {"CORRUPT": 1, "UNSUPPORTED_FORMAT": 1}
+    assert ["DSCN0010.jpg", "kitchen/copy-of-DSCN0010.jpg"] in summary["duplicates"]["exact"]
+    assert summary["groups"]["kitchen"]["images"] == 3
+    assert (process.outbox / "house" / "results.csv").is_file()
+    wait_for(lambda: not (process.inbox / "house").exists(), what="input archived")
+    assert (process.archive / "house" / "DSCN0010.jpg").is_file()
+    assert process.terminate() == 0
+    assert not list(process.outbox.rglob("*.tmp"))
+
+
+def test_folder_copied_slowly_is_not_started_early(daemon, corpora):
+    process = daemon(inbox={"settle_seconds": 2})
+    batch = process.inbox / "slow"
+    batch.mkdir()
+    stop_copying = threading.Event()
+    names = []
+    for index, relative in enumerate(PHOTOS):
+        name = f"{index:02d}-{Path(relative).name}"
+        shutil.copy(corpora / relative, batch / name)
+        names.append(name)
+        # The producer's pace (a slow network copy), not a synchronisation.
+        stop_copying.wait(0.6)
+    summary = process.summary("slow")
+    assert summary["counts"]["total"] == len(PHOTOS)
+    assert sorted(r["path"] for r in process.results("slow")) == sorted(names)
+
+
+def test_ready_marker_starts_a_batch_without_waiting_to_settle(daemon, corpora):
+    process = daemon(inbox={"settle_seconds": 3600})
+    batch = process.inbox / "marked"
+    batch.mkdir()
+    shutil.copy(corpora / PHOTOS[0], batch / "a.jpg")
+    (batch / ".ready").write_text("", encoding="utf-8")
+    summary = process.summary("marked")
+    assert summary["status"] == "completed"
+    assert [r["path"] for r in process.results("marked")] == ["a.jpg"]
+
+
+def test_loose_file_is_a_batch_of_one_and_names_never_collide(daemon, corpora):
+    process = daemon(inbox={"settle_seconds": 0.5})
+    shutil.copy(corpora / PHOTOS[1], process.inbox / ".photo.jpg.part")
+    os.rename(process.inbox / ".photo.jpg.part", process.inbox / "photo.jpg")
+    assert process.summary("photo")["counts"]["total"] == 1
+    wait_for(lambda: not (process.inbox / "photo.jpg").exists(), what="loose file archived")
+    shutil.copy(corpora / PHOTOS[2], process.inbox / ".photo.jpg.part")
+    os.rename(process.inbox / ".photo.jpg.part", process.inbox / "photo.jpg")
+    second = process.summary("photo-2")
+    assert second["batch_id"] == "photo-2"
+    assert process.results("photo-2")[0]["path"] == "photo.jpg"
+
+
+def test_sigkill_mid_batch_then_restart_gives_exactly_once_results(daemon, tmp_path, corpora):
+    process = daemon(processing={"workers": 1})
+    sources = sorted((corpora / "exif-samples" / "jpg").rglob("*.jpg"))[:40]
+    staging = tmp_path / "staging" / "big"
+    staging.mkdir(parents=True)
+    for index, source in enumerate(sources):
+        shutil.copy(source, staging / f"{index:03d}-{source.name}")
+    os.rename(staging, process.inbox / "big")
+    status_file = process.outbox / "big" / "status.json"
+
+    def some_done() -> bool:
+        try:
+            counts = json.loads(status_file.read_text(encoding="utf-8"))["counts"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return 3 <= counts["done"] + counts["failed"] + counts["skipped"] < counts["total"]
+
+    wait_for(some_done, what="the batch half done")
+    process.kill()
+    assert not (process.outbox / "big" / "summary.json").exists()
+
+    restarted = daemon()
+    summary = restarted.summary("big")
+    records = restarted.results("big")
+    paths = [r["path"] for r in records]
+    assert len(paths) == len(set(paths)) == len(sources)
+    counts = summary["counts"]
+    assert counts["done"] + counts["failed"] + counts["skipped"] == len(sources)
+    assert counts["done"] == sum(r["status"] == "done" for r in records)
+    assert sorted(p.name for p in restarted.outbox.iterdir()) == ["big"]
+    assert restarted.terminate() == 0
