@@ -3,7 +3,8 @@
 Only `apt-get download` touches the network, and only when a package's .deb is not cached yet.
 The photographs are chosen by name (the packages also hold drawings and renders, which are left
 out), checked with Pillow, and copied to data/photos/. data/set/ is the flat folder every method
-reads: the photos, repeated as hard links under distinct names until it holds --count files.
+reads: the photos, then byte-level variants of them (a comment added, pixels untouched) until it
+holds --count files, each with its own sha256.
 
 Usage: python benchmarks/fetch_photos.py [--count 200]
 """
@@ -17,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -30,6 +32,7 @@ SET_DIR = DATA_DIR / "set"
 MANIFEST = DATA_DIR / "set.json"
 EXIF_SAMPLES = Path("/work/shared/corpora/exif-samples")
 
+SET_VERSION = 2  # bump when the way data/set/ is built changes
 MIN_MEGAPIXELS = 1.8
 MAX_MEGAPIXELS = 25.0
 
@@ -196,16 +199,53 @@ def copy_photos(sources: list[tuple[str, Path]]) -> list[Path]:
     return photos
 
 
+def jpeg_with_comment(data: bytes, comment: bytes) -> bytes:
+    """The same JPEG with a COM segment inserted after its APPn segments (pixels unchanged)."""
+    assert data[:2] == b"\xff\xd8", "not a JPEG"
+    offset = 2
+    while data[offset] == 0xFF and 0xE0 <= data[offset + 1] <= 0xEF:
+        offset += 2 + int.from_bytes(data[offset + 2 : offset + 4], "big")
+    segment = b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment
+    return data[:offset] + segment + data[offset:]
+
+
+def png_with_comment(data: bytes, comment: bytes) -> bytes:
+    """The same PNG with a tEXt chunk inserted after IHDR (pixels unchanged)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    ihdr_end = 8 + 8 + int.from_bytes(data[8:12], "big") + 4
+    body = b"tEXt" + b"Comment\x00" + comment
+    chunk = (len(body) - 4).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+    return data[:ihdr_end] + chunk + data[ihdr_end:]
+
+
+def variant_bytes(photo: Path, round_index: int) -> bytes:
+    """The photo's bytes with a comment naming `round_index`, so every file hashes differently."""
+    data = photo.read_bytes()
+    comment = f"medianalysed benchmark copy {round_index}".encode()
+    if data[:2] == b"\xff\xd8":
+        return jpeg_with_comment(data, comment)
+    return png_with_comment(data, comment)
+
+
 def build_set(photos: list[Path], count: int) -> list[Path]:
-    """Fill data/set/ with `count` hard links cycling through the photos (r0-…, r1-…)."""
+    """Fill data/set/ with `count` files cycling through the photos.
+
+    Round 0 links the photos as they are; later rounds are byte-level variants carrying a
+    comment, so no two files share a sha256 (the daemon caches analyses by content hash,
+    and exact copies would be served from that cache instead of being analysed).
+    """
     shutil.rmtree(SET_DIR, ignore_errors=True)
     SET_DIR.mkdir(parents=True)
     members = []
     for index in range(max(count, len(photos))):
         photo = photos[index % len(photos)]
-        link = SET_DIR / f"r{index // len(photos)}-{photo.name}"
-        os.link(photo, link)
-        members.append(link)
+        round_index = index // len(photos)
+        member = SET_DIR / f"r{round_index}-{photo.name}"
+        if round_index == 0:
+            os.link(photo, member)
+        else:
+            member.write_bytes(variant_bytes(photo, round_index))
+        members.append(member)
     return members
 
 
@@ -220,7 +260,11 @@ def set_is_current(count: int) -> bool:
         return False
     manifest = json.loads(MANIFEST.read_text())
     files = [SET_DIR / name for name in manifest["files"]]
-    return manifest["count"] == count and all(f.is_file() for f in files)
+    return (
+        manifest.get("version") == SET_VERSION
+        and manifest["count"] == count
+        and all(f.is_file() for f in files)
+    )
 
 
 def main() -> int:
@@ -238,6 +282,7 @@ def main() -> int:
         return 1
     members = build_set(photos, args.count)
     manifest = {
+        "version": SET_VERSION,
         "count": args.count,
         "unique": len(photos),
         "photos": {p.name: sha256_of(p) for p in photos},
@@ -245,7 +290,10 @@ def main() -> int:
     }
     MANIFEST.write_text(json.dumps(manifest, indent=1) + "\n")
     size_mb = sum(p.stat().st_size for p in photos) / 1e6
-    print(f"fetch: {len(photos)} unique photos ({size_mb:.0f} MB), {len(members)} files in set")
+    print(
+        f"fetch: {len(photos)} unique photos ({size_mb:.0f} MB), {len(members)} files in set "
+        f"(sha256 all distinct: {len({sha256_of(m) for m in members}) == len(members)})"
+    )
     return 0
 
 

@@ -33,6 +33,8 @@ def _stop_all_actors() -> Iterator[None]:
 def _no_leaked_actor_threads() -> Iterator[None]:
     yield
     gc.collect()
-    leaked = [t.name for t in threading.enumerate() if t.name.startswith(("Actor", "Batch", "Image"))]
+    leaked = [
+        t.name for t in threading.enumerate() if t.name.startswith(("Actor", "Batch", "Image"))
+    ]
     leaked = [name for name in leaked if "Actor" in name]
     assert not leaked, f"leaked actor threads: {leaked}"

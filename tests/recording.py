@@ -20,7 +20,9 @@ class RecordingActor(pykka.ThreadingActor):
         self._inbox.put(message)
 
 
-def expect(messages: queue.Queue[Any], kind: type, *, timeout: float = 10.0, where: Any = None) -> Any:
+def expect(
+    messages: queue.Queue[Any], kind: type, *, timeout: float = 10.0, where: Any = None
+) -> Any:
     """The next message of `kind` (matching `where`), skipping others, within `timeout`."""
     deadline = time.monotonic() + timeout
     while True:

@@ -59,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     cancel = add("cancel", "cancel a batch")
     cancel.add_argument("batch", metavar="BATCH")
+    retry = add("retry", "re-run the failed images of a finished batch")
+    retry.add_argument("batch", metavar="BATCH")
+    reprocess = add("reprocess", "analyse a finished batch again from its archive")
+    reprocess.add_argument("batch", metavar="BATCH")
+    reprocess.add_argument(
+        "--force", action="store_true", help="decode again, ignoring cached analyses"
+    )
+    reprocess.add_argument("--dry-run", action="store_true", help="say what would run, do nothing")
+    explain = add("explain", "why a file or folder is where it is")
+    explain.add_argument("path", type=Path, metavar="PATH")
     add("pause", "stop taking new batches")
     add("resume", "take new batches again")
     config = add("config", "check or show the configuration")
@@ -106,6 +116,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _pause(config, paused=verb == "pause")
     if verb == "cancel":
         return _control(config, "cancel", args.batch)
+    if verb in {"retry", "reprocess"}:
+        return _rerun(config, args)
+    if verb == "explain":
+        return _explain(config, args.path)
     return ExitCode.USAGE
 
 
@@ -202,6 +216,47 @@ def _control(config: Config, verb: str, batch_id: str) -> int:
     finally:
         store.close()
     print(f"{verb}: {batch_id} (takes effect within 2 s while the daemon runs)")
+    return ExitCode.OK
+
+
+def _rerun(config: Config, args: argparse.Namespace) -> int:
+    from medianalysed.rerun import RerunError, plan_rerun  # noqa: PLC0415
+
+    only_failed = args.verb == "retry"
+    store = StateStore(config.daemon.state_dir)
+    try:
+        plan = plan_rerun(store, args.batch, only_failed=only_failed)
+        if getattr(args, "dry_run", False):
+            print(plan.describe())
+            return ExitCode.OK
+        if only_failed and plan.images == 0:
+            print(f"{args.batch}: no failed images to retry")
+            return ExitCode.OK
+        store.control.append(
+            {
+                "verb": args.verb,
+                "batch_id": args.batch,
+                "force": bool(getattr(args, "force", False)),
+            }
+        )
+    except RerunError as exc:
+        print(f"medianalysed: {args.verb}: {exc}", file=sys.stderr)
+        return ExitCode.FAILURE
+    finally:
+        store.close()
+    print(f"{args.verb}: {plan.describe().replace('would analyse', 'will analyse')}")
+    return ExitCode.OK
+
+
+def _explain(config: Config, path: Path) -> int:
+    from medianalysed.explain import explain  # noqa: PLC0415
+
+    store = StateStore(config.daemon.state_dir)
+    try:
+        for line in explain(config, store, path):
+            print(line)
+    finally:
+        store.close()
     return ExitCode.OK
 
 

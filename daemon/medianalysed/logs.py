@@ -16,7 +16,9 @@ import threading
 from datetime import UTC, datetime
 from typing import Final, Literal, TextIO
 
-MASK: Final = "***"
+from medianalysed.config import MASKED
+
+MASK: Final = MASKED
 JSON_EXTRA_FIELDS: Final = ("batch_id", "path", "attempt", "inbox", "code")
 LEVELS: Final = {
     "debug": logging.DEBUG,

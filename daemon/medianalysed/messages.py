@@ -101,6 +101,7 @@ class AnalyseImage:
     source_url: str | None
     attempt: int
     reply_to: pykka.ActorRef[Any]
+    bypass_cache: bool = False
 
 
 @dataclass(frozen=True, slots=True)

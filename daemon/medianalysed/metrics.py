@@ -12,6 +12,7 @@ import errno
 import ipaddress
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from medianalysed import __version__
+from medianalysed.config import split_listen
 from medianalysed.errors import ErrorCode, StartupError
 from medianalysed.models import BatchStatus, ImageStatus
 
@@ -205,25 +207,6 @@ class Metrics:
             self.webhook_deliveries.labels(outcome=outcome)
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """Split "host:port" or "[v6]:port" into host and port.
-
-    Raises:
-        ValueError: the string is not of that form or the port is out of range.
-    """
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"expected host:port, got {listen!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"write IPv6 addresses in brackets, e.g. [::1]:9464, got {listen!r}")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"port {port} is out of range in {listen!r}")
-    return host, port
-
-
 HealthCheck = Callable[[], bool]
 
 
@@ -244,6 +227,15 @@ class _Server(ThreadingHTTPServer):
         self.ready = ready
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Log a failed request through logging instead of printing to stderr."""
+        # socketserver calls this inside its `except Exception:` block.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            logger.debug("metrics client %s went away", client_address)
+        else:
+            logger.error("metrics request from %s failed", client_address, exc_info=error)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
@@ -252,14 +244,23 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            self._reply(200, encoder(self.server.registry), content_type)
+            self._reply_metrics()
         elif path == "/healthz":
             self._reply_check(self.server.health, "ok", "unhealthy")
         elif path == "/readyz":
             self._reply_check(self.server.ready, "ready", "not ready")
         else:
             self._reply(404, b"not found\n", "text/plain; charset=utf-8")
+
+    def _reply_metrics(self) -> None:
+        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        try:
+            body = encoder(self.server.registry)
+        except Exception:
+            logger.exception("collecting metrics failed")
+            self._reply(500, b"collecting metrics failed\n", "text/plain; charset=utf-8")
+            return
+        self._reply(200, body, content_type)
 
     def _reply_check(self, check: HealthCheck, good: str, bad: str) -> None:
         try:
@@ -313,7 +314,7 @@ class MetricsServer:
         if self._server is not None:
             return
         try:
-            host, port = parse_listen(self._listen)
+            host, port = split_listen(self._listen)
         except ValueError as exc:
             raise self._startup_error(str(exc)) from exc
         try:
@@ -323,8 +324,12 @@ class MetricsServer:
         except OSError as exc:
             raise self._startup_error(_describe_os_error(exc)) from exc
         self._server = server
+        # shutdown() waits up to one poll interval; 0.1 s keeps the daemon's stop prompt.
         self._thread = threading.Thread(
-            target=server.serve_forever, name="metrics-http", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="metrics-http",
+            daemon=True,
         )
         self._thread.start()
         logger.info("metrics on http://%s/metrics", self._format_bound())

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from medianalysed.errors import OutboxError
 from medianalysed.models import BatchStatus, ImageStatus
@@ -233,14 +233,18 @@ def reserve_batch_dir(
 # --- results ---------------------------------------------------------------------------------
 
 
-_COLUMN_KEYS: tuple[tuple[str, ...], ...] = tuple(tuple(c.split(".")) for c in CSV_COLUMNS)
+# CSV_COLUMNS grouped by their top-level key, so each section of a record is looked up once.
+_COLUMN_PLAN: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = tuple(
+    (top, tuple(tuple(c.split(".")[1:]) for c in CSV_COLUMNS if c.split(".")[0] == top))
+    for top in dict.fromkeys(c.split(".")[0] for c in CSV_COLUMNS)
+)
 
 
 def _csv_cell(value: object) -> str:
-    if isinstance(value, str):
-        return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
     if value is None:
         return ""
+    if isinstance(value, str):
+        return "'" + value if value.startswith(_FORMULA_PREFIXES) else value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -250,17 +254,26 @@ def _csv_cell(value: object) -> str:
     return _csv_cell(str(value))
 
 
-def _lookup(record: Mapping[str, Any], keys: tuple[str, ...]) -> object:
-    value: object = record
+def _is_mapping(value: object) -> bool:
+    # The exact-type test first: records are plain dicts, and the ABC check is slow.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def _lookup(section: object, keys: tuple[str, ...]) -> object:
+    value = section
     for key in keys:
-        if not isinstance(value, Mapping):
+        if not _is_mapping(value):
             return None
-        value = value.get(key)
+        value = cast("Mapping[str, object]", value).get(key)
     return value
 
 
 def _csv_cells(record: Mapping[str, Any]) -> list[str]:
-    return [_csv_cell(_lookup(record, keys)) for keys in _COLUMN_KEYS]
+    cells: list[str] = []
+    for top, subkeys in _COLUMN_PLAN:
+        section = record.get(top)
+        cells.extend(_csv_cell(_lookup(section, keys)) for keys in subkeys)
+    return cells
 
 
 def csv_row(record: Mapping[str, Any]) -> dict[str, str]:

@@ -48,6 +48,7 @@ class BatchRecord:
     tags: tuple[str, ...] = ()
     callback_url: str = ""
     keep_input: bool = False
+    bypass_cache: bool = False  # reprocess --force: decode again even when the content is cached
     total: int = 0
     chunks: int = 0
     created_at: str = ""
@@ -72,6 +73,7 @@ class BatchRecord:
             "tags": list(self.tags),
             "callback_url": self.callback_url,
             "keep_input": self.keep_input,
+            "bypass_cache": self.bypass_cache,
             "total": self.total,
             "chunks": self.chunks,
             "created_at": self.created_at,
@@ -99,6 +101,7 @@ class BatchRecord:
             tags=tuple(data["tags"]),
             callback_url=data["callback_url"],
             keep_input=data["keep_input"],
+            bypass_cache=data.get("bypass_cache", False),
             total=data["total"],
             chunks=data["chunks"],
             created_at=data["created_at"],

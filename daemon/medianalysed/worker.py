@@ -36,6 +36,7 @@ class WorkerJob:
     settings: AnalysisSettings
     content_dir: str | None
     source_url: str | None = None
+    bypass_cache: bool = False
 
 
 def _cache(directory: str | None) -> Any:
@@ -74,7 +75,7 @@ def _run(job: WorkerJob) -> dict[str, Any]:
     }
     cache = _cache(job.content_dir)
     key = f"{facts.sha256}:{job.settings.fingerprint()}"
-    if cache is not None:
+    if cache is not None and not job.bypass_cache:
         cached = _cached_sections(cache, key)
         if cached is not None:
             return {"result": {"file": file_section, **cached}, "cached": True}

@@ -283,6 +283,7 @@ class BatchActor(pykka.ThreadingActor):
             source_url=source_url,
             attempt=attempts + 1,
             reply_to=self.actor_ref,
+            bypass_cache=self._record.bypass_cache,
         )
 
     # -- outcomes ----------------------------------------------------------------------
@@ -575,6 +576,8 @@ class BatchActor(pykka.ThreadingActor):
         failed = self._record.final_counts.get("failed", 0) > 0
         target_root = inbox.failed if failed and inbox.failed is not None else inbox.archive
         target_root.mkdir(parents=True, exist_ok=True)
+        if source.parent.resolve() == target_root.resolve():
+            return source  # a rerun from the archive: it is where it belongs already
         target = target_root / self._batch_id
         suffix = 2
         while target.exists():

@@ -88,6 +88,7 @@ class ImageActor(pykka.ThreadingActor):
             settings=self._settings,
             content_dir=self._content_dir,
             source_url=job.source_url,
+            bypass_cache=job.bypass_cache,
         )
         try:
             future = self._pool.schedule(run_job, args=(work,), timeout=self._timeout_s)

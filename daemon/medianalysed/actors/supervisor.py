@@ -48,6 +48,7 @@ from medianalysed.messages import (
 )
 from medianalysed.models import BatchStatus, Priority, utc_now_iso
 from medianalysed.readiness import SettleTracker, is_batch_candidate, snapshot_tree
+from medianalysed.rerun import RerunError, start_rerun
 from medianalysed.state import BatchRecord, StateStore
 
 logger = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class SupervisorActor(pykka.ThreadingActor):
         for worker in self._workers:
             worker.stop(block=False)
 
-    def on_receive(self, message: Any) -> Any:
+    def on_receive(self, message: Any) -> Any:  # noqa: PLR0912 - one branch per message type
         """Dispatch one message (runs in this actor's thread)."""
         match message:
             case PathSeen():
@@ -456,8 +457,28 @@ class SupervisorActor(pykka.ThreadingActor):
             self._cancel(message.batch_id)
         elif message.verb in {"pause", "resume"}:
             self._paused = message.verb == "pause"
+        elif message.verb in {"retry", "reprocess"}:
+            self._rerun(message)
         else:
             logger.warning("unknown control command %r ignored", message.verb)
+
+    def _rerun(self, message: ControlCommand) -> None:
+        batch_id = message.batch_id
+        if batch_id in self._active or batch_id in self._queued:
+            logger.warning("%s %s refused: the batch is still running", message.verb, batch_id)
+            return
+        only_failed = message.verb == "retry"
+        try:
+            start_rerun(self._store, batch_id, only_failed=only_failed, force=message.force)
+        except RerunError as exc:
+            logger.warning("%s refused: %s", message.verb, exc)
+            return
+        if message.force:
+            removed = self._parts.history.remove_batch(batch_id)
+            logger.info("reprocess --force: %d history entries of %s dropped", removed, batch_id)
+        logger.info("%s: batch %s queued again", message.verb, batch_id)
+        self._queued.append(batch_id)
+        self._start_queued()
 
     def _cancel(self, batch_id: str) -> None:
         active = self._active.get(batch_id)
@@ -492,6 +513,7 @@ class SupervisorActor(pykka.ThreadingActor):
                 key.replace("\x00", "/"): str(c.path) for key, c in self._candidates.items()
             },
             "waiting": {name: tracker.waiting() for name, tracker in self._trackers.items()},
+            "demand": {batch_id: d.outstanding for batch_id, d in self._demand.items()},
             "workers": len(self._workers),
             "workers_busy": len(self._busy),
             "paused": self._paused,

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# `make bench`: build .bench-venv if missing, fetch the photo set if missing, run the benchmark.
+# Arguments are passed to benchmarks/run.py (e.g. --methods floor,engine --repeat 3).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.bench-venv"
+STAMP="$VENV/.installed-stamp"
+CONSTRAINTS="$ROOT/benchmarks/constraints.txt"
+PYTHON="${PYTHON:-python3}"
+
+pip_install() {
+    "$VENV/bin/python" -m pip install --quiet --constraint "$CONSTRAINTS" "$@"
+}
+
+if [[ ! -x "$VENV/bin/python" || ! -f "$STAMP" ]]; then
+    echo "bench: creating $VENV (torch from local wheels, then imagededup, then medianalysed)"
+    "$PYTHON" -m venv "$VENV"
+    # torch first and pinned, so nothing later can resolve a multi-GB CUDA build from the index.
+    pip_install torch==2.14.1 torchvision==0.29.1
+    pip_install imagededup
+    pip_install -e "$ROOT"
+    touch "$STAMP"
+elif [[ "$ROOT/pyproject.toml" -nt "$STAMP" || "$CONSTRAINTS" -nt "$STAMP" ]]; then
+    echo "bench: project dependencies changed; reinstalling medianalysed into $VENV"
+    pip_install -e "$ROOT"
+    touch "$STAMP"
+fi
+
+"$VENV/bin/python" "$ROOT/benchmarks/fetch_photos.py"
+exec "$VENV/bin/python" "$ROOT/benchmarks/run.py" "$@"

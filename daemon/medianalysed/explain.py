@@ -1,0 +1,176 @@
+"""`medianalysed explain PATH`: why a file or folder is where it is.
+
+Read-only: works from the configuration, the state store and the outbox files, whether
+or not the daemon runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from medianalysed import outbox
+from medianalysed.config import Config, InboxConfig
+from medianalysed.readiness import (
+    BUILTIN_IGNORES,
+    CONTROL_FILES,
+    TEMP_SUFFIXES,
+    is_ignored,
+    snapshot_tree,
+)
+from medianalysed.state import BatchRecord, StateStore
+
+
+def explain(config: Config, store: StateStore, path: Path) -> list[str]:
+    """Lines of explanation for `path` (absolute or relative to the current directory)."""
+    target = Path(path).expanduser().absolute()
+    for inbox in config.inboxes:
+        if _within(target, inbox.path):
+            return _explain_in_inbox(inbox, store, target)
+    for record in store.iter_batches():
+        for root in (record.archived_to, record.outbox_dir):
+            if root and _within(target, Path(root)):
+                return _explain_in_batch(record, store, target, Path(root))
+    for inbox in config.inboxes:
+        for label, root in (
+            ("archive", inbox.archive),
+            ("failed", inbox.failed),
+            ("outbox", inbox.outbox),
+        ):
+            if root is not None and _within(target, root):
+                return [
+                    f"{target} is in inbox {inbox.name}'s {label} ({root}), "
+                    "but no batch in the state store refers to it"
+                ]
+    return [f"{target} is not inside any configured inbox, outbox, archive or failed folder"]
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _ignore_rule(name: str, inbox: InboxConfig) -> str | None:
+    if name.startswith("."):
+        return "hidden names (starting with '.') are ignored"
+    if name.endswith(TEMP_SUFFIXES):
+        return f"temporary names ({', '.join(TEMP_SUFFIXES)}) are not picked up"
+    for pattern in BUILTIN_IGNORES:
+        if is_ignored(name, ()) and _matches(name, pattern):
+            return f"NAS/OS junk is ignored (built-in pattern {pattern!r})"
+    for pattern in inbox.ignore:
+        if _matches(name, pattern):
+            return f"ignored by the inbox's ignore pattern {pattern!r}"
+    return None
+
+
+def _matches(name: str, pattern: str) -> bool:
+    from fnmatch import fnmatchcase  # noqa: PLC0415
+
+    return fnmatchcase(name, pattern)
+
+
+def _explain_in_inbox(inbox: InboxConfig, store: StateStore, target: Path) -> list[str]:
+    if target == inbox.path:
+        return [f"{target} is the inbox {inbox.name!r}: drop folders (batches) or files here"]
+    relative = target.relative_to(inbox.path)
+    top = inbox.path / relative.parts[0]
+    for part in relative.parts:
+        rule = _ignore_rule(part, inbox)
+        if rule is not None:
+            return [f"{target} is ignored: {part!r}: {rule}"]
+    record = _batch_for_source(store, inbox, top)
+    if record is None:
+        return _not_started(inbox, top, target, store)
+    lines = [f"{top.name} is batch {record.batch_id}: {record.status} ({record.phase})"]
+    if target != top:
+        lines += _image_lines(record, store, target.relative_to(top).as_posix())
+    return lines
+
+
+def _not_started(inbox: InboxConfig, top: Path, target: Path, store: StateStore) -> list[str]:
+    if store.is_paused():
+        return [f"{top.name} is waiting: the daemon is paused (medianalysed resume)"]
+    if len(target.relative_to(top).parts) == 1 and target.name in CONTROL_FILES:
+        return [f"{target.name} holds batch options and is never analysed as an image"]
+    try:
+        snapshot = snapshot_tree(top, inbox.ready_marker)
+    except FileNotFoundError:
+        return [f"{target} does not exist"]
+    if snapshot.has_marker:
+        return [
+            f"{top.name} has its ready marker and will start within seconds (if the daemon runs)"
+        ]
+    newest = _newest_mtime(top)
+    quiet = time.time() - newest if newest else 0.0
+    return [
+        f"{top.name} is not started yet: waiting to settle (no ready marker "
+        f"{inbox.ready_marker!r}; unchanged for {quiet:.0f} s of settle_seconds = "
+        f"{inbox.settle_seconds:g})"
+    ]
+
+
+def _newest_mtime(root: Path) -> float:
+    newest = 0.0
+    for path in [root, *root.rglob("*")] if root.is_dir() else [root]:
+        try:
+            newest = max(newest, path.lstat().st_mtime)
+        except OSError:
+            continue
+    return newest
+
+
+def _batch_for_source(store: StateStore, inbox: InboxConfig, top: Path) -> BatchRecord | None:
+    found = None
+    for record in store.iter_batches():
+        if record.inbox == inbox.name and Path(record.source) == top:
+            found = record
+    return found
+
+
+def _explain_in_batch(
+    record: BatchRecord, store: StateStore, target: Path, root: Path
+) -> list[str]:
+    lines = [f"{target} belongs to batch {record.batch_id}: {record.status} ({record.phase})"]
+    if root == Path(record.outbox_dir):
+        lines.append("it is an outbox file of that batch")
+        return lines
+    if record.archived_to:
+        lines.append(
+            f"the batch's input was moved to {record.archived_to} after its results were written"
+        )
+    if target != root:
+        lines += _image_lines(record, store, target.relative_to(root).as_posix())
+    return lines
+
+
+def _image_lines(record: BatchRecord, store: StateStore, relpath: str) -> list[str]:
+    final = _final_record(record, relpath)
+    image = store.get_image(record.batch_id, relpath)
+    if final is None and image is None:
+        return [f"{relpath}: not an input of this batch (ignored or added after it started)"]
+    status = final["status"] if final else str(image.status if image else "pending")
+    error = (final or {}).get("error") or (image.error if image else None)
+    lines = [f"{relpath}: {status}" + (f" after {image.attempts} attempt(s)" if image else "")]
+    if error:
+        lines.append(f"  {error['code']}: {error['message']} (retryable: {error['retryable']})")
+    for match in (final or {}).get("duplicates") or []:
+        where = f" in batch {match['seen_in']}" if match.get("seen_in") else ""
+        distances = ", ".join(f"{k} {v}" for k, v in (match.get("distances") or {}).items())
+        lines.append(f"  {match['tier']} duplicate of {match['path']}{where} ({distances})")
+    return lines
+
+
+def _final_record(record: BatchRecord, relpath: str) -> dict[str, Any] | None:
+    results = Path(record.outbox_dir) / outbox.RESULTS_JSONL
+    try:
+        with results.open(encoding="utf-8") as handle:
+            for line in handle:
+                if f'"path":"{relpath}"' in line or f'"path": "{relpath}"' in line:
+                    found: dict[str, Any] = json.loads(line)
+                    if found.get("path") == relpath:
+                        return found
+    except OSError:
+        return None
+    return None

@@ -1,0 +1,106 @@
+"""`retry` and `reprocess`: put a finished batch back to work from where its input now is.
+
+Both run inside the supervisor (a control command), so they never race a running batch
+actor. The outbox folder stays the batch's own: its `summary.json` is removed first (its
+presence means "finished") and written again when the rerun ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from medianalysed import outbox
+from medianalysed.models import BatchStatus, ImageStatus
+from medianalysed.state import BatchRecord, ImageRecord, StateStore
+
+
+class RerunError(Exception):
+    """The batch cannot be rerun; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class RerunPlan:
+    """What a rerun would do."""
+
+    batch_id: str
+    input_path: Path
+    images: int
+    only_failed: bool
+
+    def describe(self) -> str:
+        """One line for the CLI."""
+        what = "failed images" if self.only_failed else "images"
+        return f"{self.batch_id}: would analyse {self.images} {what} from {self.input_path}"
+
+
+def plan_rerun(store: StateStore, batch_id: str, *, only_failed: bool) -> RerunPlan:
+    """Check that a batch can be rerun and count what would run again."""
+    record = store.get_batch(batch_id)
+    if record is None:
+        raise RerunError(f"no batch named {batch_id!r}")
+    if record.phase != "done":
+        raise RerunError(
+            f"batch {batch_id} is still {record.status} ({record.phase}); "
+            "wait for it to finish or cancel it first"
+        )
+    input_path = current_input(record)
+    if input_path is None:
+        raise RerunError(
+            f'the input of batch {batch_id} is gone (on_complete = "delete", or moved away); '
+            "drop the folder again to analyse it as a new batch"
+        )
+    count = 0
+    for path in store.iter_paths(record):
+        image = store.get_image(batch_id, path)
+        failed = image is not None and image.status == ImageStatus.FAILED
+        if failed or not only_failed:
+            count += 1
+    return RerunPlan(batch_id, input_path, count, only_failed)
+
+
+def current_input(record: BatchRecord) -> Path | None:
+    """Where the batch's input is now: its archive, or where it was dropped (kept)."""
+    for candidate in (record.archived_to, record.source):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    return None
+
+
+def start_rerun(
+    store: StateStore, batch_id: str, *, only_failed: bool, force: bool = False
+) -> BatchRecord:
+    """Reset the batch's images and record, ready for a batch actor to pick up."""
+    plan = plan_rerun(store, batch_id, only_failed=only_failed)
+    record = store.get_batch(batch_id)
+    assert record is not None
+    resets: list[ImageRecord] = []
+    for path in store.iter_paths(record):
+        image = store.get_image(batch_id, path) or ImageRecord(path=path)
+        if only_failed and image.status != ImageStatus.FAILED:
+            continue
+        resets.append(
+            replace(
+                image, status=ImageStatus.PENDING, error=None, result=None, next_attempt_at=None
+            )
+        )
+        if len(resets) >= 500:
+            store.put_images(batch_id, resets)
+            resets = []
+    if resets:
+        store.put_images(batch_id, resets)
+    source = str(plan.input_path)
+    loose = record.loose_file and Path(source).is_file()
+    updated = record.evolve(
+        phase="running",
+        status=BatchStatus.RETRYING if only_failed else BatchStatus.PROCESSING,
+        source=source,
+        loose_file=loose,
+        completed_at=None,
+        final_counts={},
+        archived_to=None,
+        bypass_cache=force,
+    )
+    store.put_batch(updated)
+    (Path(record.outbox_dir) / outbox.SUMMARY_FILE).unlink(missing_ok=True)
+    return updated

@@ -1,0 +1,200 @@
+"""BatchActor with recording doubles for the supervisor and the workers."""
+
+from __future__ import annotations
+
+import json
+import queue
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medianalysed.actors.batch import BatchActor, BatchSettings
+from medianalysed.config import InboxConfig, ProcessingConfig
+from medianalysed.dupindex import HistoryIndex
+from medianalysed.messages import (
+    AnalyseImage,
+    BatchFinished,
+    CancelBatch,
+    ImageAnalysed,
+    SlotGranted,
+    SlotReturned,
+    Tick,
+    WorkWanted,
+)
+from medianalysed.state import BatchRecord, StateStore
+from tests.recording import RecordingActor, expect
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _result(path: str, sha: str) -> dict[str, Any]:
+    return {
+        "file": {"size": 10, "sha256": sha, "mtime": "2025-01-01T00:00:00Z", "source_url": None},
+        "image": {"format": "JPEG", "width": 10, "height": 10},
+        "exif": None,
+        "colors": None,
+        "hashes": {"phash": "ffffffffffffffff", "ahash": "0000000000000000"},
+        "pixel_digest": sha,
+    }
+
+
+@pytest.fixture
+def env(tmp_path: Path):
+    inbox = InboxConfig(
+        path=tmp_path / "inbox", outbox=tmp_path / "outbox", archive=tmp_path / "archive"
+    )
+    batch_dir = inbox.path / "b1"
+    (batch_dir / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg", "sub/c.jpg"):
+        (batch_dir / name).write_bytes(b"x")
+    store = StateStore(tmp_path / "state")
+    history = HistoryIndex(tmp_path / "state" / "history", analysis_version=1)
+    supervisor_q: queue.Queue[Any] = queue.Queue()
+    worker_q: queue.Queue[Any] = queue.Queue()
+    supervisor = RecordingActor.start(supervisor_q)
+    worker = RecordingActor.start(worker_q)
+    record = BatchRecord(
+        batch_id="b1", inbox="default", source=str(batch_dir), outbox_dir=str(inbox.outbox / "b1")
+    )
+    settings = BatchSettings(
+        inbox=inbox,
+        processing=ProcessingConfig(max_retries=1, retry_backoff_seconds=(0,)),
+        near_duplicate_distance=6,
+        config_fingerprint="f",
+        downloads_dir=tmp_path / "downloads",
+    )
+    yield {
+        "store": store,
+        "history": history,
+        "supervisor": supervisor,
+        "supervisor_q": supervisor_q,
+        "worker": worker,
+        "worker_q": worker_q,
+        "record": record,
+        "settings": settings,
+        "inbox": inbox,
+    }
+    history.close()
+    store.close()
+
+
+def _start(env: dict[str, Any]):
+    return BatchActor.start(
+        record=env["record"],
+        settings=env["settings"],
+        store=env["store"],
+        history=env["history"],
+        supervisor=env["supervisor"],
+    )
+
+
+def _grant_and_answer(env, batch, answer) -> AnalyseImage:
+    batch.tell(SlotGranted(worker=env["worker"]))
+    job = expect(env["worker_q"], AnalyseImage)
+    batch.tell(answer(job))
+    return job
+
+
+def test_batch_asks_for_workers_and_writes_every_image_once(env):
+    batch = _start(env)
+    wanted = expect(env["supervisor_q"], WorkWanted)
+    assert wanted.ready == 3
+    seen = []
+    for index in range(3):
+        job = _grant_and_answer(
+            env,
+            batch,
+            lambda job, i=index: ImageAnalysed(
+                path=job.path,
+                attempt=job.attempt,
+                result=_result(job.path, f"sha{i % 2}"),
+                error=None,
+                duration_ms=1.0,
+            ),
+        )
+        seen.append(job.path)
+    assert sorted(seen) == ["a.jpg", "b.jpg", "sub/c.jpg"]
+    finished = expect(env["supervisor_q"], BatchFinished)
+    assert finished.status == "completed"
+    outbox = env["inbox"].outbox / "b1"
+    lines = (outbox / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["path"] for line in lines] == ["a.jpg", "b.jpg", "sub/c.jpg"]
+    summary = json.loads((outbox / "summary.json").read_text())
+    assert summary["counts"]["done"] == 3
+    assert summary["duplicates"]["exact"] == [["a.jpg", "sub/c.jpg"]]
+    assert (env["inbox"].archive / "b1" / "a.jpg").is_file()
+
+
+def test_retryable_failure_is_retried_then_fails_with_attempts_recorded(env):
+    batch = _start(env)
+    expect(env["supervisor_q"], WorkWanted)
+    timeout = {"code": "TIMEOUT", "message": "slow", "retryable": True}
+    outcomes = []
+    for _ in range(5):
+        job = _grant_and_answer(
+            env,
+            batch,
+            lambda job: ImageAnalysed(
+                path=job.path,
+                attempt=job.attempt,
+                result=None if job.path == "a.jpg" else _result(job.path, job.path),
+                error=timeout if job.path == "a.jpg" else None,
+                duration_ms=1.0,
+            ),
+        )
+        outcomes.append((job.path, job.attempt))
+        batch.tell(Tick(0))
+        if len(outcomes) == 4:
+            break
+    assert ("a.jpg", 1) in outcomes
+    assert ("a.jpg", 2) in outcomes
+    finished = expect(env["supervisor_q"], BatchFinished)
+    assert finished.status == "partial"
+    records = {
+        json.loads(line)["path"]: json.loads(line)
+        for line in (env["inbox"].outbox / "b1" / "results.jsonl").read_text().splitlines()
+    }
+    assert records["a.jpg"]["attempts"] == 2
+    assert records["a.jpg"]["error"]["code"] == "TIMEOUT"
+
+
+def test_cancel_returns_slots_and_reports_pending_images(env):
+    batch = _start(env)
+    expect(env["supervisor_q"], WorkWanted)
+    batch.tell(CancelBatch())
+    finished = expect(env["supervisor_q"], BatchFinished)
+    assert finished.status == "cancelled"
+    batch_ref_gone = env["inbox"].outbox / "b1" / "summary.json"
+    summary = json.loads(batch_ref_gone.read_text())
+    assert summary["counts"]["pending"] == 3
+    statuses = [
+        json.loads(line)["status"]
+        for line in (env["inbox"].outbox / "b1" / "results.jsonl").read_text().splitlines()
+    ]
+    assert statuses == ["pending", "pending", "pending"]
+
+
+def test_resume_after_restart_does_not_redo_finished_images(env):
+    batch = _start(env)
+    expect(env["supervisor_q"], WorkWanted)
+    _grant_and_answer(
+        env,
+        batch,
+        lambda job: ImageAnalysed(
+            path=job.path, attempt=1, result=_result(job.path, "s"), error=None, duration_ms=1.0
+        ),
+    )
+    batch.stop(block=True)
+    record = env["store"].get_batch("b1") or env["record"]
+    env["record"] = env["store"].get_batch("b1") or record
+    resumed = _start(env)
+    wanted = expect(env["supervisor_q"], WorkWanted, where=lambda m: m.ready == 2)
+    assert wanted.ready == 2
+    resumed.tell(SlotGranted(worker=env["worker"]))
+    resumed.tell(SlotGranted(worker=env["worker"]))
+    resumed.tell(SlotGranted(worker=env["worker"]))
+    first = expect(env["worker_q"], AnalyseImage)
+    second = expect(env["worker_q"], AnalyseImage)
+    expect(env["supervisor_q"], SlotReturned)
+    assert len({first.path, second.path}) == 2

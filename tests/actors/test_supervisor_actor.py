@@ -1,0 +1,184 @@
+"""SupervisorActor: global worker bound, fairness, priorities and crash replacement."""
+
+from __future__ import annotations
+
+import queue
+from pathlib import Path
+from typing import Any
+
+import pykka
+import pytest
+
+from medianalysed.actors.batch import BatchSettings
+from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
+from medianalysed.config import Config, InboxConfig, ProcessingConfig
+from medianalysed.dupindex import HistoryIndex
+from medianalysed.messages import (
+    AnalyseImage,
+    ImageAnalysed,
+    PathSeen,
+    Snapshot,
+    SubmitBatch,
+    Tick,
+    WorkerCrashed,
+    WorkerIdle,
+)
+from medianalysed.state import StateStore
+from tests.e2e.harness import wait_for
+from tests.recording import RecordingActor, expect
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, workers: int = 2, settle: float = 0) -> None:
+        self.inbox = InboxConfig(
+            path=tmp_path / "inbox",
+            outbox=tmp_path / "outbox",
+            archive=tmp_path / "archive",
+            settle_seconds=settle,
+        )
+        self.inbox.path.mkdir()
+        self.config = Config(processing=ProcessingConfig(workers=workers), inboxes=(self.inbox,))
+        self.store = StateStore(tmp_path / "state")
+        self.history = HistoryIndex(tmp_path / "state" / "history", analysis_version=1)
+        self.jobs: queue.Queue[Any] = queue.Queue()
+        self.workers: list[pykka.ActorRef[Any]] = []
+        self.supervisor = SupervisorActor.start(
+            SupervisorParts(
+                config=self.config,
+                store=self.store,
+                history=self.history,
+                worker_factory=self._worker,
+                batch_settings=lambda inbox: BatchSettings(
+                    inbox=inbox,
+                    processing=self.config.processing,
+                    near_duplicate_distance=6,
+                    config_fingerprint="f",
+                    downloads_dir=tmp_path / "dl",
+                ),
+            )
+        )
+
+    def _worker(self, _supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+        ref = RecordingActor.start(self.jobs)
+        self.workers.append(ref)
+        return ref
+
+    def folder(self, name: str, files: int, priority: str | None = None) -> Path:
+        folder = self.inbox.path / name
+        folder.mkdir()
+        for index in range(files):
+            (folder / f"{index:03d}.jpg").write_bytes(b"x")
+        if priority:
+            (folder / "batch.toml").write_text(f'priority = "{priority}"\n')
+        return folder
+
+    def answer(self, job: AnalyseImage, worker_index: int = 0) -> None:
+        job.reply_to.tell(
+            ImageAnalysed(
+                path=job.path,
+                attempt=job.attempt,
+                result=None,
+                error={"code": "CORRUPT", "message": "x", "retryable": False},
+                duration_ms=1.0,
+            )
+        )
+        self.supervisor.tell(WorkerIdle(worker=self.workers[worker_index]))
+
+    def close(self) -> None:
+        self.supervisor.stop(block=True, timeout=10)
+        pykka.ActorRegistry.stop_all(block=True, timeout=5)
+        self.history.close()
+        self.store.close()
+
+
+@pytest.fixture
+def harness(tmp_path):
+    made: list[Harness] = []
+
+    def make(**kwargs: Any) -> Harness:
+        made.append(Harness(tmp_path, **kwargs))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def _drain(jobs: queue.Queue[Any]) -> list[AnalyseImage]:
+    found = []
+    while True:
+        try:
+            found.append(jobs.get(timeout=0.5))
+        except queue.Empty:
+            return [j for j in found if isinstance(j, AnalyseImage)]
+
+
+def test_workers_are_bounded_globally_and_shared_between_batches(harness):
+    h = harness(workers=2)
+    for name in ("one", "two", "three"):
+        h.supervisor.tell(SubmitBatch("default", str(h.folder(name, 5))))
+    first = [expect(h.jobs, AnalyseImage), expect(h.jobs, AnalyseImage)]
+    assert _drain(h.jobs) == []  # never more than `workers` in flight
+    served = {job.batch_id for job in first}
+    for _ in range(4):
+        for job in first:
+            h.answer(job)
+        first = [expect(h.jobs, AnalyseImage), expect(h.jobs, AnalyseImage)]
+        served |= {job.batch_id for job in first}
+        assert _drain(h.jobs) == []
+    assert served == {"one", "two", "three"}
+
+
+def test_high_priority_batch_gets_workers_first(harness):
+    h = harness(workers=1)
+    h.supervisor.tell(SubmitBatch("default", str(h.folder("low", 3, "low"))))
+    job = expect(h.jobs, AnalyseImage)
+    h.supervisor.tell(SubmitBatch("default", str(h.folder("urgent", 3, "high"))))
+    wait_for(lambda: h.supervisor.ask(Snapshot(), timeout=5)["demand"].get("urgent"))
+    h.answer(job)
+    served = [expect(h.jobs, AnalyseImage)]
+    for _ in range(2):
+        h.answer(served[-1])
+        served.append(expect(h.jobs, AnalyseImage))
+    assert [j.batch_id for j in served] == ["urgent", "urgent", "urgent"]
+
+
+def test_crashed_worker_is_replaced_and_its_image_fails_internal(harness):
+    h = harness(workers=1)
+    h.supervisor.tell(SubmitBatch("default", str(h.folder("b", 2))))
+    job = expect(h.jobs, AnalyseImage)
+    crashed = h.workers[0]
+    h.supervisor.tell(WorkerCrashed(worker=crashed, job=job, reason="RuntimeError: boom"))
+    crashed.stop()
+    nxt = expect(h.jobs, AnalyseImage)
+    assert nxt.path != job.path
+    assert len(h.workers) == 2
+    snapshot = h.supervisor.ask(Snapshot(), timeout=5)
+    assert snapshot["workers"] == 1
+
+
+def test_folder_is_started_once_even_when_seen_many_times(harness):
+    h = harness(workers=1)
+    folder = h.folder("dup", 1)
+    for _ in range(5):
+        h.supervisor.tell(PathSeen("default", str(folder)))
+        h.supervisor.tell(Tick(0))
+    expect(h.jobs, AnalyseImage)
+    h.supervisor.tell(PathSeen("default", str(folder)))
+    h.supervisor.tell(Tick(0))
+    snapshot = h.supervisor.ask(Snapshot(), timeout=5)
+    assert snapshot["active"] == ["dup"]
+    assert [r.batch_id for r in h.store.iter_batches()] == ["dup"]
+
+
+def test_hidden_and_temporary_names_are_never_batches(harness):
+    h = harness(workers=1)
+    for name in (".hidden", "copy.part", "x.tmp", "y.crdownload", "@eaDir"):
+        (h.inbox.path / name).mkdir()
+        h.supervisor.tell(PathSeen("default", str(h.inbox.path / name)))
+    h.supervisor.tell(Tick(0))
+    snapshot = h.supervisor.ask(Snapshot(), timeout=5)
+    assert snapshot["candidates"] == {}
+    assert list(h.store.iter_batches()) == []
