@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= medianalysed.toml
 
-.PHONY: run test lint typecheck unit venv bench binary clean
+.PHONY: run test lint typecheck unit venv bench binary e2e-binary clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,14 @@ unit: $(STAMP)
 test: lint typecheck
 	$(BIN)/pytest -q
 
+# The single self-contained executable: dist/medianalysed (PyInstaller, one file).
+binary:
+	PYTHON=$(PYTHON) packaging/build.sh
+
+# Benchmarks: real photos from Debian wallpaper packages, timed against a naive baseline,
+# imagededup and the decode floor. Uses its own .bench-venv (torch stays out of .venv).
+bench:
+	bash benchmarks/bench.sh
+
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .build-venv build dist .mypy_cache .ruff_cache .pytest_cache

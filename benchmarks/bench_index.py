@@ -32,11 +32,16 @@ CHUNK = 10_000
 
 
 def rss_mib() -> tuple[float, float]:
-    """(current RSS, peak RSS) of this process in MiB."""
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    current = pages * resource.getpagesize() / 2**20
+    """(current RSS, peak RSS) of this process in MiB.
+
+    The peak is VmHWM where Linux has it: getrusage's ru_maxrss survives exec, so a child
+    started by a big builder would report the builder's peak.
+    """
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    if "VmRSS" in status and "VmHWM" in status:
+        return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return current, peak
+    return peak, peak
 
 
 def image(i: int, phash: int, batch_prefix: str = "b") -> IndexedImage:

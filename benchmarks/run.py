@@ -315,7 +315,11 @@ def availability(method: str) -> tuple[bool, str]:
         "floor": "import PIL",
     }
     if method == "cli":
-        return command_works([str(medianalysed_executable()), "analyze", "--help"])
+        works, reason = command_works([str(medianalysed_executable()), "analyze", "--help"])
+        if not works:
+            return works, reason
+        # `analyze --help` does not import the engine; the daemon it starts does.
+        return command_works([sys.executable, "-c", "import medianalysed.app"])
     return command_works([sys.executable, "-c", probe_import[method]])
 
 
@@ -486,6 +490,7 @@ def machine_info() -> dict[str, Any]:
         "nproc": len(os.sched_getaffinity(0)),
         "memory_gb": round(os.sysconf("SC_PHYS_PAGES") * PAGE_SIZE / 2**30, 1),
         "kernel": platform.release(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
         "pillow": package_version("pillow"),
         "libjpeg_turbo": features.version("libjpeg_turbo") or "no",
@@ -526,7 +531,8 @@ def markdown(report: dict[str, Any], rows: list[Row]) -> str:
         f"Run {report['date']} with `{report['command']}`.",
         "",
         f"Machine: {machine['cpu_model']}, nproc {machine['nproc']}, {machine['memory_gb']} GiB, "
-        f"Linux {machine['kernel']}; Python {machine['python']}, Pillow {machine['pillow']} "
+        f"Linux {machine['kernel']}, load average at start {machine['load_average_at_start']}; "
+        f"Python {machine['python']}, Pillow {machine['pillow']} "
         f"(libjpeg-turbo {machine['libjpeg_turbo']}), ImageHash {machine['imagehash']}, "
         f"numpy {machine['numpy']}, imagededup {machine['imagededup']}, torch {machine['torch']}, "
         f"medianalysed {machine['medianalysed']}.",

@@ -97,14 +97,25 @@ def fft(_tmp: Path) -> str:
     return f"rfft sum {float(np.abs(scipy.fft.rfft(np.arange(8.0))).sum()):.3f}"
 
 
-@check("pebble (spawn)")
-def worker_process(_tmp: Path) -> str:
-    """A worker process started the way a frozen binary must: by re-executing itself."""
+def run_in_pool(method: str) -> str:
+    """Run one task in a pebble pool whose workers start with `method`."""
     from pebble import ProcessPool
 
-    with ProcessPool(max_workers=1, context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPool(max_workers=1, context=multiprocessing.get_context(method)) as pool:
         result = pool.schedule(math.factorial, args=(20,)).result(timeout=60)
     return f"factorial(20) = {result} in a child"
+
+
+@check("pebble (spawn)")
+def spawned_worker(_tmp: Path) -> str:
+    """A worker process started the way a frozen binary must: by re-executing itself."""
+    return run_in_pool("spawn")
+
+
+@check("pebble (forkserver)")
+def forkserver_worker(_tmp: Path) -> str:
+    """A worker forked from a fork server, itself a re-execution of the binary."""
+    return run_in_pool("forkserver")
 
 
 @check("diskcache")
@@ -180,8 +191,8 @@ def main() -> int:
     print(versions())
     failed = 0
     with tempfile.TemporaryDirectory() as tmp_dir:
-        for name, function in CHECKS:
-            tmp = Path(tmp_dir) / name.split()[0]
+        for number, (name, function) in enumerate(CHECKS):
+            tmp = Path(tmp_dir) / str(number)
             tmp.mkdir()
             try:
                 print(f"ok   {name}: {function(tmp)}")

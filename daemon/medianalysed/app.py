@@ -45,20 +45,27 @@ from medianalysed.models import ANALYSIS_VERSION
 from medianalysed.state import StateStore
 from medianalysed.systemd import Notifier, watchdog_interval
 from medianalysed.watch import InboxWatcher
+from medianalysed.webhooks import WebhookDispatcher, event_for_status
 from medianalysed.worker import pool_context, worker_initializer
 
 logger = logging.getLogger(__name__)
+
+
+def webhook_dir(state_dir: Path) -> Path:
+    """Where webhook deliveries and dead letters are persisted."""
+    return state_dir / "webhooks"
 
 TICK_INTERVAL_S = 0.25
 SHUTDOWN_GRACE_S = 30.0
 STATUS_INTERVAL_S = 2.0
 
 
-class MetricsListener(BatchListener):
-    """Feeds batch events into the Prometheus metrics (called from batch actor threads)."""
+class DaemonListener(BatchListener):
+    """Feeds batch events into metrics and webhooks (called from batch actor threads)."""
 
-    def __init__(self, metrics: Metrics | None) -> None:
+    def __init__(self, metrics: Metrics | None, webhooks: WebhookDispatcher | None) -> None:
         self._metrics = metrics
+        self._webhooks = webhooks
 
     def image_finished(self, inbox: str, status: str, error_code: str | None, **info: Any) -> None:
         """Count one image outcome."""
@@ -77,8 +84,18 @@ class MetricsListener(BatchListener):
         if info.get("cached"):
             metrics.content_cache_hits.inc()
 
-    def batch_finished(self, inbox: str, status: str, summary: dict[str, Any]) -> None:
-        """Count one finished batch."""
+    def batch_finished(
+        self, inbox: str, status: str, summary: dict[str, Any], *, callback_url: str, run: int
+    ) -> None:
+        """Count one finished batch and queue its webhooks (persisted before this returns)."""
+        if self._webhooks is not None:
+            batch_key = str(summary["batch_id"]) + (f"/run-{run}" if run else "")
+            self._webhooks.enqueue(
+                batch_id=batch_key,
+                event=event_for_status(status),
+                payload=summary,
+                callback_url=callback_url,
+            )
         metrics = self._metrics
         if metrics is None:
             return
@@ -122,6 +139,7 @@ class Daemon:
         self.metrics_server: MetricsServer | None = None
         self.pool: pebble.ProcessPool | None = None
         self.downloader: Downloader | None = None
+        self.webhooks: WebhookDispatcher | None = None
         self.supervisor: pykka.ActorRef[Any] | None = None
         self.watcher: InboxWatcher | None = None
         self.notifier = Notifier()
@@ -152,6 +170,13 @@ class Daemon:
             initializer=worker_initializer,
         )
         self.downloader = Downloader(config.downloads)
+        self.webhooks = WebhookDispatcher(
+            config.webhook,
+            webhook_dir(config.daemon.state_dir),
+            allow_private_networks=config.downloads.allow_private_networks,
+            on_outcome=self._count_delivery,
+        )
+        self.webhooks.start()
         self.supervisor = SupervisorActor.start(self._supervisor_parts())
         if self._watch_enabled:
             self.watcher = InboxWatcher(self.supervisor, on_mode=self.metrics.set_watcher_mode)
@@ -160,6 +185,12 @@ class Daemon:
         self.ready.set()
         self.notifier.ready(f"watching {len(config.inboxes)} inbox(es)")
         logger.info("medianalysed %s ready", __version__)
+
+    def _count_delivery(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.webhook_deliveries.labels(outcome=outcome).inc()
+            if outcome == "dead" and self.webhooks is not None:
+                self.metrics.dead_letters.set(len(self.webhooks.dead_letters()))
 
     def _supervisor_parts(self) -> SupervisorParts:
         assert self.store is not None
@@ -208,7 +239,7 @@ class Daemon:
             history=self.history,
             worker_factory=worker_factory,
             batch_settings=batch_settings,
-            listener=MetricsListener(metrics),
+            listener=DaemonListener(metrics, self.webhooks),
             on_settled=on_settled,
             on_gauges=on_gauges,
         )
@@ -269,6 +300,9 @@ class Daemon:
             self.pool.join(timeout=10)
         if self.downloader is not None:
             self.downloader.close()
+        if self.webhooks is not None:
+            self.webhooks.stop()
+            self.webhooks.close()
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if self.history is not None:

@@ -29,6 +29,7 @@ from medianalysed.config import (
 from medianalysed.errors import ConfigError, ExitCode, MedianalysedError
 from medianalysed.logs import setup_logging
 from medianalysed.state import BatchRecord, StateStore
+from medianalysed.webhooks import read_dead_letters
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def _status(config: Config, batch_id: str | None, *, as_json: bool) -> int:
             return ExitCode.FAILURE
         documents = [_status_of(record) for record in records]
         paused = store.is_paused()
-        dead_letters = list(store.get_flag("dead_letters", []) or [])  # type: ignore[call-overload]
+        dead_letters = read_dead_letters(config.daemon.state_dir / "webhooks")
     finally:
         store.close()
     if as_json:

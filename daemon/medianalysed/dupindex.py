@@ -31,6 +31,7 @@ import os
 import sqlite3
 import threading
 import uuid
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -167,21 +168,20 @@ def _phash_value(hashes: Mapping[str, str]) -> int | None:
 class _Columns:
     """Growable per-row arrays; rows are appended in id order and never move until reopen."""
 
-    def __init__(
-        self,
-        ids: IntArray,
-        phash: U64Array,
-        version: npt.NDArray[np.int32],
-        batch: npt.NDArray[np.uint32],
-        flags: npt.NDArray[np.uint8],
-    ) -> None:
-        self.n = len(ids)
-        capacity = self.n + self.n // 8 + 1024
-        self.ids = _grown(ids, capacity)
-        self.phash = _grown(phash, capacity)
-        self.version = _grown(version, capacity)
-        self.batch = _grown(batch, capacity)
-        self.flags = _grown(flags, capacity)
+    def __init__(self, rows: int = 0) -> None:
+        """Room for `rows` rows (to be filled by the caller) and some more."""
+        self.n = rows
+        capacity = rows + rows // 8 + 1024
+        self.ids = np.zeros(capacity, dtype=np.int64)
+        self.phash = np.zeros(capacity, dtype=np.uint64)
+        self.version = np.zeros(capacity, dtype=np.int32)
+        self.batch = np.zeros(capacity, dtype=np.uint32)
+        self.flags = np.zeros(capacity, dtype=np.uint8)
+
+    def column(self, name: str) -> npt.NDArray[Any]:
+        """The filled part of one column, by its name in `_COLUMN_NAMES`."""
+        array: npt.NDArray[Any] = getattr(self, name)
+        return array[: self.n]
 
     def append(self, image_id: int, phash: int | None, version: int, batch: int) -> None:
         """Add one row (caller holds the memory lock)."""
@@ -212,6 +212,9 @@ class _Columns:
         return alive
 
 
+_COLUMN_NAMES = ("ids", "phash", "version", "batch", "flags")
+
+
 def _grown(array: npt.NDArray[_T], capacity: int) -> npt.NDArray[_T]:
     """A copy of `array` with room for `capacity` rows."""
     out = np.zeros(max(capacity, len(array)), dtype=array.dtype)
@@ -227,17 +230,19 @@ class _BucketTables:
     them; verification by popcount removes the rest.
     """
 
-    def __init__(self, phash: U64Array, rows: IntArray, covered: int) -> None:
+    def __init__(self, phash: U64Array, rows: npt.NDArray[np.uint32], covered: int) -> None:
+        """Index `rows` (whose hashes are `phash`), built in place to keep temporaries small."""
         self.covered = covered
-        orders = []
-        counts = []
+        size = len(rows)
+        self.order = np.empty(_CHUNKS * size, dtype=np.uint32)
+        self.offsets = np.zeros(_CHUNKS * _BUCKETS + 1, dtype=np.int64)
         for chunk in range(_CHUNKS):
             keys = ((phash >> np.uint64(chunk * _CHUNK_BITS)) & np.uint64(0xFFFF)).astype(np.uint16)
-            orders.append(rows[np.argsort(keys, kind="stable")].astype(np.uint32))
-            counts.append(np.bincount(keys, minlength=_BUCKETS))
-        self.order = np.concatenate(orders) if orders else np.zeros(0, np.uint32)
-        self.offsets = np.zeros(_CHUNKS * _BUCKETS + 1, dtype=np.int64)
-        np.cumsum(np.concatenate(counts), out=self.offsets[1:])
+            # A stable sort of 16-bit keys is a radix sort in numpy: linear in the row count.
+            np.take(rows, np.argsort(keys, kind="stable"), out=self.order[chunk * size :][:size])
+            base = chunk * _BUCKETS
+            self.offsets[base + 1 : base + _BUCKETS + 1] = np.bincount(keys, minlength=_BUCKETS)
+        np.cumsum(self.offsets, out=self.offsets)
 
     def candidates(self, query: int, radius: int) -> IntArray:
         """Rows sharing at least one chunk within `radius` bits of the query's (with repeats)."""
@@ -287,11 +292,16 @@ class HistoryIndex:
         self._batch_names: list[str] = []
         self._batch_codes: dict[str, int] = {}
         self._changes_since_snapshot = 0
-        self._columns = _empty_columns()
-        self._tables = _BucketTables(self._columns.phash, self._columns.ids, 0)
+        self._columns = _Columns()
+        self._tables = _BucketTables(np.zeros(0, np.uint64), np.zeros(0, np.uint32), 0)
         self._alive = 0
         try:
-            self._cache = diskcache.Cache(str(self.directory), eviction_policy="none")
+            self._cache = diskcache.Cache(
+                str(self.directory),
+                eviction_policy="none",
+                sqlite_cache_size=1024,
+                sqlite_mmap_size=0,
+            )
             self._uuid = self._init_meta()
             self._load()
         except sqlite3.Error as exc:
@@ -528,7 +538,7 @@ class HistoryIndex:
         rows = np.flatnonzero(
             (columns.flags[:covered] == _SEARCHABLE)
             & (columns.version[:covered] == self.analysis_version)
-        ).astype(np.int64)
+        ).astype(np.uint32)
         return _BucketTables(columns.phash[rows], rows, covered)
 
     # ----------------------------------------------------------------- searching
@@ -558,12 +568,14 @@ class HistoryIndex:
         if version == self.analysis_version and radius <= _MAX_MIH_RADIUS:
             probed = tables.candidates(query, radius)
             buffered = np.arange(tables.covered, columns.n, dtype=np.int64)
-            rows = np.unique(np.concatenate((probed, buffered)))
+            rows = np.concatenate((probed, buffered))
         else:
             rows = np.arange(columns.n, dtype=np.int64)
+        # Verify before deduplicating: a row found through several chunks shows up repeatedly,
+        # and sorting the few survivors is far cheaper than sorting every candidate.
         distances = popcount64(columns.phash[rows] ^ np.uint64(query))
-        close = distances <= max_distance
-        rows, distances = rows[close], distances[close]
+        rows = np.unique(rows[distances <= max_distance])
+        distances = popcount64(columns.phash[rows] ^ np.uint64(query))
         keep = (columns.flags[rows] == _SEARCHABLE) & (columns.version[rows] == version)
         return [
             _Candidate(image_id, "near", int(distance))
@@ -600,7 +612,7 @@ class HistoryIndex:
         columns = self._load_snapshot(last_id, removals)
         if columns is None:
             logger.info("rebuilding duplicate index from %s (%d ids)", self.directory, last_id)
-            columns = self._replay(_empty_columns(), 0, last_id)
+            columns = self._replay(_Columns(), 0, last_id)
             self._changes_since_snapshot = max(columns.n, 1)
         self._columns = columns
         self._alive = int(np.count_nonzero(columns.flags[: columns.n] & _FLAG_ALIVE))
@@ -614,15 +626,19 @@ class HistoryIndex:
             with np.load(self.directory / SNAPSHOT_NAME, allow_pickle=False) as data:
                 meta = json.loads(bytes(data["meta"]))
                 names: list[str] = json.loads(bytes(data["batch_names"]))
-                arrays = [data[name] for name in ("ids", "phash", "version", "batch", "flags")]
+                columns = _Columns(len(data["flags"]))
+                for name in _COLUMN_NAMES:  # one at a time: a single column's worth of temporaries
+                    columns.column(name)[:] = data[name]
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             logger.warning("ignoring unreadable duplicate index snapshot: %s", exc)
             return None
         trimmed = int(self._cache.get(_KEY_RM_TRIMMED))
+        ids = columns.column("ids")
         usable = (
-            meta.get("format") == STORE_FORMAT
+            bool(np.all(ids[1:] > ids[:-1]))
+            and meta.get("format") == STORE_FORMAT
             and meta.get("uuid") == self._uuid
             and meta["last_id"] <= last_id
             and trimmed <= meta["removals"] <= removals
@@ -639,7 +655,6 @@ class HistoryIndex:
             removed.extend(json.loads(logged))
         self._batch_names = names
         self._batch_codes = {name: code for code, name in enumerate(names)}
-        columns = _Columns(*arrays)
         dead = columns.rows_of(removed)
         columns.flags[dead] &= np.uint8(~_FLAG_ALIVE & 0xFF)
         replayed = self._replay(columns, meta["last_id"], last_id)
@@ -699,16 +714,6 @@ class HistoryIndex:
             for sequence in range(trimmed + 1, upto + 1):
                 self._cache.delete(f"rm:{sequence}")
             self._cache.set(_KEY_RM_TRIMMED, max(trimmed, upto))
-
-
-def _empty_columns() -> _Columns:
-    return _Columns(
-        np.zeros(0, np.int64),
-        np.zeros(0, np.uint64),
-        np.zeros(0, np.int32),
-        np.zeros(0, np.uint32),
-        np.zeros(0, np.uint8),
-    )
 
 
 def _record_json(image: IndexedImage) -> str:

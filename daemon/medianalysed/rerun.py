@@ -100,6 +100,7 @@ def start_rerun(
         final_counts={},
         archived_to=None,
         bypass_cache=force,
+        runs=record.runs + 1,
     )
     store.put_batch(updated)
     (Path(record.outbox_dir) / outbox.SUMMARY_FILE).unlink(missing_ok=True)

@@ -48,6 +48,7 @@ class BatchRecord:
     tags: tuple[str, ...] = ()
     callback_url: str = ""
     keep_input: bool = False
+    runs: int = 0  # how many times retry/reprocess put it back to work
     bypass_cache: bool = False  # reprocess --force: decode again even when the content is cached
     total: int = 0
     chunks: int = 0
@@ -74,6 +75,7 @@ class BatchRecord:
             "callback_url": self.callback_url,
             "keep_input": self.keep_input,
             "bypass_cache": self.bypass_cache,
+            "runs": self.runs,
             "total": self.total,
             "chunks": self.chunks,
             "created_at": self.created_at,
@@ -102,6 +104,7 @@ class BatchRecord:
             callback_url=data["callback_url"],
             keep_input=data["keep_input"],
             bypass_cache=data.get("bypass_cache", False),
+            runs=data.get("runs", 0),
             total=data["total"],
             chunks=data["chunks"],
             created_at=data["created_at"],

@@ -78,8 +78,10 @@ class BatchListener:
     def image_finished(self, inbox: str, status: str, error_code: str | None, **info: Any) -> None:
         """An image reached a terminal status (or a retryable failure, `status='retry'`)."""
 
-    def batch_finished(self, inbox: str, status: str, summary: dict[str, Any]) -> None:
-        """A batch wrote its summary."""
+    def batch_finished(
+        self, inbox: str, status: str, summary: dict[str, Any], *, callback_url: str, run: int
+    ) -> None:
+        """A batch wrote its summary (`run` counts retries and reprocessings)."""
 
 
 class BatchActor(pykka.ThreadingActor):
@@ -449,7 +451,11 @@ class BatchActor(pykka.ThreadingActor):
             self._record = self._record.evolve(phase="written")
             self._store.put_batch(self._record)
             self._listener.batch_finished(
-                self._settings.inbox.name, str(self._record.status), summary
+                self._settings.inbox.name,
+                str(self._record.status),
+                summary,
+                callback_url=self._record.callback_url,
+                run=self._record.runs,
             )
         if self._record.phase == "written":
             self._dispose_input()

@@ -1,0 +1,535 @@
+"""Webhook delivery against a real HTTP server on 127.0.0.1, with a real diskcache queue."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medianalysed import __version__
+from medianalysed.config import WebhookConfig
+from medianalysed.webhooks import (
+    EVENTS,
+    Delivery,
+    WebhookDispatcher,
+    event_for_status,
+    make_delivery_id,
+    read_dead_letters,
+    sign,
+)
+
+SECRET = "s3cret-webhook-key"
+PAYLOAD = {"batch_id": "house-1", "status": "completed", "progress": "3/3", "note": "café"}
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A real HTTP server that records every request and answers scripted statuses."""
+
+    server: ThreadingHTTPServer
+    thread: threading.Thread
+    requests: list[Recorded] = field(default_factory=list)
+    statuses: deque[int] = field(default_factory=deque)  # next answers; 200 when empty
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def base(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def url(self, path: str = "/hook") -> str:
+        return self.base + path
+
+    def recorded(self) -> list[Recorded]:
+        with self.lock:
+            return list(self.requests)
+
+
+def start_receiver() -> Receiver:
+    holder: list[Receiver] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            receiver = holder[0]
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with receiver.lock:
+                receiver.requests.append(Recorded(self.path, dict(self.headers.items()), body))
+                status = receiver.statuses.popleft() if receiver.statuses else 200
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Keep test output quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.02,), name="test-receiver", daemon=True
+    )
+    receiver = Receiver(server, thread)
+    holder.append(receiver)
+    thread.start()
+    return receiver
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = start_receiver()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+    receiver.thread.join(5)
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_760_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make(tmp_path: Path, clock: FakeClock) -> Iterator[Callable[..., WebhookDispatcher]]:
+    """Build dispatchers on tmp_path/"webhooks" that record their outcomes; close them all."""
+    made: list[WebhookDispatcher] = []
+
+    def build(
+        url: str = "",
+        *,
+        secret: str = SECRET,
+        max_attempts: int = 3,
+        backoff: tuple[float, ...] = (1, 5),
+        allow_private_networks: bool = False,
+        outcomes: list[str] | None = None,
+        use_clock: bool = True,
+    ) -> WebhookDispatcher:
+        config = WebhookConfig(
+            url=url,
+            secret=secret,
+            timeout_seconds=5,
+            max_attempts=max_attempts,
+            backoff_seconds=backoff,
+        )
+        sink = outcomes if outcomes is not None else []
+        dispatcher = WebhookDispatcher(
+            config,
+            tmp_path / "webhooks",
+            allow_private_networks=allow_private_networks,
+            on_outcome=sink.append,
+            **({"clock": clock} if use_clock else {}),
+        )
+        made.append(dispatcher)
+        return dispatcher
+
+    yield build
+    for dispatcher in made:
+        dispatcher.close()
+
+
+def unused_port() -> int:
+    """A port nothing listens on: bound to find it, then closed."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        threading.Event().wait(0.01)
+    return condition()
+
+
+# --- signing and ids ------------------------------------------------------------------------
+
+
+def test_sign_matches_rfc4231_test_case_2() -> None:
+    expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    assert sign(b"what do ya want for nothing?", "Jefe") == f"sha256={expected}"
+
+
+def test_delivery_ids_are_stable_and_distinct_per_batch_event_and_url() -> None:
+    first = make_delivery_id("house-1", "batch.completed", "https://a.example/hook")
+    assert first == make_delivery_id("house-1", "batch.completed", "https://a.example/hook")
+    others = {
+        make_delivery_id("house-2", "batch.completed", "https://a.example/hook"),
+        make_delivery_id("house-1", "batch.partial", "https://a.example/hook"),
+        make_delivery_id("house-1", "batch.completed", "https://b.example/hook"),
+    }
+    assert first not in others
+    assert len(others) == 3
+
+
+def test_event_for_status() -> None:
+    assert event_for_status("partial") == "batch.partial"
+    assert {event_for_status(s) for s in ("completed", "failed", "cancelled")} <= set(EVENTS)
+    with pytest.raises(ValueError, match="processing"):
+        event_for_status("processing")
+
+
+def test_delivery_round_trips_through_json() -> None:
+    delivery = Delivery(
+        delivery_id="id",
+        url="https://a.example/x",
+        event="batch.failed",
+        body='{"a":"é"}',
+        attempts=2,
+        next_attempt_at=12.5,
+        last_error="answered 503",
+        created_at="2025-10-08T15:30:00Z",
+        batch_id="b",
+        trusted=True,
+    )
+    assert Delivery.from_json(delivery.to_json()) == delivery
+    assert json.loads(delivery.to_json())["schema_version"] == 1
+
+
+# --- delivering -----------------------------------------------------------------------------
+
+
+def test_delivered_with_headers_and_a_signature_over_the_exact_body(
+    receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    outcomes: list[str] = []
+    dispatcher = make(receiver.url(), outcomes=outcomes)
+
+    ids = dispatcher.enqueue(batch_id="house-1", event="batch.completed", payload=PAYLOAD)
+
+    assert ids == [make_delivery_id("house-1", "batch.completed", receiver.url())]
+    assert dispatcher.deliver_due() == 1
+    (request,) = receiver.recorded()
+    assert request.path == "/hook"
+    assert json.loads(request.body) == PAYLOAD
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"] == f"medianalysed/{__version__}"
+    assert request.headers["X-Medianalysed-Event"] == "batch.completed"
+    assert request.headers["X-Medianalysed-Delivery"] == ids[0]
+    digest = hmac.new(SECRET.encode(), request.body, hashlib.sha256).hexdigest()
+    assert request.headers["X-Medianalysed-Signature"] == f"sha256={digest}"
+    assert outcomes == ["delivered"]
+    assert dispatcher.pending() == []
+    assert dispatcher.dead_letters() == []
+
+
+def test_no_signature_header_without_a_secret(
+    receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    dispatcher = make(receiver.url(), secret="")
+    dispatcher.enqueue(batch_id="b", event="batch.failed", payload=PAYLOAD)
+
+    assert dispatcher.deliver_due() == 1
+
+    (request,) = receiver.recorded()
+    assert "X-Medianalysed-Signature" not in request.headers
+    assert request.headers["X-Medianalysed-Event"] == "batch.failed"
+
+
+def test_500_is_retried_after_the_backoff_with_the_same_delivery_id(
+    receiver: Receiver, make: Callable[..., WebhookDispatcher], clock: FakeClock
+) -> None:
+    outcomes: list[str] = []
+    dispatcher = make(receiver.url(), backoff=(7, 30), outcomes=outcomes)
+    receiver.statuses.extend([500])
+    (delivery_id,) = dispatcher.enqueue(batch_id="b", event="batch.partial", payload=PAYLOAD)
+
+    assert dispatcher.deliver_due() == 1
+    (waiting,) = dispatcher.pending()
+    assert waiting.attempts == 1
+    assert waiting.next_attempt_at == clock.now + 7
+    assert waiting.last_error is not None
+    assert "500" in waiting.last_error
+    assert dispatcher.deliver_due() == 0  # not due yet
+
+    clock.now += 7
+    assert dispatcher.deliver_due() == 1
+
+    assert outcomes == ["retry", "delivered"]
+    assert [r.headers["X-Medianalysed-Delivery"] for r in receiver.recorded()] == [delivery_id] * 2
+    assert receiver.recorded()[0].body == receiver.recorded()[1].body
+    assert dispatcher.pending() == []
+
+
+@pytest.mark.parametrize("status", [408, 429, 503])
+def test_transient_statuses_are_retried(
+    status: int, receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    outcomes: list[str] = []
+    dispatcher = make(receiver.url(), outcomes=outcomes)
+    receiver.statuses.append(status)
+    dispatcher.enqueue(batch_id="b", event="batch.completed", payload=PAYLOAD)
+
+    dispatcher.deliver_due()
+
+    assert outcomes == ["retry"]
+    assert len(dispatcher.pending()) == 1
+
+
+@pytest.mark.parametrize(("status", "reason"), [(404, "answered 404"), (301, "redirects")])
+def test_a_permanent_status_is_dead_lettered_at_once(
+    status: int, reason: str, receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    outcomes: list[str] = []
+    dispatcher = make(receiver.url(), max_attempts=6, outcomes=outcomes)
+    receiver.statuses.append(status)
+    (delivery_id,) = dispatcher.enqueue(batch_id="b", event="batch.completed", payload=PAYLOAD)
+
+    assert dispatcher.deliver_due() == 1
+
+    assert outcomes == ["dead"]
+    assert dispatcher.pending() == []
+    (letter,) = dispatcher.dead_letters()
+    assert letter["delivery_id"] == delivery_id
+    assert letter["attempts"] == 1
+    assert reason in letter["last_error"]
+    assert len(receiver.recorded()) == 1
+
+
+def test_unreachable_target_is_retried_then_dead_lettered(
+    tmp_path: Path, make: Callable[..., WebhookDispatcher], clock: FakeClock
+) -> None:
+    outcomes: list[str] = []
+    url = f"http://alice:hunter2@127.0.0.1:{unused_port()}/hook"
+    dispatcher = make(url, max_attempts=4, backoff=(1, 2), outcomes=outcomes)
+    (delivery_id,) = dispatcher.enqueue(batch_id="b", event="batch.failed", payload=PAYLOAD)
+
+    waits = []
+    for _ in range(3):
+        before = clock.now
+        assert dispatcher.deliver_due() == 1
+        (waiting,) = dispatcher.pending()
+        waits.append(waiting.next_attempt_at - before)
+        clock.now = waiting.next_attempt_at
+    assert waits == [1, 2, 2]  # backoff[min(n - 1, len - 1)]
+    assert dispatcher.deliver_due() == 1
+
+    assert outcomes == ["retry", "retry", "retry", "dead"]
+    assert dispatcher.pending() == []
+    (letter,) = dispatcher.dead_letters()
+    assert letter["delivery_id"] == delivery_id
+    assert letter["batch_id"] == "b"
+    assert letter["event"] == "batch.failed"
+    assert letter["attempts"] == 4
+    assert "gave up after 4 attempts" in letter["last_error"]
+    assert "hunter2" not in letter["url"]
+    assert "alice:" in letter["url"]
+    assert letter["dead_at"].endswith("Z")
+    dispatcher.close()
+    assert read_dead_letters(tmp_path / "webhooks") == [letter]
+
+
+def test_read_dead_letters_of_a_missing_queue_is_empty(tmp_path: Path) -> None:
+    assert read_dead_letters(tmp_path / "never-created") == []
+    assert not (tmp_path / "never-created").exists()
+
+
+def test_pending_deliveries_survive_a_restart(
+    receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    first = make(receiver.url())
+    (delivery_id,) = first.enqueue(batch_id="b", event="batch.completed", payload=PAYLOAD)
+    first.close()
+
+    second = make(receiver.url())
+    assert [d.delivery_id for d in second.pending()] == [delivery_id]
+    assert second.deliver_due() == 1
+
+    (request,) = receiver.recorded()
+    assert request.headers["X-Medianalysed-Delivery"] == delivery_id
+    assert json.loads(request.body) == PAYLOAD
+
+
+def test_enqueue_is_idempotent_per_batch_event_and_url(
+    receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    dispatcher = make(receiver.url("/config"))
+    callback = receiver.url("/callback")
+
+    first = dispatcher.enqueue(
+        batch_id="b", event="batch.completed", payload=PAYLOAD, callback_url=callback
+    )
+    again = dispatcher.enqueue(
+        batch_id="b", event="batch.completed", payload={"other": 1}, callback_url=callback
+    )
+
+    assert first == again
+    assert len(first) == 2
+    assert len(dispatcher.pending()) == 2
+    # Only the configured url is operator-trusted; 127.0.0.1 callbacks are refused.
+    assert dispatcher.deliver_due() == 2
+    assert [r.path for r in receiver.recorded()] == ["/config"]
+    assert json.loads(receiver.recorded()[0].body) == PAYLOAD
+
+    # A batch that finishes twice (crash-restart) does not deliver twice.
+    dispatcher.enqueue(
+        batch_id="b", event="batch.completed", payload=PAYLOAD, callback_url=callback
+    )
+    assert dispatcher.pending() == []
+    assert dispatcher.deliver_due() == 0
+
+
+def test_the_same_url_twice_and_no_url_at_all(
+    receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    dispatcher = make(receiver.url())
+    ids = dispatcher.enqueue(
+        batch_id="b", event="batch.completed", payload=PAYLOAD, callback_url=receiver.url()
+    )
+    assert len(ids) == 1
+
+    nowhere = make("")
+    assert nowhere.enqueue(batch_id="c", event="batch.completed", payload=PAYLOAD) == []
+
+
+def test_unknown_event_and_non_json_payload_are_refused(
+    make: Callable[..., WebhookDispatcher],
+) -> None:
+    dispatcher = make("https://hooks.example.com/x")
+    with pytest.raises(ValueError, match="unknown webhook event"):
+        dispatcher.enqueue(batch_id="b", event="batch.done", payload=PAYLOAD)
+    with pytest.raises(ValueError, match="JSON"):
+        dispatcher.enqueue(batch_id="b", event="batch.failed", payload={"x": float("nan")})
+    assert dispatcher.pending() == []
+
+
+def test_private_callback_is_refused_unless_allowed(
+    receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    outcomes: list[str] = []
+    refusing = make("", outcomes=outcomes)
+    refusing.enqueue(
+        batch_id="b", event="batch.completed", payload=PAYLOAD, callback_url=receiver.url()
+    )
+
+    assert refusing.deliver_due() == 1
+
+    assert outcomes == ["dead"]
+    assert receiver.recorded() == []
+    (letter,) = refusing.dead_letters()
+    assert "non-public address 127.0.0.1" in letter["last_error"]
+    assert "allow_private_networks" in letter["last_error"]
+    refusing.close()
+
+    allowing = make("", allow_private_networks=True)
+    allowing.enqueue(
+        batch_id="b2", event="batch.completed", payload=PAYLOAD, callback_url=receiver.url()
+    )
+    assert allowing.deliver_due() == 1
+    (request,) = receiver.recorded()
+    assert request.headers["X-Medianalysed-Delivery"] == make_delivery_id(
+        "b2", "batch.completed", receiver.url()
+    )
+
+
+def test_a_callback_that_is_not_http_is_dead_lettered(
+    make: Callable[..., WebhookDispatcher],
+) -> None:
+    dispatcher = make("", allow_private_networks=True)
+    dispatcher.enqueue(
+        batch_id="b", event="batch.completed", payload=PAYLOAD, callback_url="ftp://x.example/y"
+    )
+    dispatcher.deliver_due()
+    (letter,) = dispatcher.dead_letters()
+    assert "not an http(s) URL" in letter["last_error"]
+
+
+def test_the_secret_and_signature_never_reach_the_logs(
+    receiver: Receiver, make: Callable[..., WebhookDispatcher], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    dispatcher = make(receiver.url(), max_attempts=1)
+    receiver.statuses.extend([503, 503])
+    dispatcher.enqueue(batch_id="b", event="batch.completed", payload=PAYLOAD)
+    dispatcher.enqueue(batch_id="b2", event="batch.completed", payload=PAYLOAD)
+    dispatcher.deliver_due()
+
+    signatures = {r.headers["X-Medianalysed-Signature"].split("=")[1] for r in receiver.recorded()}
+    assert signatures
+    assert "dead-lettered" in caplog.text
+    assert SECRET not in caplog.text
+    assert not any(signature in caplog.text for signature in signatures)
+
+
+# --- the thread -----------------------------------------------------------------------------
+
+
+def test_the_thread_delivers_without_deliver_due(
+    receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    dispatcher = make(receiver.url(), use_clock=False)
+    dispatcher.start()
+    (delivery_id,) = dispatcher.enqueue(batch_id="b", event="batch.completed", payload=PAYLOAD)
+
+    assert wait_for(lambda: len(receiver.recorded()) == 1)
+    assert receiver.recorded()[0].headers["X-Medianalysed-Delivery"] == delivery_id
+    assert wait_for(lambda: dispatcher.pending() == [])
+    dispatcher.stop()
+    assert not any(t.name == "WebhookDispatcher" for t in threading.enumerate())
+
+
+def test_stop_leaves_waiting_deliveries_persisted(
+    receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    dispatcher = make(receiver.url(), backoff=(600,), use_clock=False)
+    receiver.statuses.append(503)
+    dispatcher.start()
+    (delivery_id,) = dispatcher.enqueue(batch_id="b", event="batch.completed", payload=PAYLOAD)
+    assert wait_for(lambda: [d.attempts for d in dispatcher.pending()] == [1])
+
+    dispatcher.stop()
+
+    assert not any(t.name == "WebhookDispatcher" for t in threading.enumerate())
+    assert [d.delivery_id for d in dispatcher.pending()] == [delivery_id]
+    assert len(receiver.recorded()) == 1
+
+
+def test_concurrent_enqueues_while_delivering_send_each_delivery_once(
+    receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    dispatcher = make(receiver.url(), use_clock=False)
+    dispatcher.start()
+
+    def producer(worker: int) -> None:
+        for n in range(10):
+            for _ in range(2):  # a batch finishing twice
+                dispatcher.enqueue(
+                    batch_id=f"w{worker}-b{n}", event="batch.completed", payload=PAYLOAD
+                )
+
+    producers = [threading.Thread(target=producer, args=(w,)) for w in range(4)]
+    for thread in producers:
+        thread.start()
+    for thread in producers:
+        thread.join(10)
+
+    assert wait_for(lambda: len(receiver.recorded()) >= 40 and dispatcher.pending() == [])
+    ids = [r.headers["X-Medianalysed-Delivery"] for r in receiver.recorded()]
+    assert len(ids) == 40
+    assert len(set(ids)) == 40
