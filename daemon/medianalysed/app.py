@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import pebble
 import pykka
@@ -242,6 +242,7 @@ class Daemon:
             listener=DaemonListener(metrics, self.webhooks),
             on_settled=on_settled,
             on_gauges=on_gauges,
+            scan_inboxes=self._watch_enabled,
         )
 
     # -- health ------------------------------------------------------------------------
@@ -260,7 +261,8 @@ class Daemon:
         if self.supervisor is None:
             return None
         try:
-            return dict(self.supervisor.ask(Snapshot(), timeout=timeout))
+            answer = cast(dict[str, Any], self.supervisor.ask(Snapshot(), timeout=timeout))
+            return dict(answer)
         except (pykka.ActorDeadError, pykka.Timeout):
             return None
 
@@ -296,7 +298,7 @@ class Daemon:
                 logger.error("supervisor did not stop within 10 s")
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
         if self.pool is not None:
-            self.pool.stop()
+            self.pool.stop()  # type: ignore[no-untyped-call]
             self.pool.join(timeout=10)
         if self.downloader is not None:
             self.downloader.close()
@@ -313,10 +315,12 @@ class Daemon:
 
     def _drain(self, grace_s: float) -> None:
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
+        while True:
             snapshot = self.snapshot(timeout=1.0)
             if snapshot is None or snapshot["workers_busy"] == 0:
                 return
+            if time.monotonic() >= deadline:
+                break
             self.stop_requested.wait(0.1)
         logger.warning("in-flight images did not finish within %.0f s; they will rerun", grace_s)
 

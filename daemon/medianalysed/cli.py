@@ -328,10 +328,10 @@ def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[Bat
             records = list(store.iter_batches())
             total = sum(r.total for r in records)
             finished = sum(_finished(r) for r in records)
-            if bar.total != total:
+            if (bar.total, bar.n) != (total, finished):
                 bar.total = total
-            bar.n = finished
-            bar.refresh()
+                bar.n = finished
+                bar.refresh()
             if len(records) >= expected and all(r.phase == "done" for r in records):
                 return records
             daemon.stop_requested.wait(ANALYZE_POLL_S)

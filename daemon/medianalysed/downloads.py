@@ -87,7 +87,7 @@ class Downloader:
         try:
             with self._client.stream("GET", url) as response:
                 if response.is_redirect:
-                    return response.headers.get("location", "")
+                    return str(response.headers.get("location", ""))
                 _raise_for_status(response)
                 self._save(response, destination)
         except httpx.TimeoutException as exc:

@@ -30,9 +30,9 @@ def explain(config: Config, store: StateStore, path: Path) -> list[str]:
         if _within(target, inbox.path):
             return _explain_in_inbox(inbox, store, target)
     for record in store.iter_batches():
-        for root in (record.archived_to, record.outbox_dir):
-            if root and _within(target, Path(root)):
-                return _explain_in_batch(record, store, target, Path(root))
+        for batch_root in (record.archived_to, record.outbox_dir):
+            if batch_root and _within(target, Path(batch_root)):
+                return _explain_in_batch(record, store, target, Path(batch_root))
     for inbox in config.inboxes:
         for label, root in (
             ("archive", inbox.archive),

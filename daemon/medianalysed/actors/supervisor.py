@@ -100,6 +100,7 @@ class SupervisorParts:
     listener: BatchListener = field(default_factory=BatchListener)
     on_settled: Callable[[str, float], None] = lambda _inbox, _seconds: None
     on_gauges: Callable[[dict[str, int]], None] = lambda _gauges: None
+    scan_inboxes: bool = True  # False for `analyze`: only submitted paths are batches
 
 
 class SupervisorActor(pykka.ThreadingActor):
@@ -443,6 +444,8 @@ class SupervisorActor(pykka.ThreadingActor):
         now = self._clock()
         self._paused = self._store.is_paused()
         for inbox in self._inboxes.values():
+            if not self._parts.scan_inboxes:
+                break
             last = self._last_rescan.get(inbox.name)
             if last is None or now - last >= inbox.rescan_seconds:
                 self._rescan(inbox)
