@@ -40,7 +40,15 @@ import imagehash
 import numpy as np
 import numpy.typing as npt
 import pillow_heif
-from PIL import ExifTags, Image, ImageFile, JpegImagePlugin, TiffImagePlugin, UnidentifiedImageError
+from PIL import (
+    EpsImagePlugin,
+    ExifTags,
+    Image,
+    ImageFile,
+    JpegImagePlugin,
+    TiffImagePlugin,
+    UnidentifiedImageError,
+)
 
 from medianalysed.errors import AnalysisError, ErrorCode
 from medianalysed.models import ANALYSIS_VERSION
@@ -265,17 +273,18 @@ def analyse_image(path: Path, facts: FileFacts, settings: AnalysisSettings) -> d
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with _pillow_errors(path, facts.data), _open_image(path, facts.data) as image:
-            header = _read_header(image, settings)
+            header = _read_header(image)
             _check_limits(header, settings)
             working = _decode_working(image)
-        exif = _exif_section(header.exif, gps=settings.gps)
-    return {
-        "image": header.section(working.image.mode, has_alpha=working.has_alpha),
-        "exif": exif,
-        "colors": _colors_section(working.image, settings.dominant_colors),
-        "hashes": _hashes(working, header.applied_orientation),
-        "pixel_digest": _pixel_digest(working),
-    }
+            # Inside the `with`: a TIFF's sub-IFDs are read from the still-open file.
+            exif = _exif_section(header.exif, gps=settings.gps)
+        return {
+            "image": header.section(has_alpha=working.has_alpha),
+            "exif": exif,
+            "colors": _colors_section(working.image, settings.dominant_colors),
+            "hashes": _hashes(working, header.applied_orientation),
+            "pixel_digest": _pixel_digest(working),
+        }
 
 
 def hamming_distance(hex_a: str, hex_b: str) -> int:
@@ -392,9 +401,8 @@ class _Header:
             return height, width
         return width, height
 
-    def section(self, decoded_mode: str, *, has_alpha: bool) -> dict[str, Any]:
+    def section(self, *, has_alpha: bool) -> dict[str, Any]:
         """The `image` section of the record."""
-        del decoded_mode
         width, height = self.displayed_size
         return {
             "format": self.format,
@@ -411,8 +419,7 @@ class _Header:
         }
 
 
-def _read_header(image: Image.Image, settings: AnalysisSettings) -> _Header:
-    del settings
+def _read_header(image: Image.Image) -> _Header:
     exif = _safe_exif(image)
     stored_orientation = _orientation_of(exif)
     fmt = image.format or "UNKNOWN"
@@ -423,7 +430,7 @@ def _read_header(image: Image.Image, settings: AnalysisSettings) -> _Header:
     frames = int(getattr(image, "n_frames", 1))
     return _Header(
         format=fmt,
-        mime=_mime_of(image, fmt),
+        mime=_mime_of(fmt),
         mode=image.mode,
         stored_size=image.size,
         orientation=reported,
@@ -442,7 +449,8 @@ def _check_limits(header: _Header, settings: AnalysisSettings) -> None:
     if pixels > settings.max_pixels:
         raise AnalysisError(
             ErrorCode.DECOMPRESSION_BOMB,
-            f"image has {pixels} pixels ({width}x{height}), over max_pixels ({settings.max_pixels})",
+            f"image has {pixels} pixels ({width}x{height}), "
+            f"over max_pixels ({settings.max_pixels})",
         )
     if width < settings.min_width or height < settings.min_height:
         raise AnalysisError(
@@ -455,7 +463,7 @@ def _check_limits(header: _Header, settings: AnalysisSettings) -> None:
 def _safe_exif(image: Image.Image) -> Image.Exif | None:
     try:
         exif = image.getexif()
-    except Exception:  # noqa: BLE001 - a broken EXIF block must never fail the image
+    except Exception:  # a broken EXIF block must never fail the image
         return None
     return exif
 
@@ -465,15 +473,15 @@ def _orientation_of(exif: Image.Exif | None) -> int:
         return 1
     try:
         value = exif.get(_EXIF_ORIENTATION)
-    except Exception:  # noqa: BLE001 - broken EXIF: treat as absent
+    except Exception:  # broken EXIF: treat as absent
         return 1
     if isinstance(value, int) and 1 <= value <= 8:
         return value
     return 1
 
 
-def _mime_of(image: Image.Image, fmt: str) -> str | None:
-    mime = image.get_format_mimetype()
+def _mime_of(fmt: str) -> str | None:
+    mime = Image.MIME.get(fmt.upper())  # filled in by the plugin that opened the file
     if mime:
         return mime
     guessed, _ = mimetypes.guess_type(f"image.{fmt.lower()}")
@@ -543,7 +551,6 @@ def _decode_working(image: Image.Image) -> _Working:
     image.load()
     has_alpha = image.has_transparency_data
     frame = _normalised(image)
-    factor = max(1, min(frame.size) // WORK_MAX_SIDE + (1 if min(frame.size) >= WORK_MAX_SIDE else 0))
     factor = _reduce_factor(min(frame.size))
     if factor > 1:
         frame = frame.reduce(factor)
@@ -574,8 +581,6 @@ def _draft_jpeg(image: Image.Image) -> int:
 
 @functools.cache
 def _has_ghostscript() -> bool:
-    from PIL import EpsImagePlugin
-
     return bool(EpsImagePlugin.has_ghostscript())
 
 
@@ -657,8 +662,8 @@ def _dominant_colors(small: Image.Image, count: int) -> list[dict[str, Any]]:
     palette = quantised.getpalette() or []
     totals: dict[str, int] = {}
     for pixels, index in quantised.getcolors() or []:
-        rgb = tuple(palette[3 * index : 3 * index + 3])
-        key = _hex_color(rgb)
+        start = int(index) * 3  # type: ignore[arg-type]  # a "P" image's colours are indices
+        key = _hex_color(tuple(palette[start : start + 3]))
         totals[key] = totals.get(key, 0) + pixels
     area = small.width * small.height
     ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:count]
@@ -705,7 +710,7 @@ def _hashes_exact(rgb: Image.Image, gray: Image.Image, orientation: int) -> dict
 
 def _ahash_bits(gray: Image.Image, working: _Working, orientation: int) -> npt.NDArray[np.bool_]:
     pixels = _lanczos_resized(gray, working, orientation, (_HASH_SIZE, _HASH_SIZE))
-    return pixels > pixels.mean()
+    return pixels > float(pixels.mean())
 
 
 def _dhash_bits(gray: Image.Image, working: _Working, orientation: int) -> npt.NDArray[np.bool_]:
@@ -782,7 +787,9 @@ def _box_matrix(full: int, out: int, block: int, blocks: int) -> FloatArray:
     starts = np.arange(blocks, dtype=np.float64) * block
     ends = np.minimum(starts + block, full)
     edges = np.arange(out + 1, dtype=np.float64) * (full / out)
-    overlap = np.minimum(ends[None, :], edges[1:, None]) - np.maximum(starts[None, :], edges[:-1, None])
+    overlap = np.minimum(ends[None, :], edges[1:, None]) - np.maximum(
+        starts[None, :], edges[:-1, None]
+    )
     weights = np.clip(overlap, 0, None)
     totals = weights.sum(axis=1, keepdims=True)
     totals[totals == 0] = 1.0
@@ -848,10 +855,13 @@ def _exif_section(exif: Image.Exif | None, *, gps: bool) -> dict[str, Any] | Non
     exif_ifd = _sub_ifd_values(exif, _EXIF_IFD)
     gps_ifd = _sub_ifd_values(exif, _GPS_IFD) if gps else {}
     interop = _sub_ifd_values(exif, _INTEROP_IFD)
-    raw = _raw_tags(
-        (("", ifd0, ExifTags.TAGS), ("Exif.", exif_ifd, ExifTags.TAGS))
-        + (("GPS.", gps_ifd, ExifTags.GPSTAGS), ("Interop.", interop, ExifTags.TAGS))
+    groups = (
+        ("", ifd0, ExifTags.TAGS),
+        ("Exif.", exif_ifd, ExifTags.TAGS),
+        ("GPS.", gps_ifd, ExifTags.GPSTAGS),
+        ("Interop.", interop, ExifTags.TAGS),
     )
+    raw = _raw_tags(groups)
     if not raw:
         return None
     merged = {**ifd0, **exif_ifd}
@@ -875,12 +885,12 @@ def _ifd_values(mapping: Mapping[int, Any]) -> dict[int, Any]:
     values: dict[int, Any] = {}
     try:
         tags = list(mapping.keys())
-    except Exception:  # noqa: BLE001 - broken EXIF: keep what parsed
+    except Exception:  # broken EXIF: keep what parsed
         return values
     for tag in tags:
         try:
             values[int(tag)] = mapping[tag]
-        except Exception:  # noqa: BLE001, S112 - one unreadable tag must not lose the others
+        except Exception:  # noqa: S112 - one unreadable tag must not lose the others
             continue
     return values
 
@@ -888,7 +898,7 @@ def _ifd_values(mapping: Mapping[int, Any]) -> dict[int, Any]:
 def _sub_ifd_values(exif: Image.Exif, tag: int) -> dict[int, Any]:
     try:
         sub_ifd = exif.get_ifd(tag)
-    except Exception:  # noqa: BLE001 - broken sub-IFD pointer: keep what parsed
+    except Exception:  # broken sub-IFD pointer: keep what parsed
         return {}
     return _ifd_values(sub_ifd) if isinstance(sub_ifd, Mapping) else {}
 
@@ -959,7 +969,8 @@ def _exif_datetime(value: Any) -> str | None:
     if match is None:
         return None
     try:
-        moment = dt.datetime(*(int(part) for part in match.groups()))  # noqa: DTZ001 - EXIF local time
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        moment = dt.datetime(year, month, day, hour, minute, second)  # EXIF: camera local time
     except ValueError:
         return None
     return moment.isoformat(timespec="seconds")
@@ -1029,4 +1040,4 @@ def _degrees(value: Any, reference: str | None, *, negative: str, limit: float) 
 def _altitude_below_sea_level(reference: Any) -> bool:
     if isinstance(reference, bytes):
         return reference[:1] == b"\x01"
-    return reference == 1
+    return isinstance(reference, int) and reference == 1

@@ -39,7 +39,8 @@ from medianalysed.config import Config, InboxConfig, config_fingerprint, load_co
 from medianalysed.downloads import Downloader
 from medianalysed.dupindex import HistoryIndex
 from medianalysed.errors import ConfigError, ExitCode, MedianalysedError, StartupError
-from medianalysed.messages import ControlCommand, Shutdown, Snapshot, Tick
+from medianalysed.logs import clear_secrets, register_secret, setup_logging
+from medianalysed.messages import ControlCommand, InboxesChanged, Shutdown, Snapshot, Tick
 from medianalysed.metrics import Metrics, MetricsServer
 from medianalysed.models import ANALYSIS_VERSION
 from medianalysed.state import StateStore
@@ -54,6 +55,7 @@ logger = logging.getLogger(__name__)
 def webhook_dir(state_dir: Path) -> Path:
     """Where webhook deliveries and dead letters are persisted."""
     return state_dir / "webhooks"
+
 
 TICK_INTERVAL_S = 0.25
 SHUTDOWN_GRACE_S = 30.0
@@ -282,6 +284,38 @@ class Daemon:
             self.metrics.ledger_entries.set(len(self.history))
         self.supervisor.tell(Tick(time.monotonic()))
 
+    def reconfigure(self, new_config: Config) -> None:
+        """Apply a reloaded configuration: logging, secrets, inboxes (main thread)."""
+        old_names = {inbox.name for inbox in self.config.inboxes}
+        new_names = {inbox.name for inbox in new_config.inboxes}
+        setup_logging(new_config.daemon.log_level, new_config.daemon.log_format)
+        clear_secrets()
+        if new_config.webhook.secret:
+            register_secret(new_config.webhook.secret)
+        if self.watcher is not None:
+            for name in old_names - new_names:
+                self.watcher.unwatch(name)
+            for inbox in new_config.inboxes:
+                if inbox.name in old_names:
+                    continue
+                try:
+                    self.watcher.watch(inbox)
+                except StartupError as exc:
+                    logger.error("reload: cannot watch new inbox %s: %s", inbox.name, exc)
+        if self.metrics is not None:
+            for name in new_names - old_names:
+                self.metrics.add_inbox(name)
+        if self.supervisor is not None:
+            self.supervisor.tell(InboxesChanged(new_config.inboxes))
+        unchanged = ("daemon.state_dir", "processing", "metrics.listen")
+        logger.info(
+            "configuration reloaded: %d inbox(es) added, %d removed (%s need a restart)",
+            len(new_names - old_names),
+            len(old_names - new_names),
+            ", ".join(unchanged),
+        )
+        self.config = new_config
+
     # -- stop --------------------------------------------------------------------------
 
     def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
@@ -400,12 +434,5 @@ def _reload(daemon: Daemon, config_path: Path | None) -> None:
         logger.error("SIGHUP: new configuration refused, keeping the old one: %s", exc)
         daemon.notifier.ready("reload refused")
         return
-    added = [i for i in new_config.inboxes if i.name not in {o.name for o in daemon.config.inboxes}]
-    if daemon.watcher is not None:
-        for inbox in added:
-            try:
-                daemon.watcher.watch(inbox)
-            except StartupError as exc:
-                logger.error("SIGHUP: cannot watch new inbox %s: %s", inbox.name, exc)
-    logger.info("SIGHUP: configuration reloaded (%d new inbox(es))", len(added))
+    daemon.reconfigure(new_config)
     daemon.notifier.ready("reloaded")

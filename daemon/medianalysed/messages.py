@@ -7,6 +7,7 @@ Who sends what to whom:
 | PathSeen         | InboxWatcher, rescans | Supervisor  |
 | SubmitBatch      | `analyze` command     | Supervisor  |
 | Tick             | app main loop         | Supervisor  |
+| InboxesChanged   | app (SIGHUP reload)   | Supervisor  |
 | Tick             | Supervisor            | BatchActor  |
 | ControlCommand   | app (control queue)   | Supervisor  |
 | WorkWanted       | BatchActor            | Supervisor  |
@@ -31,6 +32,7 @@ from typing import Any
 
 import pykka
 
+from medianalysed.config import InboxConfig
 from medianalysed.models import Priority
 
 
@@ -48,6 +50,13 @@ class SubmitBatch:
 
     inbox: str
     path: str
+
+
+@dataclass(frozen=True, slots=True)
+class InboxesChanged:
+    """After SIGHUP: the inboxes to watch now (new ones start; removed ones stop taking batches)."""
+
+    inboxes: tuple[InboxConfig, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,12 +170,7 @@ class BatchActor(pykka.ThreadingActor):
         chunks = 0
         total = 0
         refused: list[ImageRecord] = []
-        try:
-            entries = list(_entries_with_urls(source, inbox, self._settings.downloads_dir))
-        except FileNotFoundError:
-            entries = []
-            self._record = self._record.evolve(note="the batch folder vanished before it started")
-        for path, record in entries:
+        for path, record in self._entries(source, inbox):
             chunk.append(path)
             total += 1
             if record is not None:
@@ -201,6 +196,14 @@ class BatchActor(pykka.ThreadingActor):
         )
         self._store.put_batch(self._record)
         logger.info("batch %s: %d images", self._batch_id, total, extra=self._log_extra())
+
+    def _entries(
+        self, source: Path, inbox: InboxConfig
+    ) -> Iterator[tuple[str, ImageRecord | None]]:
+        try:
+            yield from _entries_with_urls(source, inbox)
+        except FileNotFoundError:
+            self._record = self._record.evolve(note="the batch folder vanished before it started")
 
     def _resume_running(self) -> None:
         counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
@@ -597,10 +600,9 @@ class BatchActor(pykka.ThreadingActor):
 
 
 def _entries_with_urls(
-    source: Path, inbox: InboxConfig, downloads_dir: Path
+    source: Path, inbox: InboxConfig
 ) -> Iterator[tuple[str, ImageRecord | None]]:
-    """(path, record) for every input: local files, then urls.txt lines, in path order."""
-    del downloads_dir
+    """(path, record) for every input: local files, then urls.txt lines (streamed)."""
     for entry in iter_batch_entries(source, inbox.ready_marker, inbox.ignore):
         if entry.refused is None:
             yield entry.relpath, None

@@ -35,6 +35,7 @@ from medianalysed.messages import (
     CancelBatch,
     ControlCommand,
     ImageAnalysed,
+    InboxesChanged,
     PathSeen,
     Shutdown,
     SlotGranted,
@@ -155,6 +156,8 @@ class SupervisorActor(pykka.ThreadingActor):
                 self._on_path_seen(message)
             case Tick():
                 self._on_tick(message)
+            case InboxesChanged():
+                self._on_inboxes_changed(message)
             case SubmitBatch():
                 self._create_batch(self._inboxes[message.inbox], Path(message.path))
             case WorkWanted():
@@ -191,6 +194,21 @@ class SupervisorActor(pykka.ThreadingActor):
         key = _candidate_key(inbox.name, path.name)
         if key not in self._candidates:
             self._candidates[key] = _Candidate(inbox, path, self._clock())
+
+    def _on_inboxes_changed(self, message: InboxesChanged) -> None:
+        """Running batches keep the settings they started with; new candidates use the new."""
+        self._inboxes = {inbox.name: inbox for inbox in message.inboxes}
+        for inbox in message.inboxes:
+            tracker = self._trackers.get(inbox.name)
+            if tracker is None or inbox.settle_seconds != tracker.settle_seconds:
+                self._trackers[inbox.name] = SettleTracker(inbox.settle_seconds, self._clock)
+            self._last_rescan.pop(inbox.name, None)
+        for key, candidate in list(self._candidates.items()):
+            current = self._inboxes.get(candidate.inbox.name)
+            if current is None:
+                self._forget_candidate(key)
+            else:
+                candidate.inbox = current
 
     def _rescan(self, inbox: InboxConfig) -> None:
         self._last_rescan[inbox.name] = self._clock()
