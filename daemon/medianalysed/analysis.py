@@ -40,6 +40,7 @@ import imagehash
 import numpy as np
 import numpy.typing as npt
 import pillow_heif
+import scipy.fftpack
 from PIL import (
     EpsImagePlugin,
     ExifTags,
@@ -639,7 +640,8 @@ def _pixel_digest(working: _Working) -> str:
 
 def _colors_section(working: Image.Image, dominant: int) -> dict[str, Any]:
     """Dominant colours (octree quantisation) and the average, alpha flattened onto white."""
-    small = _flattened_rgb(working.resize((COLOR_SIDE, COLOR_SIDE), Image.Resampling.BOX))
+    factor = max(1, min(working.size) // COLOR_SIDE)
+    small = _flattened_rgb(working.reduce(factor) if factor > 1 else working)
     pixels = np.asarray(small, dtype=np.float64).reshape(-1, 3)
     average = _hex_color(tuple(int(v) for v in np.rint(pixels.mean(axis=0))))
     return {"dominant": _dominant_colors(small, dominant), "average": average}
@@ -676,144 +678,100 @@ def _hex_color(rgb: tuple[int, ...]) -> str:
 
 
 # --------------------------------------------------------------------------- hashes
+#
+# imagehash resizes the whole image with Pillow's Lanczos filter (ahash 8x8, dhash 9x8, phash
+# 32x32) or Haar-transforms it (whash: its 8x8 low band is the image's 8x8 area means). Each
+# pixel of a reduced decode is the mean of a block x block square of the full image (a 1/8 JPEG
+# decode keeps just the DCT's DC term), so resizing the reduced image in float ("F" mode), over
+# the box that maps exactly onto the full image, lands within a fraction of a grey level of
+# Pillow's 8-bit resize of the full image; rounding once at the end then mostly agrees with it.
+# Orientation only mirrors and swaps axes, so the resizes run in the stored frame and the tiny
+# results are oriented.
+
+_HASH_GRIDS: Final = ((8, 8), (9, 8), (32, 32))  # ahash, dhash, phash: (width, height) displayed
 
 
 def _hashes(working: _Working, orientation: int) -> dict[str, str]:
     """The five imagehash hashes of the oriented image, from the working decode."""
-    rgb = working.image if working.image.mode == "RGB" else working.image.convert("RGB")
+    colorhash = _bits_to_hex(_colorhash_bits(working.image))
     gray = working.image.convert("L")  # like imagehash: alpha is ignored, not flattened
     if working.scale == 1:
-        return _hashes_exact(rgb, gray, orientation)
+        return {**_exact_gray_hashes(gray, orientation), "colorhash": colorhash}
+    ahash, dhash, phash, whash = _gray_grids(gray, working, orientation)
     return {
-        "ahash": _bits_to_hex(_ahash_bits(gray, working, orientation)),
-        "phash": _bits_to_hex(_phash_bits(gray, working, orientation)),
-        "dhash": _bits_to_hex(_dhash_bits(gray, working, orientation)),
-        "whash": _bits_to_hex(_whash_bits(gray, working, orientation)),
-        "colorhash": str(imagehash.colorhash(_colorhash_sample(rgb))),
+        "ahash": _bits_to_hex(ahash > float(ahash.mean())),
+        "phash": _bits_to_hex(_phash_bits(phash)),
+        "dhash": _bits_to_hex(dhash[:, 1:] > dhash[:, :-1]),
+        "whash": _bits_to_hex(whash > float(np.median(whash))),
+        "colorhash": colorhash,
     }
 
 
-def _hashes_exact(rgb: Image.Image, gray: Image.Image, orientation: int) -> dict[str, str]:
-    """Unreduced images: imagehash itself, on the oriented image."""
+def _exact_gray_hashes(gray: Image.Image, orientation: int) -> dict[str, str]:
+    """Images decoded at full size (all small): imagehash itself, bit for bit."""
     transpose = _ORIENTATION_TRANSPOSE.get(orientation)
     if transpose is not None:
-        rgb = rgb.transpose(transpose)
         gray = gray.transpose(transpose)
     return {
         "ahash": str(imagehash.average_hash(gray)),
         "phash": str(imagehash.phash(gray)),
         "dhash": str(imagehash.dhash(gray)),
         "whash": str(imagehash.whash(gray)),
-        "colorhash": str(imagehash.colorhash(rgb)),
     }
 
 
-def _ahash_bits(gray: Image.Image, working: _Working, orientation: int) -> npt.NDArray[np.bool_]:
-    pixels = _lanczos_resized(gray, working, orientation, (_HASH_SIZE, _HASH_SIZE))
-    return pixels > float(pixels.mean())
-
-
-def _dhash_bits(gray: Image.Image, working: _Working, orientation: int) -> npt.NDArray[np.bool_]:
-    pixels = _lanczos_resized(gray, working, orientation, (_HASH_SIZE + 1, _HASH_SIZE))
-    return pixels[:, 1:] > pixels[:, :-1]
-
-
-def _phash_bits(gray: Image.Image, working: _Working, orientation: int) -> npt.NDArray[np.bool_]:
-    pixels = _lanczos_resized(gray, working, orientation, (_PHASH_SIDE, _PHASH_SIDE))
-    low = _dct_matrix() @ pixels @ _dct_matrix().T  # scipy.fftpack.dct type II, axis 0 then 1
-    return low > np.median(low)
-
-
-def _whash_bits(gray: Image.Image, working: _Working, orientation: int) -> npt.NDArray[np.bool_]:
-    # imagehash.whash (haar, remove_max_haar_ll) keeps the Haar LL band at 8x8: block means of
-    # the image minus a constant, i.e. the image's 8x8 area averages, compared with their median.
-    values = np.asarray(gray, dtype=np.float64)
-    height, width = values.shape
+def _gray_grids(gray: Image.Image, working: _Working, orientation: int) -> list[FloatArray]:
+    """ahash, dhash and phash's resizes (8-bit like Pillow's) and whash's 8x8 area means."""
+    factor = max(1, min(gray.size) // HASH_MIN_SIDE)
+    if factor > 1:
+        gray = gray.reduce(factor)
+    values = gray.convert("F")
+    block = working.scale * factor
     full_width, full_height = working.full_size
-    rows = _box_matrix(full_height, _HASH_SIZE, working.scale, height)
-    cols = _box_matrix(full_width, _HASH_SIZE, working.scale, width)
-    means = _oriented(rows @ values @ cols.T, orientation)
-    return means > np.median(means)
+    box = (0.0, 0.0, full_width / block, full_height / block)  # the full image, in blocks
+    swap = orientation in _SWAPS_AXES
+    grids = []
+    for width, height in _HASH_GRIDS:
+        size = (height, width) if swap else (width, height)
+        resized = np.asarray(values.resize(size, Image.Resampling.LANCZOS, box=box), np.float64)
+        grids.append(_oriented(np.clip(np.floor(resized + 0.5), 0, 255), orientation))
+    means = values.resize((_HASH_SIZE, _HASH_SIZE), Image.Resampling.BOX, box=box)
+    grids.append(_oriented(np.asarray(means, np.float64), orientation))
+    return grids
 
 
-def _lanczos_resized(
-    gray: Image.Image, working: _Working, orientation: int, size: tuple[int, int]
-) -> FloatArray:
-    """What Pillow's LANCZOS resize of the full oriented image to `size` would give, from blocks.
+def _phash_bits(grid: FloatArray) -> npt.NDArray[np.bool_]:
+    # The same DCT as imagehash.phash, so that flat images tie (exact zeros) the same way.
+    low = scipy.fftpack.dct(scipy.fftpack.dct(grid, axis=0), axis=1)[:_HASH_SIZE, :_HASH_SIZE]
+    bits: npt.NDArray[np.bool_] = low > np.median(low)
+    return bits
 
-    Each working pixel is the mean of a scale x scale block of the full image, so the full-image
-    filter weights summed over a block apply to it; the filter is separable and orientation only
-    permutes axes, so the (small) result is oriented afterwards. Pillow rounds to 8 bits.
+
+def _colorhash_bits(working: Image.Image) -> npt.NDArray[np.bool_]:
+    """imagehash.colorhash (binbits=3) of a regular sample of the decoded pixels.
+
+    A sample, not a resize: averaging neighbours would change saturations and hues.
     """
-    values = np.asarray(gray, dtype=np.float64)
-    height, width = values.shape
-    full_width, full_height = working.full_size
-    out_width, out_height = size
-    if orientation in _SWAPS_AXES:
-        out_width, out_height = out_height, out_width
-    rows = _lanczos_matrix(full_height, out_height, working.scale, height)
-    cols = _lanczos_matrix(full_width, out_width, working.scale, width)
-    resized = np.clip(np.floor(rows @ values @ cols.T + 0.5), 0, 255)
-    return _oriented(resized, orientation)
-
-
-def _lanczos(x: FloatArray) -> FloatArray:
-    """Pillow's Lanczos-3 kernel (sinc(x) * sinc(x/3) on [-3, 3))."""
-    weights: FloatArray = np.sinc(x) * np.sinc(x / 3)
-    weights[(x < -3) | (x >= 3)] = 0.0
-    return weights
-
-
-@functools.lru_cache(maxsize=256)
-def _lanczos_matrix(full: int, out: int, block: int, blocks: int) -> FloatArray:
-    """Weights (out x blocks) of Pillow's Lanczos resample `full -> out`, summed per block."""
-    scale = full / out
-    support_scale = max(scale, 1.0)
-    starts = np.arange(blocks, dtype=np.float64) * block
-    lengths = np.clip(np.minimum(starts + block, full) - starts, 1, None)
-    centres = starts + lengths / 2  # midpoint rule: the kernel is smooth across one block
-    targets = (np.arange(out, dtype=np.float64) + 0.5) * scale
-    weights = _lanczos((centres[None, :] - targets[:, None]) / support_scale) * lengths[None, :]
-    totals = weights.sum(axis=1, keepdims=True)
-    totals[totals == 0] = 1.0
-    matrix: FloatArray = weights / totals
-    matrix.flags.writeable = False
-    return matrix
-
-
-@functools.lru_cache(maxsize=256)
-def _box_matrix(full: int, out: int, block: int, blocks: int) -> FloatArray:
-    """Area weights (out x blocks): how much of each output cell each block covers."""
-    starts = np.arange(blocks, dtype=np.float64) * block
-    ends = np.minimum(starts + block, full)
-    edges = np.arange(out + 1, dtype=np.float64) * (full / out)
-    overlap = np.minimum(ends[None, :], edges[1:, None]) - np.maximum(
-        starts[None, :], edges[:-1, None]
-    )
-    weights = np.clip(overlap, 0, None)
-    totals = weights.sum(axis=1, keepdims=True)
-    totals[totals == 0] = 1.0
-    matrix: FloatArray = weights / totals
-    matrix.flags.writeable = False
-    return matrix
-
-
-@functools.cache
-def _dct_matrix() -> FloatArray:
-    """The first 8 rows of scipy.fftpack's unnormalised DCT-II over 32 samples."""
-    k = np.arange(_HASH_SIZE, dtype=np.float64)[:, None]
-    n = np.arange(_PHASH_SIDE, dtype=np.float64)[None, :]
-    matrix: FloatArray = 2 * np.cos(np.pi * k * (2 * n + 1) / (2 * _PHASH_SIDE))
-    matrix.flags.writeable = False
-    return matrix
-
-
-def _colorhash_sample(rgb: Image.Image) -> Image.Image:
-    """A regular sample of decoded pixels (not averaged: averaging would change saturations)."""
-    step = max(1, min(rgb.size) // COLORHASH_SAMPLE_SIDE)
-    if step == 1:
-        return rgb
-    return rgb.resize((rgb.width // step, rgb.height // step), Image.Resampling.NEAREST)
+    rgb = working if working.mode == "RGB" else working.convert("RGB")  # alpha ignored
+    step = max(1, round(min(rgb.size) / COLORHASH_SAMPLE_SIDE))
+    if step > 1:
+        rgb = rgb.resize((rgb.width // step, rgb.height // step), Image.Resampling.NEAREST)
+    intensity = np.asarray(rgb.convert("L"))
+    hsv = np.asarray(rgb.convert("HSV"))
+    hue, saturation = hsv[..., 0], hsv[..., 1]
+    black = intensity < 256 // 8
+    low_saturation = saturation < 256 // 3
+    colours = ~black & ~low_saturation
+    faint = colours & (saturation < 256 * 2 // 3)
+    bright = colours & (saturation > 256 * 2 // 3)
+    hue_bins = np.minimum(hue.astype(np.int32) * 2 // 85, 5)  # np.histogram, linspace(0, 255, 7)
+    faint_counts = np.bincount(hue_bins[faint], minlength=6)
+    bright_counts = np.bincount(hue_bins[bright], minlength=6)
+    coloured = max(1, int(colours.sum()))
+    fractions = [float(black.mean()), float((~black & low_saturation).mean())]
+    fractions += [int(count) / coloured for count in (*faint_counts, *bright_counts)]
+    values = [min(7, int(fraction * 8)) for fraction in fractions]
+    return np.array([[value >= 4, value // 2 % 4 > 0, value % 2 > 0] for value in values])
 
 
 def _oriented(values: FloatArray, orientation: int) -> FloatArray:

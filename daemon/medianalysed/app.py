@@ -16,9 +16,12 @@ and run at the next start.
 from __future__ import annotations
 
 import faulthandler
+import json
 import logging
+import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -43,6 +46,7 @@ from medianalysed.logs import clear_secrets, register_secret, setup_logging
 from medianalysed.messages import ControlCommand, InboxesChanged, Shutdown, Snapshot, Tick
 from medianalysed.metrics import Metrics, MetricsServer
 from medianalysed.models import ANALYSIS_VERSION
+from medianalysed.outbox import STATUS_FILE
 from medianalysed.state import StateStore
 from medianalysed.systemd import Notifier, watchdog_interval
 from medianalysed.watch import InboxWatcher
@@ -59,7 +63,8 @@ def webhook_dir(state_dir: Path) -> Path:
 
 TICK_INTERVAL_S = 0.25
 SHUTDOWN_GRACE_S = 30.0
-STATUS_INTERVAL_S = 2.0
+STATUS_INTERVAL_S = 1.0
+STATUS_BATCHES_SHOWN = 3
 
 
 class DaemonListener(BatchListener):
@@ -256,6 +261,8 @@ class Daemon:
             return False
         if self.watcher is not None and not self.watcher.healthy():
             return False
+        if self.pool is not None and not self.pool.active:
+            return False
         return self.store is not None and self.store.writable()
 
     def snapshot(self, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -386,6 +393,7 @@ def _main_loop(daemon: Daemon, signals: SignalQueue, config_path: Path | None) -
     watchdog_every = watchdog_interval()
     last_watchdog = 0.0
     last_status = 0.0
+    was_healthy = True
     while True:
         signals.wake.wait(TICK_INTERVAL_S)
         signals.wake.clear()
@@ -397,30 +405,82 @@ def _main_loop(daemon: Daemon, signals: SignalQueue, config_path: Path | None) -
             if signum == signal.SIGHUP:
                 _reload(daemon, config_path)
             elif signum == signal.SIGUSR1:
-                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+                logger.warning("SIGUSR1: stacks of every thread:\n%s", thread_stacks())
+        if daemon.pool is not None and not daemon.pool.active:
+            logger.critical("the analysis process pool is broken; exiting so it can be restarted")
+            return ExitCode.FAILURE
         daemon.tick()
         now = time.monotonic()
         if watchdog_every is not None and now - last_watchdog >= watchdog_every:
-            if daemon.healthy():
+            healthy = daemon.healthy()
+            if healthy:
                 daemon.notifier.watchdog()
                 last_watchdog = now
-            else:
-                logger.error("unhealthy: not pinging the systemd watchdog")
+            if healthy != was_healthy:
+                # Once per change: an unhealthy daemon would otherwise log this every tick.
+                if healthy:
+                    logger.info("healthy again: pinging the systemd watchdog")
+                else:
+                    logger.error("unhealthy: not pinging the systemd watchdog")
+                was_healthy = healthy
         if now - last_status >= STATUS_INTERVAL_S:
             last_status = now
             daemon.notifier.status(status_line(daemon))
 
 
+def thread_stacks() -> str:
+    """Every thread's stack as faulthandler prints it, each thread header with its name.
+
+    Written through logging (not straight to stderr) so a JSON log stays one object a line.
+    """
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as dump:
+        faulthandler.dump_traceback(file=dump, all_threads=True)
+        dump.seek(0)
+        text = dump.read()
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+
+    def with_name(match: re.Match[str]) -> str:
+        name = names.get(int(match[1], 16))
+        return f"{match[0]} [{name}]" if name else match[0]
+
+    return _THREAD_HEADER.sub(with_name, text).rstrip("\n")
+
+
+_THREAD_HEADER = re.compile(r"^(?:Current thread|Thread) (0x[0-9a-f]+)", re.MULTILINE)
+
+
 def status_line(daemon: Daemon) -> str:
-    """A one-line summary for systemd's STATUS=."""
+    """A one-line summary for systemd's STATUS=, with the progress of running batches."""
     snapshot = daemon.snapshot(timeout=1.0)
     if snapshot is None:
-        return "starting"
-    active = len(snapshot["active"]) + len(snapshot["queued"])
-    paused = ", paused" if snapshot["paused"] else ""
-    return (
-        f"{active} batches, {snapshot['workers_busy']}/{snapshot['workers']} workers busy{paused}"
-    )
+        return "not answering" if daemon.ready.is_set() else "starting"
+    active: list[str] = snapshot["active"]
+    shown = [_batch_progress(daemon, batch_id) for batch_id in active[:STATUS_BATCHES_SHOWN]]
+    if len(active) > STATUS_BATCHES_SHOWN:
+        shown.append(f"{len(active) - STATUS_BATCHES_SHOWN} more")
+    parts = [f"processing {', '.join(shown)}" if shown else "idle"]
+    if snapshot["queued"]:
+        parts.append(f"{len(snapshot['queued'])} queued")
+    if snapshot["candidates"]:
+        parts.append(f"{len(snapshot['candidates'])} folder(s) waiting to start")
+    parts.append(f"{snapshot['workers_busy']}/{snapshot['workers']} workers busy")
+    if snapshot["paused"]:
+        parts.append("paused")
+    return "; ".join(parts)
+
+
+def _batch_progress(daemon: Daemon, batch_id: str) -> str:
+    """`ID 5/30 (2 failed)` from the batch's live status.json, or the bare id."""
+    record = None if daemon.store is None else daemon.store.get_batch(batch_id)
+    if record is None:
+        return batch_id
+    try:
+        live = json.loads((Path(record.outbox_dir) / STATUS_FILE).read_text(encoding="utf-8"))
+        progress = str(live["progress"])
+        failed = int(live["counts"]["failed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return batch_id
+    return f"{batch_id} {progress}" + (f" ({failed} failed)" if failed else "")
 
 
 def _reload(daemon: Daemon, config_path: Path | None) -> None:
@@ -434,5 +494,11 @@ def _reload(daemon: Daemon, config_path: Path | None) -> None:
         logger.error("SIGHUP: new configuration refused, keeping the old one: %s", exc)
         daemon.notifier.ready("reload refused")
         return
-    daemon.reconfigure(new_config)
+    try:
+        daemon.reconfigure(new_config)
+    except Exception:
+        # A failed reload must not take the running daemon down with it.
+        logger.exception("SIGHUP: applying the new configuration failed; partly applied")
+        daemon.notifier.ready("reload failed")
+        return
     daemon.notifier.ready("reloaded")

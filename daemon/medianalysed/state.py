@@ -171,6 +171,11 @@ def _open_cache(directory: Path) -> diskcache.Cache:
             size_limit=2**62,
             cull_limit=0,
             statistics=False,
+            # Every thread gets its own SQLite connection; diskcache's defaults (32 MiB page
+            # cache, 64 MiB mmap per connection) make RSS grow with threads and batch size.
+            # The OS page cache serves re-reads just as well.
+            sqlite_cache_size=256,
+            sqlite_mmap_size=0,
         )
     except Exception as exc:
         raise StateError(f"cannot open state store at {directory}: {exc}") from exc
@@ -188,7 +193,14 @@ class StateStore:
         self._batches = _open_cache(state_dir / "batches")
         self._images = _open_cache(state_dir / "images")
         self._flags = _open_cache(state_dir / "flags")
-        self.control = diskcache.Deque(directory=str(state_dir / "control"))
+        self.control = diskcache.Deque.fromcache(
+            diskcache.Cache(
+                str(state_dir / "control"),
+                eviction_policy="none",
+                sqlite_cache_size=256,
+                sqlite_mmap_size=0,
+            )
+        )
         self._check_schema()
 
     @property

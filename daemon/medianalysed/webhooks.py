@@ -586,6 +586,8 @@ def _open_cache(directory: Path) -> diskcache.Cache:
             eviction_policy="none",
             size_limit=2**62,
             statistics=False,
+            sqlite_cache_size=256,
+            sqlite_mmap_size=0,
         )
     except Exception as exc:
         raise StateError(f"cannot open the webhook queue in {directory}: {exc}") from exc

@@ -46,7 +46,12 @@ def _cache(directory: str | None) -> Any:
     if _content_cache is None or _content_cache_dir != directory:
         import diskcache  # noqa: PLC0415 - only workers need it
 
-        _content_cache = diskcache.Cache(directory, size_limit=CONTENT_CACHE_SIZE_LIMIT)
+        _content_cache = diskcache.Cache(
+            directory,
+            size_limit=CONTENT_CACHE_SIZE_LIMIT,
+            sqlite_cache_size=1024,
+            sqlite_mmap_size=0,
+        )
         _content_cache_dir = directory
     return _content_cache
 

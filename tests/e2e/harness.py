@@ -1,4 +1,8 @@
-"""Start the real daemon as a subprocess on a temporary inbox, and wait for things."""
+"""Start the real daemon as a subprocess on a temporary inbox, and wait for things.
+
+With `$MEDIANALYSED_BIN` set (the built single binary), the daemon and the CLI helpers run
+that executable instead of `python -m medianalysed`.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,46 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 DEADLINE_S = 60.0
+BIN_ENV = "MEDIANALYSED_BIN"
+# Inherited from a test run under systemd, these would change what the daemon does.
+_MANAGER_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "MEDIANALYSED_CONFIG")
+
+
+def cli_command() -> list[str]:
+    """The command that runs medianalysed: `$MEDIANALYSED_BIN`, or this Python's module."""
+    binary = os.environ.get(BIN_ENV)
+    if binary:
+        return [binary]
+    return [sys.executable, "-m", "medianalysed"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without service-manager variables, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in _MANAGER_ENV}
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = DEADLINE_S
+) -> subprocess.CompletedProcess[str]:
+    """Run `medianalysed ARGS...` as a subprocess; stdout and stderr are captured as text."""
+    return subprocess.run(
+        [*cli_command(), *args],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], T], *, timeout: float = DEADLINE_S, what: str = "") -> T:
@@ -32,13 +76,29 @@ def wait_for(predicate: Callable[[], T], *, timeout: float = DEADLINE_S, what: s
         _pause(0.05)
 
 
+def holds_for(predicate: Callable[[], object], seconds: float, *, what: str = "") -> None:
+    """Fail as soon as `predicate` turns falsy within the next `seconds` (a negative check)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not predicate():
+            raise AssertionError(f"stopped holding: {what or predicate}")
+        _pause(0.05)
+    if not predicate():
+        raise AssertionError(f"stopped holding: {what or predicate}")
+
+
 def _pause(seconds: float) -> None:
     # The polling interval of wait_for, never a synchronisation on its own.
     threading.Event().wait(seconds)
 
 
 def write_config(root: Path, **overrides: Any) -> Path:
-    """A config file under `root` with inbox/outbox/archive/state below it."""
+    """A config file under `root` with inbox/outbox/archive/state below it.
+
+    Overrides: `inbox`, `processing`, `daemon` (dicts merged into those tables), `listen`
+    (the metrics address), `extra_inboxes` (more `[[inbox]]` tables, written as given;
+    their directories are created).
+    """
     inbox = {
         "name": "default",
         "path": "inbox",
@@ -50,10 +110,12 @@ def write_config(root: Path, **overrides: Any) -> Path:
     inbox.update(overrides.pop("inbox", {}))
     processing = {"workers": 2, "retry_backoff_seconds": [0.2, 0.5, 1]}
     processing.update(overrides.pop("processing", {}))
+    daemon = {"state_dir": "state", "log_level": "debug"}
+    daemon.update(overrides.pop("daemon", {}))
+    extra_inboxes: list[dict[str, Any]] = overrides.pop("extra_inboxes", [])
     lines = [
         "[daemon]",
-        'state_dir = "state"',
-        'log_level = "debug"',
+        *(f"{k} = {json.dumps(v)}" for k, v in daemon.items()),
         "[processing]",
         *(f"{k} = {json.dumps(v)}" for k, v in processing.items()),
         "[metrics]",
@@ -61,11 +123,17 @@ def write_config(root: Path, **overrides: Any) -> Path:
         "[[inbox]]",
         *(f"{k} = {json.dumps(v)}" for k, v in inbox.items()),
     ]
+    for extra in extra_inboxes:
+        lines += ["[[inbox]]", *(f"{k} = {json.dumps(v)}" for k, v in extra.items())]
     assert not overrides, overrides
     path = root / "medianalysed.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     for name in ("inbox", "outbox", "archive"):
         (root / name).mkdir(exist_ok=True)
+    for extra in extra_inboxes:
+        for key in ("path", "outbox", "archive"):
+            if key in extra:
+                (root / extra[key]).mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -75,7 +143,8 @@ class DaemonProcess:
 
     root: Path
     config: Path
-    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "medianalysed"])
+    command: list[str] = field(default_factory=cli_command)
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     notify: socket.socket | None = None
     messages: list[str] = field(default_factory=list)
@@ -97,7 +166,7 @@ class DaemonProcess:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(socket_path))
         self.notify.setblocking(False)
-        env = dict(os.environ, NOTIFY_SOCKET=str(socket_path), PYTHONUNBUFFERED="1")
+        env = clean_env(NOTIFY_SOCKET=str(socket_path), PYTHONUNBUFFERED="1", **self.env)
         self.log = (self.root / "daemon.log").open("ab")
         self.process = subprocess.Popen(
             [*self.command, "run", "--config", str(self.config)],
@@ -108,6 +177,32 @@ class DaemonProcess:
         )
         self.wait_notified("READY=1")
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def send(self, signum: signal.Signals) -> None:
+        """Send a real signal to the daemon process."""
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait_notification(
+        self, predicate: Callable[[str], bool], timeout: float = DEADLINE_S, what: str = ""
+    ) -> str:
+        """The first notification line (any received so far counts) matching `predicate`."""
+
+        def found() -> str | None:
+            self._check_alive()
+            return next((m for m in self.read_notifications() if predicate(m)), None)
+
+        return wait_for(found, timeout=timeout, what=what or "a notification")
+
+    def _check_alive(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"daemon exited {self.process.returncode}:\n{self.log_text()}")
 
     def read_notifications(self) -> list[str]:
         assert self.notify is not None

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import diskcache
 import pytest
 
 from medianalysed import dupindex
@@ -254,6 +255,14 @@ def test_a_closed_index_refuses_work(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- persistence
+
+
+def test_a_store_of_another_format_is_refused(tmp_path: Path) -> None:
+    HistoryIndex(tmp_path, analysis_version=1).close()
+    with diskcache.Cache(str(tmp_path)) as raw:
+        raw.set("meta:format", 99)
+    with pytest.raises(StateError, match="format 99"):
+        HistoryIndex(tmp_path, analysis_version=1)
 
 
 def test_entries_survive_close_and_reopen(tmp_path: Path) -> None:

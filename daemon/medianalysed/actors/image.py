@@ -8,6 +8,7 @@ Nothing here waits on a future: the done-callback tells the actor itself.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
@@ -24,6 +25,15 @@ from medianalysed.messages import AnalyseImage, ImageAnalysed, WorkerCrashed, Wo
 from medianalysed.worker import WorkerJob, run_job
 
 logger = logging.getLogger(__name__)
+
+OVERDUE_MARGIN_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Overdue:
+    """The pool never answered: a lost task must not hold a worker slot forever."""
+
+    job: AnalyseImage
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,9 @@ class ImageActor(pykka.ThreadingActor):
         self._supervisor = supervisor
         self._downloader = downloader
         self._current: AnalyseImage | None = None
+        self._future: Future[dict[str, Any]] | None = None
+        self._overdue_timer: threading.Timer | None = None
+        self._started = 0.0
 
     def on_receive(self, message: Any) -> None:
         """Dispatch one message (runs in this actor's thread)."""
@@ -62,8 +75,15 @@ class ImageActor(pykka.ThreadingActor):
                 self._start(message)
             case _JobDone():
                 self._finish(message)
+            case _Overdue():
+                self._overdue(message)
             case _:
                 super().on_receive(message)
+
+    def on_stop(self) -> None:
+        """Cancel the overdue timer so no thread outlives the actor."""
+        if self._overdue_timer is not None:
+            self._overdue_timer.cancel()
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         """Report the crash to the supervisor, which replaces this actor."""
@@ -98,6 +118,15 @@ class ImageActor(pykka.ThreadingActor):
         future.add_done_callback(
             lambda done: self.actor_ref.tell(_JobDone(job=job, future=done, started=started))
         )
+        # pebble's timeout starts when a worker takes the task; this one covers a task that
+        # never reaches a worker (a broken pool), so the batch is never stuck.
+        self._overdue_timer = threading.Timer(
+            self._timeout_s * 2 + OVERDUE_MARGIN_S, lambda: self.actor_ref.tell(_Overdue(job))
+        )
+        self._overdue_timer.daemon = True
+        self._overdue_timer.start()
+        self._future = future
+        self._started = started
 
     def _download(self, job: AnalyseImage) -> dict[str, Any] | None:
         assert job.source_url is not None
@@ -109,7 +138,17 @@ class ImageActor(pykka.ThreadingActor):
             return exc.to_json()
         return None
 
+    def _overdue(self, message: _Overdue) -> None:
+        if self._current is not message.job or self._future is None:
+            return
+        self._future.cancel()
+        logger.error("analysis of %s never finished; reported as TIMEOUT", message.job.path)
+        error = _error(ErrorCode.TIMEOUT, "the analysis pool did not answer in time")
+        self._reply(message.job, None, error, self._started)
+
     def _finish(self, done: _JobDone) -> None:
+        if self._current is not done.job:
+            return  # already answered as overdue
         try:
             outcome = done.future.result()
         except CancelledError:
@@ -151,6 +190,10 @@ class ImageActor(pykka.ThreadingActor):
         interrupted: bool = False,
     ) -> None:
         self._current = None
+        self._future = None
+        if self._overdue_timer is not None:
+            self._overdue_timer.cancel()
+            self._overdue_timer = None
         job.reply_to.tell(
             ImageAnalysed(
                 path=job.path,
