@@ -20,12 +20,11 @@ import json
 import logging
 import re
 import signal
-import sys
 import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, cast
@@ -292,36 +291,53 @@ class Daemon:
         self.supervisor.tell(Tick(time.monotonic()))
 
     def reconfigure(self, new_config: Config) -> None:
-        """Apply a reloaded configuration: logging, secrets, inboxes (main thread)."""
-        old_names = {inbox.name for inbox in self.config.inboxes}
-        new_names = {inbox.name for inbox in new_config.inboxes}
+        """Apply a reloaded configuration: logging, secrets, inboxes (main thread).
+
+        Other sections are fixed at start: a change there is named in the log, and the
+        effective configuration (`self.config`) keeps the running value until a restart.
+        """
+        old = self.config
+        old_inboxes = {inbox.name: inbox for inbox in old.inboxes}
+        new_inboxes = {inbox.name: inbox for inbox in new_config.inboxes}
         setup_logging(new_config.daemon.log_level, new_config.daemon.log_format)
         clear_secrets()
-        if new_config.webhook.secret:
-            register_secret(new_config.webhook.secret)
+        # The running dispatcher still signs with the old secret: mask both.
+        for secret in (old.webhook.secret, new_config.webhook.secret):
+            register_secret(secret)
         if self.watcher is not None:
-            for name in old_names - new_names:
-                self.watcher.unwatch(name)
-            for inbox in new_config.inboxes:
-                if inbox.name in old_names:
-                    continue
-                try:
-                    self.watcher.watch(inbox)
-                except StartupError as exc:
-                    logger.error("reload: cannot watch new inbox %s: %s", inbox.name, exc)
+            _rewatch(self.watcher, old_inboxes, new_inboxes)
         if self.metrics is not None:
-            for name in new_names - old_names:
+            for name in new_inboxes.keys() - old_inboxes.keys():
                 self.metrics.add_inbox(name)
         if self.supervisor is not None:
             self.supervisor.tell(InboxesChanged(new_config.inboxes))
-        unchanged = ("daemon.state_dir", "processing", "metrics.listen")
+        changed = [
+            name
+            for name in new_inboxes.keys() & old_inboxes.keys()
+            if new_inboxes[name] != old_inboxes[name]
+        ]
         logger.info(
-            "configuration reloaded: %d inbox(es) added, %d removed (%s need a restart)",
-            len(new_names - old_names),
-            len(old_names - new_names),
-            ", ".join(unchanged),
+            "configuration reloaded: %d inbox(es) added, %d removed, %d changed",
+            len(new_inboxes.keys() - old_inboxes.keys()),
+            len(old_inboxes.keys() - new_inboxes.keys()),
+            len(changed),
         )
-        self.config = new_config
+        needs_restart = _restart_only_changes(old, new_config)
+        if needs_restart:
+            logger.warning(
+                "SIGHUP: %s changed; that takes effect only after a restart",
+                ", ".join(needs_restart),
+            )
+        self.config = replace(
+            old,
+            daemon=replace(
+                old.daemon,
+                log_level=new_config.daemon.log_level,
+                log_format=new_config.daemon.log_format,
+            ),
+            inboxes=new_config.inboxes,
+            source=new_config.source,
+        )
 
     # -- stop --------------------------------------------------------------------------
 
@@ -481,6 +497,32 @@ def _batch_progress(daemon: Daemon, batch_id: str) -> str:
     except (OSError, ValueError, KeyError, TypeError):
         return batch_id
     return f"{batch_id} {progress}" + (f" ({failed} failed)" if failed else "")
+
+
+# Sections (or keys) a reload does not apply: the parts that use them are built at start.
+_RESTART_ONLY = ("processing", "analysis", "metrics", "webhook", "downloads")
+
+
+def _restart_only_changes(old: Config, new: Config) -> list[str]:
+    changed = ["daemon.state_dir"] if old.daemon.state_dir != new.daemon.state_dir else []
+    changed += [name for name in _RESTART_ONLY if getattr(old, name) != getattr(new, name)]
+    return changed
+
+
+def _rewatch(
+    watcher: InboxWatcher, old: dict[str, InboxConfig], new: dict[str, InboxConfig]
+) -> None:
+    """Stop watching removed inboxes, (re)start watching new and changed ones."""
+    for name, inbox in old.items():
+        if new.get(name) != inbox:
+            watcher.unwatch(name)
+    for name, inbox in new.items():
+        if old.get(name) == inbox:
+            continue
+        try:
+            watcher.watch(inbox)
+        except StartupError as exc:
+            logger.error("reload: cannot watch inbox %s: %s", name, exc)
 
 
 def _reload(daemon: Daemon, config_path: Path | None) -> None:

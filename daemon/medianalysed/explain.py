@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ from medianalysed.readiness import (
     BUILTIN_IGNORES,
     CONTROL_FILES,
     TEMP_SUFFIXES,
-    is_ignored,
     snapshot_tree,
 )
 from medianalysed.state import BatchRecord, StateStore
@@ -51,24 +51,24 @@ def _within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _ignore_rule(name: str, inbox: InboxConfig) -> str | None:
+def _ignore_rule(name: str, inbox: InboxConfig, *, at_top: bool) -> str | None:
+    """The rule that makes the batch enumeration (or, at the top, the inbox) skip `name`.
+
+    Mirrors `readiness.is_ignored` and `is_batch_candidate`: built-in junk names match
+    case-insensitively, configured patterns case-sensitively, temporary suffixes only
+    for what is dropped at the inbox root.
+    """
     if name.startswith("."):
         return "hidden names (starting with '.') are ignored"
-    if name.endswith(TEMP_SUFFIXES):
+    if at_top and name.casefold().endswith(TEMP_SUFFIXES):
         return f"temporary names ({', '.join(TEMP_SUFFIXES)}) are not picked up"
     for pattern in BUILTIN_IGNORES:
-        if is_ignored(name, ()) and _matches(name, pattern):
+        if fnmatchcase(name.casefold(), pattern.casefold()):
             return f"NAS/OS junk is ignored (built-in pattern {pattern!r})"
     for pattern in inbox.ignore:
-        if _matches(name, pattern):
+        if fnmatchcase(name, pattern):
             return f"ignored by the inbox's ignore pattern {pattern!r}"
     return None
-
-
-def _matches(name: str, pattern: str) -> bool:
-    from fnmatch import fnmatchcase  # noqa: PLC0415
-
-    return fnmatchcase(name, pattern)
 
 
 def _explain_in_inbox(inbox: InboxConfig, store: StateStore, target: Path) -> list[str]:
@@ -76,15 +76,23 @@ def _explain_in_inbox(inbox: InboxConfig, store: StateStore, target: Path) -> li
         return [f"{target} is the inbox {inbox.name!r}: drop folders (batches) or files here"]
     relative = target.relative_to(inbox.path)
     top = inbox.path / relative.parts[0]
-    for part in relative.parts:
-        rule = _ignore_rule(part, inbox)
+    for depth, part in enumerate(relative.parts):
+        rule = _ignore_rule(part, inbox, at_top=depth == 0)
         if rule is not None:
             return [f"{target} is ignored: {part!r}: {rule}"]
-    record = _batch_for_source(store, inbox, top)
+    record, earlier = _batch_for_source(store, inbox, top)
     if record is None:
-        return _not_started(inbox, top, target, store)
+        lines = _not_started(inbox, top, target, store)
+        if earlier is not None:
+            lines.append(
+                f"(an earlier {top.name} became batch {earlier.batch_id}: {earlier.status}; "
+                f"its input is now in {earlier.archived_to or 'no folder (deleted)'})"
+            )
+        return lines
     lines = [f"{top.name} is batch {record.batch_id}: {record.status} ({record.phase})"]
-    if target != top:
+    if record.loose_file:
+        lines += _image_lines(record, store, top.name)
+    elif target != top:
         lines += _image_lines(record, store, target.relative_to(top).as_posix())
     return lines
 
@@ -121,12 +129,26 @@ def _newest_mtime(root: Path) -> float:
     return newest
 
 
-def _batch_for_source(store: StateStore, inbox: InboxConfig, top: Path) -> BatchRecord | None:
-    found = None
+def _batch_for_source(
+    store: StateStore, inbox: InboxConfig, top: Path
+) -> tuple[BatchRecord | None, BatchRecord | None]:
+    """(the batch `top` is now, the latest finished batch that came from that path before).
+
+    A finished batch whose input was archived or deleted left the inbox; whatever has
+    that name in the inbox now is a new drop, not that batch.
+    """
+    current = earlier = None
     for record in store.iter_batches():
-        if record.inbox == inbox.name and Path(record.source) == top:
-            found = record
-    return found
+        if record.inbox != inbox.name or Path(record.source) != top:
+            continue
+        left_inbox = record.phase == "done" and (
+            record.archived_to is not None or inbox.on_complete == "delete"
+        )
+        if left_inbox:
+            earlier = record
+        else:
+            current = record
+    return current, earlier
 
 
 def _explain_in_batch(
@@ -142,6 +164,8 @@ def _explain_in_batch(
         )
     if target != root:
         lines += _image_lines(record, store, target.relative_to(root).as_posix())
+    elif record.loose_file:
+        lines += _image_lines(record, store, Path(record.source).name)
     return lines
 
 
@@ -164,13 +188,15 @@ def _image_lines(record: BatchRecord, store: StateStore, relpath: str) -> list[s
 
 def _final_record(record: BatchRecord, relpath: str) -> dict[str, Any] | None:
     results = Path(record.outbox_dir) / outbox.RESULTS_JSONL
+    # results.jsonl is compact JSON: a cheap text test skips parsing every other line.
+    needle = '"path":' + json.dumps(relpath, ensure_ascii=False)
     try:
         with results.open(encoding="utf-8") as handle:
             for line in handle:
-                if f'"path":"{relpath}"' in line or f'"path": "{relpath}"' in line:
+                if needle in line:
                     found: dict[str, Any] = json.loads(line)
                     if found.get("path") == relpath:
                         return found
-    except OSError:
+    except (OSError, ValueError):
         return None
     return None

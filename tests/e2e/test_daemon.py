@@ -167,3 +167,76 @@ def test_sigkill_mid_batch_then_restart_gives_exactly_once_results(daemon, tmp_p
     assert counts["done"] == sum(r["status"] == "done" for r in records)
     assert sorted(p.name for p in restarted.outbox.iterdir()) == ["big"]
     assert restarted.terminate() == 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_redropped_batch_is_served_from_the_content_cache_and_matches_history(
+    daemon, tmp_path, corpora
+):
+    import httpx
+
+    port = _free_port()
+    process = daemon(listen=f"127.0.0.1:{port}")
+    for name in ("first", "again"):
+        staged = tmp_path / "staging" / name
+        staged.mkdir(parents=True)
+        for relative in PHOTOS:
+            shutil.copy(corpora / relative, staged / Path(relative).name)
+        os.rename(staged, process.inbox / name)
+        process.summary(name)
+    again = {r["path"]: r for r in process.results("again")}
+    first = {r["path"]: r for r in process.results("first")}
+    assert again.keys() == first.keys()
+    for path, record in again.items():
+        assert record["hashes"] == first[path]["hashes"]
+        assert {"tier": "exact", "path": path, "seen_in": "first"}.items() <= next(
+            d for d in record["duplicates"] if d["seen_in"] == "first" and d["path"] == path
+        ).items()
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    hits = [
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("medianalysed_content_cache_hits_total ")
+    ]
+    assert hits == [len(PHOTOS)]
+
+
+def test_folder_vanishing_mid_batch_is_reported_not_crashed_on(daemon, tmp_path, corpora):
+    process = daemon(processing={"workers": 1})
+    large = sorted(
+        p for p in (corpora / "exif-samples" / "jpg").rglob("*.jpg") if p.stat().st_size > 1_000_000
+    )
+    sources = [large[index % len(large)] for index in range(60)]
+    staging = tmp_path / "staging" / "gone"
+    staging.mkdir(parents=True)
+    for index, source in enumerate(sources):
+        # Bytes after the JPEG end marker: same picture, distinct file (no cache hit).
+        data = source.read_bytes() + index.to_bytes(4, "big")
+        (staging / f"{index:03d}-{source.name}").write_bytes(data)
+    os.rename(staging, process.inbox / "gone")
+    status_file = process.outbox / "gone" / "status.json"
+
+    def started() -> bool:
+        try:
+            counts = json.loads(status_file.read_text(encoding="utf-8"))["counts"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return counts["done"] >= 2
+
+    wait_for(started, what="two images done")
+    shutil.rmtree(process.inbox / "gone")
+    summary = process.summary("gone")
+    assert summary["counts"]["total"] == len(sources)
+    assert summary["failures"].get("IO_ERROR", 0) >= 1
+    records = process.results("gone")
+    assert len(records) == len(sources)
+    vanished = [r for r in records if r["error"] and r["error"]["code"] == "IO_ERROR"]
+    assert all(r["attempts"] == 1 for r in vanished)
+    assert process.terminate() == 0
