@@ -210,8 +210,15 @@ def _pause(config: Config, *, paused: bool) -> int:
 def _control(config: Config, verb: str, batch_id: str) -> int:
     store = StateStore(config.daemon.state_dir)
     try:
-        if store.get_batch(batch_id) is None:
+        record = store.get_batch(batch_id)
+        if record is None:
             print(f"medianalysed: no batch named {batch_id!r}", file=sys.stderr)
+            return ExitCode.FAILURE
+        if record.phase == "done":
+            print(
+                f"medianalysed: {verb}: batch {batch_id} already finished ({record.status})",
+                file=sys.stderr,
+            )
             return ExitCode.FAILURE
         store.control.append({"verb": verb, "batch_id": batch_id})
     finally:
@@ -227,6 +234,12 @@ def _rerun(config: Config, args: argparse.Namespace) -> int:
     store = StateStore(config.daemon.state_dir)
     try:
         plan = plan_rerun(store, args.batch, only_failed=only_failed)
+        inbox_names = {inbox.name for inbox in config.inboxes}
+        if plan.inbox not in inbox_names:
+            raise RerunError(
+                f"batch {args.batch} came from inbox {plan.inbox!r}, which is no longer "
+                "configured; add it back to the configuration first"
+            )
         if getattr(args, "dry_run", False):
             print(plan.describe())
             return ExitCode.OK

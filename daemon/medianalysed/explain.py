@@ -92,15 +92,19 @@ def _explain_in_inbox(inbox: InboxConfig, store: StateStore, target: Path) -> li
     lines = [f"{top.name} is batch {record.batch_id}: {record.status} ({record.phase})"]
     if record.loose_file:
         lines += _image_lines(record, store, top.name)
+    elif _is_control_file(top, target):
+        lines.append(f"{target.name} holds batch options and is never analysed as an image")
     elif target != top:
         lines += _image_lines(record, store, target.relative_to(top).as_posix())
     return lines
 
 
 def _not_started(inbox: InboxConfig, top: Path, target: Path, store: StateStore) -> list[str]:
+    if not target.exists() and not target.is_symlink():
+        return [f"{target} does not exist"]
     if store.is_paused():
         return [f"{top.name} is waiting: the daemon is paused (medianalysed resume)"]
-    if len(target.relative_to(top).parts) == 1 and target.name in CONTROL_FILES:
+    if _is_control_file(top, target):
         return [f"{target.name} holds batch options and is never analysed as an image"]
     try:
         snapshot = snapshot_tree(top, inbox.ready_marker)
@@ -111,12 +115,16 @@ def _not_started(inbox: InboxConfig, top: Path, target: Path, store: StateStore)
             f"{top.name} has its ready marker and will start within seconds (if the daemon runs)"
         ]
     newest = _newest_mtime(top)
-    quiet = time.time() - newest if newest else 0.0
+    quiet = max(0.0, time.time() - newest) if newest else 0.0
     return [
         f"{top.name} is not started yet: waiting to settle (no ready marker "
-        f"{inbox.ready_marker!r}; unchanged for {quiet:.0f} s of settle_seconds = "
-        f"{inbox.settle_seconds:g})"
+        f"{inbox.ready_marker!r}; it starts once the daemon has seen it unchanged for "
+        f"settle_seconds = {inbox.settle_seconds:g}; last change {quiet:.0f} s ago)"
     ]
+
+
+def _is_control_file(top: Path, target: Path) -> bool:
+    return target.parent == top and top.is_dir() and target.name in CONTROL_FILES
 
 
 def _newest_mtime(root: Path) -> float:

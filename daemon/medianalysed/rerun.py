@@ -24,13 +24,14 @@ class RerunPlan:
     """What a rerun would do."""
 
     batch_id: str
+    inbox: str
     input_path: Path
     images: int
     only_failed: bool
 
     def describe(self) -> str:
         """One line for the CLI."""
-        what = "failed images" if self.only_failed else "images"
+        what = "failed or unfinished images" if self.only_failed else "images"
         return f"{self.batch_id}: would analyse {self.images} {what} from {self.input_path}"
 
 
@@ -52,11 +53,14 @@ def plan_rerun(store: StateStore, batch_id: str, *, only_failed: bool) -> RerunP
         )
     count = 0
     for path in store.iter_paths(record):
-        image = store.get_image(batch_id, path)
-        failed = image is not None and image.status == ImageStatus.FAILED
-        if failed or not only_failed:
+        if not only_failed or _runs_on_retry(store.get_image(batch_id, path)):
             count += 1
-    return RerunPlan(batch_id, input_path, count, only_failed)
+    return RerunPlan(batch_id, record.inbox, input_path, count, only_failed)
+
+
+def _runs_on_retry(image: ImageRecord | None) -> bool:
+    """Failed images are reset; images a cancel left pending run as well."""
+    return image is None or image.status == ImageStatus.FAILED or not image.status.terminal
 
 
 def current_input(record: BatchRecord) -> Path | None:
