@@ -208,6 +208,10 @@ class Daemon:
         downloader = self.downloader
         metrics = self.metrics
 
+        def count_restart() -> None:
+            if metrics is not None:
+                metrics.worker_restarts.inc()
+
         def worker_factory(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
             return ImageActor.start(
                 pool=pool,
@@ -216,6 +220,7 @@ class Daemon:
                 content_dir=store.content_dir,
                 supervisor=supervisor,
                 downloader=downloader,
+                on_process_replaced=count_restart,
             )
 
         def batch_settings(inbox: InboxConfig) -> BatchSettings:

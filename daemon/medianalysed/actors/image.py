@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ class ImageActor(pykka.ThreadingActor):
         content_dir: Path | None,
         supervisor: pykka.ActorRef[Any],
         downloader: Downloader | None = None,
+        on_process_replaced: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__()
         self._pool = pool
@@ -63,6 +65,7 @@ class ImageActor(pykka.ThreadingActor):
         self._content_dir = None if content_dir is None else str(content_dir)
         self._supervisor = supervisor
         self._downloader = downloader
+        self._on_process_replaced = on_process_replaced
         self._current: AnalyseImage | None = None
         self._future: Future[dict[str, Any]] | None = None
         self._overdue_timer: threading.Timer | None = None
@@ -155,6 +158,7 @@ class ImageActor(pykka.ThreadingActor):
             self._reply(done.job, None, None, done.started, interrupted=True)
             return
         except TimeoutError:
+            self._on_process_replaced()
             outcome = {
                 "error": _error(
                     ErrorCode.TIMEOUT,
@@ -163,6 +167,7 @@ class ImageActor(pykka.ThreadingActor):
                 )
             }
         except pebble.ProcessExpired as exc:
+            self._on_process_replaced()
             outcome = {
                 "error": _error(
                     ErrorCode.INTERNAL,
