@@ -5,7 +5,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= medianalysed.toml
 
-.PHONY: run test lint typecheck unit venv bench binary e2e-binary clean
+.PHONY: deps run test lint typecheck unit venv bench binary e2e-binary clean
+
+# Debian packages the tests and the binary build use: systemd-analyze (unit file checks),
+# objcopy (PyInstaller). Installed only when missing, and only where we may (root).
+DEBIAN_PACKAGES := systemd binutils
+deps:
+	@missing=""; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v objcopy >/dev/null || missing="$$missing binutils"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else \
+			echo "missing Debian packages:$$missing (sudo apt-get install$$missing)"; \
+		fi; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +44,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: lint typecheck
+test: deps lint typecheck
 	$(BIN)/pytest -q
 
 # The single self-contained executable: dist/medianalysed (PyInstaller, one file).

@@ -18,6 +18,7 @@ full-resolution oriented image. Unreduced images go through imagehash itself.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -47,6 +48,7 @@ from PIL import (
     Image,
     ImageFile,
     JpegImagePlugin,
+    PngImagePlugin,
     TiffImagePlugin,
     UnidentifiedImageError,
 )
@@ -69,11 +71,12 @@ FloatArray = npt.NDArray[np.float64]
 
 IN_MEMORY_LIMIT: Final = 64 * 1024 * 1024  # files up to this size are read once and kept
 HASH_MIN_SIDE: Final = 128  # the reduced decode keeps at least this many pixels on the short side
+HASH_INPUT_SIDE: Final = 128  # hashes and colours read a copy box-reduced to about this size
 WORK_MAX_SIDE: Final = 4 * HASH_MIN_SIDE  # non-JPEG decodes are box-reduced below this
-COLOR_SIDE: Final = 64  # dominant/average colours come from a COLOR_SIDE² copy
-COLORHASH_SAMPLE_SIDE: Final = 128  # colorhash counts about this many pixels on the short side
+COLOR_SIDE: Final = 32  # colours come from a box-reduced copy about this big on the short side
+COLORHASH_SAMPLE_SIDE: Final = 64  # colorhash counts a sample about this big on the short side
 # Changes whenever a constant above or the way results are computed changes (see fingerprint()).
-PIPELINE_ID: Final = "draft128-work512-lanczosf64-box8-sample128-color64/1"
+PIPELINE_ID: Final = "draft128-work512-hash128-lanczosF-box8-sample64-color32/1"
 
 _READ_CHUNK: Final = 1024 * 1024
 _JPEG_SCALES: Final = (8, 4, 2)
@@ -90,6 +93,9 @@ _STRUCTURE_TAGS: Final = frozenset(
     {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 322, 323, 324, 325}
     | {338, 339, 347, 513, 514, 700, 34675, _EXIF_IFD, _GPS_IFD, _INTEROP_IFD}
 )
+_USER_COMMENT: Final = 0x9286
+_USER_COMMENT_CODES: Final = {b"ASCII": "ascii", b"UNICODE": "utf-16", b"": "latin-1"}
+_INTEROP_TAGS: Final = {1: "InteropIndex", 2: "InteropVersion", 0x1000: "RelatedImageFileFormat"}
 _RAW_STR_LIMIT: Final = 256
 _RAW_BYTES_LIMIT: Final = 64  # bytes shown (as hex) of a binary value such as MakerNote
 _RAW_LIST_LIMIT: Final = 64
@@ -266,26 +272,45 @@ def analyse_image(path: Path, facts: FileFacts, settings: AnalysisSettings) -> d
     Raises:
         AnalysisError: UNSUPPORTED_FORMAT, CORRUPT, DECOMPRESSION_BOMB, TOO_SMALL or IO_ERROR.
     """
-    # Our own max_pixels decides; Pillow's bomb check must agree with it rather than its default.
-    Image.MAX_IMAGE_PIXELS = settings.max_pixels
-    with warnings.catch_warnings():
-        # Plugins warn about odd-but-readable files; those warnings are not the caller's business,
-        # except the bomb warning, which must become an error here and map to DECOMPRESSION_BOMB.
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with _pillow_limits(settings.max_pixels):
         with _pillow_errors(path, facts.data), _open_image(path, facts.data) as image:
             header = _read_header(image)
             _check_limits(header, settings)
+            # Before decoding: a TIFF's sub-IFDs are read from its file, which loading may close.
+            tags = _read_exif_tags(header.exif, gps=settings.gps)
             working = _decode_working(image)
-            # Inside the `with`: a TIFF's sub-IFDs are read from the still-open file.
-            exif = _exif_section(header.exif, gps=settings.gps)
+            late = _with_late_exif(header, image)
+            if late is not header:
+                _check_limits(late, settings)
+                header = late
+                tags = _read_exif_tags(header.exif, gps=settings.gps)
+        reduced = _reduced(working)
         return {
             "image": header.section(has_alpha=working.has_alpha),
-            "exif": exif,
-            "colors": _colors_section(working.image, settings.dominant_colors),
-            "hashes": _hashes(working, header.applied_orientation),
+            "exif": _exif_section(tags, gps=settings.gps),
+            "colors": _colors_section(reduced.image, settings.dominant_colors),
+            "hashes": _hashes(working, reduced, header.applied_orientation),
             "pixel_digest": _pixel_digest(working),
         }
+
+
+@contextmanager
+def _pillow_limits(max_pixels: int) -> Iterator[None]:
+    """Pillow's bomb check set to our max_pixels, and its warnings kept in, for one analysis.
+
+    Pillow raises DecompressionBombError above twice MAX_IMAGE_PIXELS and only warns above it;
+    the warning is made an error so that anything over max_pixels is refused the same way.
+    Other warnings (odd but readable files) are not the caller's business.
+    """
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def hamming_distance(hex_a: str, hex_b: str) -> int:
@@ -421,13 +446,9 @@ class _Header:
 
 
 def _read_header(image: Image.Image) -> _Header:
-    exif = _safe_exif(image)
-    stored_orientation = _orientation_of(exif)
+    exif = _exif_before_decode(image)
+    reported, applied = _orientations(image, exif)
     fmt = image.format or "UNKNOWN"
-    # pillow-heif applies the HEIF transforms while decoding and resets the EXIF tag to 1; it
-    # keeps the file's value in info["original_orientation"].
-    original = image.info.get("original_orientation")
-    reported = original if isinstance(original, int) and 1 <= original <= 8 else stored_orientation
     frames = int(getattr(image, "n_frames", 1))
     return _Header(
         format=fmt,
@@ -435,13 +456,45 @@ def _read_header(image: Image.Image) -> _Header:
         mode=image.mode,
         stored_size=image.size,
         orientation=reported,
-        applied_orientation=stored_orientation,
+        applied_orientation=applied,
         frames=frames,
         animated=bool(getattr(image, "is_animated", False)) or frames > 1,
         icc_profile=_icc_description(image.info.get("icc_profile")),
         dpi=_dpi_of(image.info.get("dpi")),
         exif=exif,
     )
+
+
+def _with_late_exif(header: _Header, image: Image.Image) -> _Header:
+    """The header completed with EXIF that only a decoded image gives (PNG eXIf after IDAT)."""
+    if header.exif is not None:
+        return header
+    exif = _safe_exif(image)
+    if exif is None:
+        return header
+    reported, applied = _orientations(image, exif)
+    return dataclasses.replace(header, exif=exif, orientation=reported, applied_orientation=applied)
+
+
+def _orientations(image: Image.Image, exif: Image.Exif | None) -> tuple[int, int]:
+    """The orientation the file states, and the one still to apply to decoded pixels."""
+    applied = _orientation_of(exif)
+    # pillow-heif applies the HEIF transforms while decoding and resets the EXIF tag to 1; it
+    # keeps the file's value in info["original_orientation"].
+    original = image.info.get("original_orientation")
+    reported = original if isinstance(original, int) and 1 <= original <= 8 else applied
+    return reported, applied
+
+
+def _exif_before_decode(image: Image.Image) -> Image.Exif | None:
+    """EXIF from the header, or None where reading it would decode the image.
+
+    PngImageFile.getexif() loads the whole image to look for an eXIf chunk after the pixel
+    data; a decode error there would be swallowed with the EXIF, leaving a half-loaded image.
+    """
+    if isinstance(image, PngImagePlugin.PngImageFile) and "exif" not in image.info:
+        return None
+    return _safe_exif(image)
 
 
 def _check_limits(header: _Header, settings: AnalysisSettings) -> None:
@@ -612,11 +665,26 @@ def _high_bit_to_l(image: Image.Image) -> Image.Image:
     low, high = float(values.min()), float(values.max())
     if image.mode == "F" and low >= 0 and high <= 1:
         values = values * 255
-    elif image.mode.startswith("I;16") or (low >= 0 and 255 < high <= 65535):
-        values = values / 257
+    elif image.mode != "F" and low >= 0 and high > 255:
+        # 10/12/14/16-bit samples: scale the smallest bit depth that holds them to 8 bits.
+        values = values * (255 / (2 ** int(high).bit_length() - 1))
     elif low < 0 or high > 255:
         values = (values - low) * (255 / (high - low))
     return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+
+
+@dataclass(frozen=True, slots=True)
+class _Reduced:
+    """The working decode box-reduced for hashes and colours (short side HASH_INPUT_SIDE..2x)."""
+
+    image: Image.Image
+    block: int  # full-resolution pixels per reduced pixel, along each axis
+
+
+def _reduced(working: _Working) -> _Reduced:
+    factor = max(1, min(working.image.size) // HASH_INPUT_SIDE)
+    image = working.image.reduce(factor) if factor > 1 else working.image
+    return _Reduced(image=image, block=working.scale * factor)
 
 
 # --------------------------------------------------------------------------- pixel digest
@@ -638,12 +706,12 @@ def _pixel_digest(working: _Working) -> str:
 # --------------------------------------------------------------------------- colours
 
 
-def _colors_section(working: Image.Image, dominant: int) -> dict[str, Any]:
+def _colors_section(reduced: Image.Image, dominant: int) -> dict[str, Any]:
     """Dominant colours (octree quantisation) and the average, alpha flattened onto white."""
-    factor = max(1, min(working.size) // COLOR_SIDE)
-    small = _flattened_rgb(working.reduce(factor) if factor > 1 else working)
-    pixels = np.asarray(small, dtype=np.float64).reshape(-1, 3)
-    average = _hex_color(tuple(int(v) for v in np.rint(pixels.mean(axis=0))))
+    factor = max(1, min(reduced.size) // COLOR_SIDE)
+    small = _flattened_rgb(reduced.reduce(factor) if factor > 1 else reduced)
+    mean = small.reduce((small.width, small.height)).getpixel((0, 0))  # one box: the mean
+    average = _hex_color(mean if isinstance(mean, tuple) else (0, 0, 0))
     return {"dominant": _dominant_colors(small, dominant), "average": average}
 
 
@@ -691,13 +759,12 @@ def _hex_color(rgb: tuple[int, ...]) -> str:
 _HASH_GRIDS: Final = ((8, 8), (9, 8), (32, 32))  # ahash, dhash, phash: (width, height) displayed
 
 
-def _hashes(working: _Working, orientation: int) -> dict[str, str]:
+def _hashes(working: _Working, reduced: _Reduced, orientation: int) -> dict[str, str]:
     """The five imagehash hashes of the oriented image, from the working decode."""
     colorhash = _bits_to_hex(_colorhash_bits(working.image))
-    gray = working.image.convert("L")  # like imagehash: alpha is ignored, not flattened
     if working.scale == 1:
-        return {**_exact_gray_hashes(gray, orientation), "colorhash": colorhash}
-    ahash, dhash, phash, whash = _gray_grids(gray, working, orientation)
+        return {**_exact_gray_hashes(working.image, orientation), "colorhash": colorhash}
+    ahash, dhash, phash, whash = _gray_grids(reduced, working.full_size, orientation)
     return {
         "ahash": _bits_to_hex(ahash > float(ahash.mean())),
         "phash": _bits_to_hex(_phash_bits(phash)),
@@ -707,8 +774,9 @@ def _hashes(working: _Working, orientation: int) -> dict[str, str]:
     }
 
 
-def _exact_gray_hashes(gray: Image.Image, orientation: int) -> dict[str, str]:
+def _exact_gray_hashes(image: Image.Image, orientation: int) -> dict[str, str]:
     """Images decoded at full size (all small): imagehash itself, bit for bit."""
+    gray = image.convert("L")  # like imagehash: alpha is ignored, not flattened
     transpose = _ORIENTATION_TRANSPOSE.get(orientation)
     if transpose is not None:
         gray = gray.transpose(transpose)
@@ -720,14 +788,13 @@ def _exact_gray_hashes(gray: Image.Image, orientation: int) -> dict[str, str]:
     }
 
 
-def _gray_grids(gray: Image.Image, working: _Working, orientation: int) -> list[FloatArray]:
+def _gray_grids(
+    reduced: _Reduced, full_size: tuple[int, int], orientation: int
+) -> list[FloatArray]:
     """ahash, dhash and phash's resizes (8-bit like Pillow's) and whash's 8x8 area means."""
-    factor = max(1, min(gray.size) // HASH_MIN_SIDE)
-    if factor > 1:
-        gray = gray.reduce(factor)
-    values = gray.convert("F")
-    block = working.scale * factor
-    full_width, full_height = working.full_size
+    values = reduced.image.convert("L").convert("F")  # like imagehash: alpha is ignored
+    block = reduced.block
+    full_width, full_height = full_size
     box = (0.0, 0.0, full_width / block, full_height / block)  # the full image, in blocks
     swap = orientation in _SWAPS_AXES
     grids = []
@@ -805,24 +872,42 @@ def _bits_to_hex(bits: npt.NDArray[np.bool_]) -> str:
 # --------------------------------------------------------------------------- EXIF
 
 
-def _exif_section(exif: Image.Exif | None, *, gps: bool) -> dict[str, Any] | None:
-    """The `exif` section: a few parsed fields plus every tag by name (best effort)."""
+@dataclass(frozen=True, slots=True)
+class _ExifTags:
+    """The tags of each IFD, by number, as Pillow decoded them."""
+
+    ifd0: dict[int, Any]
+    exif: dict[int, Any]
+    gps: dict[int, Any]
+    interop: dict[int, Any]
+
+
+def _read_exif_tags(exif: Image.Exif | None, *, gps: bool) -> _ExifTags | None:
+    """Every tag Pillow can decode (a TIFF's sub-IFDs are read from the open file)."""
     if exif is None:
         return None
-    ifd0 = _ifd_values(exif)
-    exif_ifd = _sub_ifd_values(exif, _EXIF_IFD)
-    gps_ifd = _sub_ifd_values(exif, _GPS_IFD) if gps else {}
-    interop = _sub_ifd_values(exif, _INTEROP_IFD)
+    return _ExifTags(
+        ifd0=_ifd_values(exif),
+        exif=_sub_ifd_values(exif, _EXIF_IFD),
+        gps=_sub_ifd_values(exif, _GPS_IFD) if gps else {},
+        interop=_sub_ifd_values(exif, _INTEROP_IFD),
+    )
+
+
+def _exif_section(tags: _ExifTags | None, *, gps: bool) -> dict[str, Any] | None:
+    """The `exif` section: a few parsed fields plus every tag by name (best effort)."""
+    if tags is None:
+        return None
     groups = (
-        ("", ifd0, ExifTags.TAGS),
-        ("Exif.", exif_ifd, ExifTags.TAGS),
-        ("GPS.", gps_ifd, ExifTags.GPSTAGS),
-        ("Interop.", interop, ExifTags.TAGS),
+        ("", tags.ifd0, ExifTags.TAGS),
+        ("Exif.", tags.exif, ExifTags.TAGS),
+        ("GPS.", tags.gps, ExifTags.GPSTAGS),
+        ("Interop.", tags.interop, _INTEROP_TAGS),
     )
     raw = _raw_tags(groups)
     if not raw:
         return None
-    merged = {**ifd0, **exif_ifd}
+    merged = {**tags.ifd0, **tags.exif}
     return {
         "make": _clean_text(merged.get(0x010F)),
         "model": _clean_text(merged.get(0x0110)),
@@ -833,7 +918,7 @@ def _exif_section(exif: Image.Exif | None, *, gps: bool) -> dict[str, Any] | Non
         "f_number": _rounded(merged.get(0x829D), 2),
         "iso": _iso_of(merged.get(0x8827)),
         "focal_length_mm": _rounded(merged.get(0x920A), 2),
-        "gps": _gps_position(gps_ifd) if gps else None,
+        "gps": _gps_position(tags.gps) if gps else None,
         "raw": raw,
     }
 
@@ -871,7 +956,7 @@ def _raw_tags(
                 continue
             name = names.get(tag) or f"Tag0x{tag:04X}"
             key = name if name not in raw else f"{prefix}{name}"
-            raw[key] = _json_safe(value)
+            raw[key] = _json_safe(_user_comment(value) if tag == _USER_COMMENT else value)
     return raw
 
 
@@ -901,11 +986,26 @@ def _rational_value(value: float | TiffImagePlugin.IFDRational) -> float | None:
 
 
 def _bytes_text(value: bytes) -> str:
-    trimmed = value.rstrip(b"\x00 ")
-    if trimmed.isascii() and all(32 <= byte < 127 or byte in b"\t\n\r" for byte in trimmed):
+    """Printable ASCII as text (trailing NULs dropped), anything else as clipped hex."""
+    trimmed = value.rstrip(b"\x00")
+    if trimmed and all(32 <= byte < 127 or byte in b"\t\n\r" for byte in trimmed):
         return _clip_text(trimmed.decode("ascii").strip())
     head = value[:_RAW_BYTES_LIMIT].hex()
     return head + ("…" if len(value) > _RAW_BYTES_LIMIT else "")
+
+
+def _user_comment(value: Any) -> Any:
+    """UserComment (0x9286) starts with an 8-byte character-code prefix (EXIF 2.32 §4.6.5)."""
+    if not isinstance(value, bytes) or len(value) < 8:
+        return value
+    prefix, text = value[:8], value[8:]
+    encoding = _USER_COMMENT_CODES.get(prefix.rstrip(b"\x00"))
+    if encoding is None:
+        return value
+    try:
+        return text.decode(encoding).replace("\x00", "").strip()
+    except UnicodeDecodeError:
+        return value
 
 
 def _clip_text(text: str) -> str:

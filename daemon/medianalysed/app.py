@@ -285,6 +285,10 @@ class Daemon:
         """One main-loop step: nudge the supervisor and forward control commands."""
         if self.supervisor is None or self.store is None:
             return
+        if not self.supervisor.is_alive():
+            # Unfinished work is in state: exiting lets systemd restart and resume it.
+            msg = "the supervisor actor died (see the error logged above); stopping"
+            raise MedianalysedError(msg)
         while True:
             try:
                 command = self.store.control.popleft()

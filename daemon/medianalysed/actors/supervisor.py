@@ -28,7 +28,7 @@ import pykka
 from medianalysed import outbox
 from medianalysed.actors.batch import BatchActor, BatchListener, BatchSettings
 from medianalysed.config import Config, InboxConfig
-from medianalysed.errors import ErrorCode
+from medianalysed.errors import ErrorCode, MedianalysedError
 from medianalysed.messages import (
     BatchCrashed,
     BatchFinished,
@@ -225,7 +225,11 @@ class SupervisorActor(pykka.ThreadingActor):
             if now - candidate.last_checked < CANDIDATE_CHECK_INTERVAL_S:
                 continue
             candidate.last_checked = now
-            self._check_candidate(key, candidate, now)
+            try:
+                self._check_candidate(key, candidate, now)
+            except (OSError, MedianalysedError) as exc:
+                # An unreadable folder or an unwritable outbox: report it and try again later.
+                logger.error("cannot start %s yet: %s", candidate.path, exc)
 
     def _check_candidate(self, key: str, candidate: _Candidate, now: float) -> None:
         tracker = self._trackers[candidate.inbox.name]
@@ -286,26 +290,9 @@ class SupervisorActor(pykka.ThreadingActor):
             note=note,
         )
         self._store.create_batch(record, _candidate_key(inbox.name, path.name), identity)
-        Path(record.outbox_dir).mkdir(parents=True, exist_ok=True)
-        outbox.write_json_atomic(
-            Path(record.outbox_dir) / outbox.STATUS_FILE,
-            outbox.status_document(
-                batch_id=batch_id,
-                status=str(BatchStatus.QUEUED),
-                counts={
-                    "total": 0,
-                    "pending": 0,
-                    "processing": 0,
-                    "done": 0,
-                    "failed": 0,
-                    "skipped": 0,
-                },
-                started_at=None,
-                updated_at=utc_now_iso(),
-            ),
-        )
-        logger.info("batch %s queued from %s", batch_id, path, extra={"batch_id": batch_id})
         self._queued.append(batch_id)
+        logger.info("batch %s queued from %s", batch_id, path, extra={"batch_id": batch_id})
+        _write_queued_status(record)
         self._start_queued()
 
     def _unique_batch_id(self, inbox: InboxConfig, name: str) -> str:
@@ -540,6 +527,23 @@ class SupervisorActor(pykka.ThreadingActor):
             "paused": self._paused,
             "stopping": self._stopping,
         }
+
+
+def _write_queued_status(record: BatchRecord) -> None:
+    """The first status.json; failing here is logged, the batch actor writes it again."""
+    counts = dict.fromkeys(("total", "pending", "processing", "done", "failed", "skipped"), 0)
+    document = outbox.status_document(
+        batch_id=record.batch_id,
+        status=str(BatchStatus.QUEUED),
+        counts=counts,
+        started_at=None,
+        updated_at=utc_now_iso(),
+    )
+    try:
+        Path(record.outbox_dir).mkdir(parents=True, exist_ok=True)
+        outbox.write_json_atomic(Path(record.outbox_dir) / outbox.STATUS_FILE, document)
+    except (OSError, MedianalysedError) as exc:
+        logger.error("batch %s: cannot write its outbox yet: %s", record.batch_id, exc)
 
 
 def _candidate_key(inbox: str, name: str) -> str:
