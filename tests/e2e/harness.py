@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 DEADLINE_S = 60.0
+SLOW_PHOTO = "exif-samples/heic/IMG_5195.HEIC"
 BIN_ENV = "MEDIANALYSED_BIN"
 # Inherited from a test run under systemd, these would change what the daemon does.
 _MANAGER_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "MEDIANALYSED_CONFIG")
@@ -57,6 +59,21 @@ def run_cli(
     )
 
 
+def slow_photos(corpora: Path, count: int) -> dict[str, bytes]:
+    """`count` distinct HEIC photos (file name -> bytes) that take a while to analyse.
+
+    A few hundred ms each on 2 cores, so a batch of them with one worker stays running long
+    enough to be signalled, killed or cancelled (small JPEGs finish a 40-image batch in well
+    under a second). Each copy ends with its own well-formed, unknown (so skipped) ISOBMFF
+    box: the bytes, hence the sha256 and the content-cache key, differ; the picture does not.
+    """
+    original = (corpora / SLOW_PHOTO).read_bytes()
+    return {
+        f"{index:03d}.heic": original + struct.pack(">I4s8s", 16, b"uniq", b"%08d" % index)
+        for index in range(count)
+    }
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -64,7 +81,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], T], *, timeout: float = DEADLINE_S, what: str = "") -> T:
+def wait_for(
+    predicate: Callable[[], T | None], *, timeout: float = DEADLINE_S, what: str = ""
+) -> T:
     """Poll `predicate` until it returns something truthy, or fail after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:

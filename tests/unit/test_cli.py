@@ -1,0 +1,361 @@
+"""The command line in-process: parsing, exit codes, config check/show, control verbs.
+
+Control verbs only write to the durable state (the daemon picks them up); these tests read
+that state back from a real StateStore in tmp_path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from medianalysed import __version__
+from medianalysed.cli import main
+from medianalysed.config import WebhookConfig
+from medianalysed.models import BatchStatus, ImageStatus
+from medianalysed.state import BatchRecord, ImageRecord, StateStore
+from medianalysed.webhooks import WebhookDispatcher
+
+SECRET = "s3cr3t-webhook-key"
+CONFIG = f"""\
+[daemon]
+state_dir = "state"
+[webhook]
+url = "https://user:hunter2@hooks.example.com/medianalysed"
+secret = "{SECRET}"
+[[inbox]]
+name = "default"
+path = "inbox"
+outbox = "outbox"
+archive = "archive"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("MEDIANALYSED_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./medianalysed.toml here unless a test writes one
+    path = tmp_path / "conf" / "medianalysed.toml"
+    path.parent.mkdir()
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def store(config: Path) -> Iterator[StateStore]:
+    state = StateStore(config.parent / "state")
+    yield state
+    state.close()
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def add_batch(store: StateStore, config: Path, batch_id: str, *, phase: str) -> BatchRecord:
+    """A batch with one done and one failed image; finished ones are in the archive."""
+    root = config.parent
+    done = phase == "done"
+    input_dir = root / ("archive" if done else "inbox") / batch_id
+    input_dir.mkdir(parents=True)
+    outbox_dir = root / "outbox" / batch_id
+    outbox_dir.mkdir(parents=True)
+    counts = {"total": 2, "pending": 0, "processing": 0, "done": 1, "failed": 1, "skipped": 0}
+    live = {"batch_id": batch_id, "status": "partial", "counts": counts, "progress": "2/2"}
+    (outbox_dir / "status.json").write_text(json.dumps(live), encoding="utf-8")
+    record = BatchRecord(
+        batch_id=batch_id,
+        inbox="default",
+        source=str(root / "inbox" / batch_id),
+        outbox_dir=str(outbox_dir),
+        status=BatchStatus.PARTIAL if done else BatchStatus.PROCESSING,
+        phase=phase,
+        total=2,
+        chunks=1,
+        final_counts=counts if done else {},
+        archived_to=str(input_dir) if done else None,
+    )
+    store.put_batch(record)
+    store.put_path_chunk(batch_id, 0, ["a.jpg", "b.jpg"])
+    store.put_images(
+        batch_id,
+        [
+            ImageRecord(path="a.jpg", status=ImageStatus.DONE, attempts=1),
+            ImageRecord(path="b.jpg", status=ImageStatus.FAILED, attempts=1),
+        ],
+    )
+    return record
+
+
+def control_queue(store: StateStore) -> list[dict[str, object]]:
+    return [dict(command) for command in store.control]
+
+
+# -- parsing and exit codes ------------------------------------------------------------
+
+
+def test_no_verb_prints_help_and_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys)
+    assert code == 2
+    assert "usage: medianalysed" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["frobnicate"],
+        ["cancel"],
+        ["retry"],
+        ["explain"],
+        ["config", "edit"],
+        ["status", "--jsn"],
+        ["retry", "b", "--dry-run"],  # only reprocess has a dry run
+    ],
+)
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert "usage:" in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "--version") == (0, f"medianalysed {__version__}\n", "")
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "reprocess", "--help")
+    assert code == 0
+    assert "--dry-run" in out
+    assert "--force" in out
+
+
+# -- config check / show ---------------------------------------------------------------
+
+
+def test_config_check_names_the_file(capsys: pytest.CaptureFixture[str], config: Path) -> None:
+    assert run(capsys, "config", "check", "--config", str(config)) == (
+        0,
+        f"configuration ok: {config}\n",
+        "",
+    )
+
+
+def test_config_check_without_any_file_uses_the_defaults(
+    capsys: pytest.CaptureFixture[str], config: Path
+) -> None:
+    code, out, _ = run(capsys, "config", "check")
+    assert (code, out) == (0, "configuration ok: built-in defaults\n")
+
+
+def test_config_search_order_env_then_local_file(
+    capsys: pytest.CaptureFixture[str],
+    config: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    local = tmp_path / "medianalysed.toml"
+    local.write_text("", encoding="utf-8")
+    assert run(capsys, "config", "check")[1] == "configuration ok: medianalysed.toml\n"
+    monkeypatch.setenv("MEDIANALYSED_CONFIG", str(config))
+    assert run(capsys, "config", "check")[1] == f"configuration ok: {config}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[processing]\nworkrs = 2\n", "processing.workrs: unknown key; did you mean 'workers'?"),
+        ('[processing]\nmax_retries = "x"\n', "processing.max_retries: expected an integer"),
+        ('[[inbox]]\nname = "a"\non_complete = "burn"\n', "inbox[0].on_complete"),
+        ("[daemon\n", "<file>: not valid toml"),
+    ],
+)
+def test_bad_configuration_exits_78_naming_the_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, named: str
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text, encoding="utf-8")
+    for argv in (["config", "check"], ["status"], ["pause"], ["run"]):
+        code, out, err = run(capsys, *argv, "--config", str(bad))
+        assert code == 78, argv
+        assert named in err
+        assert out == ""
+
+
+def test_a_missing_config_file_exits_78(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "status", "--config", str(tmp_path / "nope.toml"))
+    assert code == 78
+    assert "cannot read" in err
+
+
+def test_config_show_masks_secrets_and_marks_defaults(
+    capsys: pytest.CaptureFixture[str], config: Path
+) -> None:
+    code, out, _ = run(capsys, "config", "show", "--config", str(config))
+    assert code == 0
+    assert SECRET not in out
+    assert "hunter2" not in out
+    assert 'secret = "********"' in out
+    assert "https://user:********@hooks.example.com/medianalysed" in out
+    assert "max_retries = 3  # default" in out
+    assert f'path = "{config.parent / "inbox"}"' in out
+
+
+# -- status ----------------------------------------------------------------------------
+
+
+def test_status_with_nothing(capsys: pytest.CaptureFixture[str], config: Path) -> None:
+    assert run(capsys, "status", "--config", str(config)) == (0, "no batches\n", "")
+    code, out, _ = run(capsys, "status", "--json", "--config", str(config))
+    assert code == 0
+    assert json.loads(out) == {"batches": [], "paused": False, "dead_letters": []}
+
+
+def test_status_text_and_json(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    add_batch(store, config, "house", phase="done")
+    code, out, _ = run(capsys, "status", "--config", str(config))
+    assert (code, out) == (0, "house: partial 2/2 (1 failed)\n")
+    code, out, _ = run(capsys, "status", "house", "--json", "--config", str(config))
+    document = json.loads(out)
+    assert set(document) == {"batches", "paused", "dead_letters"}
+    assert [b["batch_id"] for b in document["batches"]] == ["house"]
+    assert document["batches"][0]["counts"]["failed"] == 1
+
+
+def test_status_of_an_unknown_batch_exits_1(
+    capsys: pytest.CaptureFixture[str], config: Path
+) -> None:
+    code, _, err = run(capsys, "status", "nope", "--config", str(config))
+    assert code == 1
+    assert "no batch named 'nope'" in err
+
+
+# -- control verbs -----------------------------------------------------------------------
+
+
+def test_pause_and_resume_are_durable(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    assert run(capsys, "pause", "--config", str(config))[0] == 0
+    assert store.is_paused()
+    assert run(capsys, "status", "--config", str(config))[1].startswith("paused:")
+    assert run(capsys, "resume", "--config", str(config))[0] == 0
+    assert not store.is_paused()
+    assert control_queue(store) == [{"verb": "pause"}, {"verb": "resume"}]
+
+
+def test_cancel_queues_a_command_for_a_running_batch_only(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    add_batch(store, config, "running", phase="running")
+    add_batch(store, config, "finished", phase="done")
+    code, out, _ = run(capsys, "cancel", "running", "--config", str(config))
+    assert code == 0
+    assert "within 2 s" in out
+    code, _, err = run(capsys, "cancel", "finished", "--config", str(config))
+    assert code == 1
+    assert "already finished (partial)" in err
+    code, _, err = run(capsys, "cancel", "nope", "--config", str(config))
+    assert code == 1
+    assert control_queue(store) == [{"verb": "cancel", "batch_id": "running"}]
+
+
+def test_retry_and_reprocess_queue_commands(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    add_batch(store, config, "house", phase="done")
+    code, out, _ = run(capsys, "retry", "house", "--config", str(config))
+    assert code == 0
+    assert "will analyse 1 failed or unfinished images" in out
+    code, out, _ = run(capsys, "reprocess", "house", "--force", "--config", str(config))
+    assert code == 0
+    assert "will analyse 2 images" in out
+    assert control_queue(store) == [
+        {"verb": "retry", "batch_id": "house", "force": False},
+        {"verb": "reprocess", "batch_id": "house", "force": True},
+    ]
+
+
+def test_reprocess_dry_run_prints_the_plan_and_queues_nothing(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    record = add_batch(store, config, "house", phase="done")
+    code, out, _ = run(capsys, "reprocess", "house", "--dry-run", "--config", str(config))
+    assert (code, out) == (0, f"house: would analyse 2 images from {record.archived_to}\n")
+    assert control_queue(store) == []
+    assert store.get_batch("house") == record
+
+
+@pytest.mark.parametrize("verb", ["retry", "reprocess"])
+def test_rerun_refusals_exit_1(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore, verb: str
+) -> None:
+    add_batch(store, config, "running", phase="running")
+    record = add_batch(store, config, "deleted", phase="done")
+    Path(str(record.archived_to)).rmdir()
+    for batch, reason in [
+        ("nope", "no batch named 'nope'"),
+        ("running", "wait for it to finish or cancel it first"),
+        ("deleted", "is gone"),
+    ]:
+        code, _, err = run(capsys, verb, batch, "--config", str(config))
+        assert code == 1, batch
+        assert reason in err
+    assert control_queue(store) == []
+
+
+def test_rerun_of_a_batch_from_an_inbox_no_longer_configured_is_refused(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    add_batch(store, config, "house", phase="done")
+    config.write_text(CONFIG.replace('name = "default"', 'name = "photos"'), encoding="utf-8")
+    code, _, err = run(capsys, "reprocess", "house", "--config", str(config))
+    assert code == 1
+    assert "inbox 'default', which is no longer configured" in err
+    assert control_queue(store) == []
+
+
+def test_retry_with_nothing_failed_is_ok_and_queues_nothing(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    add_batch(store, config, "house", phase="done")
+    store.put_image("house", ImageRecord(path="b.jpg", status=ImageStatus.DONE, attempts=2))
+    code, out, _ = run(capsys, "retry", "house", "--config", str(config))
+    assert (code, out) == (0, "house: no failed images to retry\n")
+    assert control_queue(store) == []
+
+
+def test_explain_prints_its_lines(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    (config.parent / "inbox").mkdir()
+    code, out, _ = run(
+        capsys, "explain", str(config.parent / "inbox" / ".DS_Store"), "--config", str(config)
+    )
+    assert code == 0
+    assert "is ignored: '.DS_Store'" in out
+
+
+def test_status_lists_dead_letters(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    with WebhookDispatcher(WebhookConfig(), config.parent / "state" / "webhooks") as webhooks:
+        webhooks.enqueue(
+            batch_id="house", event="batch.completed", payload={}, callback_url="ftp://x.example/"
+        )
+        webhooks.deliver_due()
+    code, out, _ = run(capsys, "status", "--config", str(config))
+    assert code == 0
+    (line,) = [line for line in out.splitlines() if line.startswith("dead letter:")]
+    assert line.startswith(
+        "dead letter: house batch.completed -> ftp://x.example/: gave up after 1"
+    )
+    assert "not an http(s) URL" in line
+    document = json.loads(run(capsys, "status", "--json", "--config", str(config))[1])
+    assert [letter["batch_id"] for letter in document["dead_letters"]] == ["house"]
