@@ -42,6 +42,7 @@ class BatchRecord:
     source: str
     outbox_dir: str
     loose_file: bool = False  # a single file dropped at the inbox root
+    claim_key: str = ""  # the claim on the dropped input (its inbox and name)
     status: BatchStatus = BatchStatus.QUEUED
     phase: str = "enumerating"  # enumerating | running | finalizing | written | done
     priority: Priority = Priority.NORMAL
@@ -68,6 +69,7 @@ class BatchRecord:
             "source": self.source,
             "outbox_dir": self.outbox_dir,
             "loose_file": self.loose_file,
+            "claim_key": self.claim_key,
             "status": str(self.status),
             "phase": self.phase,
             "priority": str(self.priority),
@@ -97,6 +99,7 @@ class BatchRecord:
             source=data["source"],
             outbox_dir=data["outbox_dir"],
             loose_file=data.get("loose_file", False),
+            claim_key=data.get("claim_key", ""),
             status=BatchStatus(data["status"]),
             phase=data["phase"],
             priority=Priority(data["priority"]),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import DaemonProcess, wait_for, write_config
+from tests.e2e.harness import DaemonProcess, slow_photos, wait_for, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -138,11 +138,11 @@ def test_loose_file_is_a_batch_of_one_and_names_never_collide(daemon, corpora):
 
 def test_sigkill_mid_batch_then_restart_gives_exactly_once_results(daemon, tmp_path, corpora):
     process = daemon(processing={"workers": 1})
-    sources = sorted((corpora / "exif-samples" / "jpg").rglob("*.jpg"))[:40]
+    sources = slow_photos(corpora, 24)
     staging = tmp_path / "staging" / "big"
     staging.mkdir(parents=True)
-    for index, source in enumerate(sources):
-        shutil.copy(source, staging / f"{index:03d}-{source.name}")
+    for name, data in sources.items():
+        (staging / name).write_bytes(data)
     os.rename(staging, process.inbox / "big")
     status_file = process.outbox / "big" / "status.json"
 

@@ -63,10 +63,10 @@ def started(tmp_path):
 
 
 def test_hung_decode_is_stopped_with_timeout_and_the_batch_goes_on(started, tmp_path, corpora):
-    process = started(image_timeout_seconds=0.5, max_retries=1, retry_backoff_seconds=[0.1])
+    process = started(image_timeout_seconds=0.25, max_retries=1, retry_backoff_seconds=[0.1])
     staged = tmp_path / "staging" / "slow"
     staged.mkdir(parents=True)
-    _huge_png(staged / "huge.png")
+    _huge_png(staged / "huge.png", width=60000)
     shutil.copy(corpora / GOOD, staged / "good.jpg")
     os.rename(staged, process.inbox / "slow")
     summary = process.summary("slow")

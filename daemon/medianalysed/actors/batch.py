@@ -585,13 +585,17 @@ class BatchActor(pykka.ThreadingActor):
         failed = self._record.final_counts.get("failed", 0) > 0
         target_root = inbox.failed if failed and inbox.failed is not None else inbox.archive
         target_root.mkdir(parents=True, exist_ok=True)
-        if source.parent.resolve() == target_root.resolve():
+        if target_root.resolve() in source.resolve().parents:
             return source  # a rerun from the archive: it is where it belongs already
         target = target_root / self._batch_id
         suffix = 2
         while target.exists():
             target = target_root / f"{self._batch_id}-{suffix}"
             suffix += 1
+        if self._record.loose_file:
+            # Keep the file's name, so a rerun finds the path its results refer to.
+            target.mkdir()
+            target = target / source.name
         shutil.move(str(source), str(target))
         return target
 

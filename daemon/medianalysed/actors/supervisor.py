@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import _thread
 import logging
 import os
 import time
@@ -282,6 +281,7 @@ class SupervisorActor(pykka.ThreadingActor):
             source=str(path),
             outbox_dir=str(inbox.outbox / batch_id),
             loose_file=loose,
+            claim_key=_candidate_key(inbox.name, path.name),
             priority=options.get("priority", Priority.NORMAL),
             tags=options.get("tags", ()),
             callback_url=options.get("callback_url", ""),
@@ -346,11 +346,12 @@ class SupervisorActor(pykka.ThreadingActor):
         active = self._active.pop(message.batch_id, None)
         self._demand.pop(message.batch_id, None)
         record = self._store.get_batch(message.batch_id)
-        if record is not None and record.phase == "done":
-            inbox = self._inboxes.get(record.inbox)
+        if record is not None and record.phase == "done" and record.claim_key:
             moved = record.archived_to is not None or not Path(record.source).exists()
-            if inbox is not None and moved:
-                self._store.release_claim(_candidate_key(inbox.name, Path(record.source).name))
+            claim = self._store.claim_for(record.claim_key)
+            # After a retry the claim may belong to a newer folder of the same name.
+            if moved and claim is not None and claim[0] == record.batch_id:
+                self._store.release_claim(record.claim_key)
         del active
         self._start_queued()
         self._schedule()
@@ -437,8 +438,9 @@ class SupervisorActor(pykka.ThreadingActor):
         while self._worker_restarts and now - self._worker_restarts[0] > 60:
             self._worker_restarts.popleft()
         if len(self._worker_restarts) > MAX_WORKER_RESTARTS_PER_MINUTE:
+            # Stopping the supervisor makes the main loop exit non-zero: systemd restarts us.
             logger.critical("image actors crash repeatedly; stopping the daemon")
-            _thread.interrupt_main()
+            self.actor_ref.stop(block=False)
             return
         self._add_worker()
         self._schedule()
