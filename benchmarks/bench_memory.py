@@ -83,7 +83,9 @@ def run_one(count: int, workers: int) -> dict[str, float]:
         log = (root / "daemon.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "medianalysed", "run", "--config", str(config)],
-            cwd=root, stdout=log, stderr=subprocess.STDOUT,
+            cwd=root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         (staging / ".ready").touch()
         os.rename(staging, root / "inbox" / "batch")
@@ -121,7 +123,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     rows = [run_one(int(size), args.workers) for size in args.sizes.split(",")]
-    print("| images | generate s | analyse s | images/s | daemon peak RSS MB | worker peak RSS MB |")
+    print(
+        "| images | generate s | analyse s | images/s | daemon peak RSS MB | worker peak RSS MB |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(
