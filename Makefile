@@ -44,11 +44,24 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
+# The whole suite from source, then the end-to-end tests again against the single binary
+# (PyInstaller's two-process bootloader, bundled data and libc lookups differ from source).
+BINARY_E2E := tests/e2e/test_daemon.py tests/e2e/test_kill_switch.py \
+	tests/e2e/test_operations.py::test_sigterm_mid_batch_drains_exits_0_and_the_restart_finishes_exactly_once \
+	tests/e2e/test_operations.py::test_sighup_reloads_a_new_inbox_refuses_a_bad_config_and_sigusr1_dumps_stacks \
+	tests/e2e/test_operations.py::test_ready_only_once_watching_then_live_status_and_watchdog_pings \
+	tests/e2e/test_operations.py::test_cli_exit_codes
+
 test: deps lint typecheck
 	$(BIN)/pytest -q
+	$(MAKE) binary
+	MEDIANALYSED_BIN=$(CURDIR)/dist/medianalysed $(BIN)/pytest -q -m e2e $(BINARY_E2E)
+
+e2e-binary: deps binary
+	MEDIANALYSED_BIN=$(CURDIR)/dist/medianalysed $(BIN)/pytest -q -m e2e tests/e2e
 
 # The single self-contained executable: dist/medianalysed (PyInstaller, one file).
-binary:
+binary: $(STAMP)
 	PYTHON=$(PYTHON) packaging/build.sh
 
 # Benchmarks: real photos from Debian wallpaper packages, timed against a naive baseline,
