@@ -30,7 +30,7 @@ EXTRACT_DIR = DATA_DIR / "extract"
 PHOTO_DIR = DATA_DIR / "photos"
 SET_DIR = DATA_DIR / "set"
 MANIFEST = DATA_DIR / "set.json"
-EXIF_SAMPLES = Path("/work/shared/corpora/exif-samples")
+EXIF_SAMPLES = BENCH_DIR.parent.parent / "shared" / "corpora" / "exif-samples"
 
 SET_VERSION = 2  # bump when the way data/set/ is built changes
 MIN_MEGAPIXELS = 1.8
