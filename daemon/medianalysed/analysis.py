@@ -8,12 +8,13 @@ Speed comes from doing ONE reduced decode per image: JPEGs are decoded by libjpe
 (EXIF, size, ICC, DPI) comes from the header, orientation is applied to the small results only,
 and the five hashes and the colours all come from that one small image.
 
-Hashes: where the image was reduced, ahash/dhash/phash are computed by emulating the Lanczos
-resize that imagehash performs on the full-resolution image, in float, from the block averages
-the reduced decode gives (a block average is what a 1/8 JPEG decode is); whash's 8x8 Haar
-low-pass is the 8x8 area average it reduces to, and colorhash counts a regular sample of the
-decoded pixels. ``benchmarks/hash_accuracy.py`` measures the distance to imagehash run on the
-full-resolution oriented image. Unreduced images go through imagehash itself.
+Hashes: where the image was reduced, ahash/dhash/phash redo imagehash's Lanczos resize of the
+full-resolution image from the block averages the reduced decode holds (a 1/8 JPEG decode is
+the DCT's DC term, i.e. 8x8 block means), in float and over the exact box the full image maps
+to; whash's 8x8 Haar low band is the 8x8 area mean it amounts to; colorhash counts a regular
+sample of the decoded pixels. Images decoded at full size go through imagehash itself.
+``benchmarks/hash_accuracy.py`` measures the distance to imagehash on the full-resolution
+oriented image (SPEC §4 allows 2 bits on ahash/phash/dhash for 99% of real photos).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ PIPELINE_ID: Final = "draft128-work512-hash128-lanczosF-box8-sample64-color32/1"
 _READ_CHUNK: Final = 1024 * 1024
 _JPEG_SCALES: Final = (8, 4, 2)
 _HASH_SIZE: Final = 8
-_PHASH_SIDE: Final = 32  # imagehash.phash: hash_size * highfreq_factor
+_SINGLE_THREAD_PRODUCT: Final = 4 * 65536  # OpenBLAS multithreads products above this
 _WHITE: Final = (255, 255, 255)
 
 _EXIF_ORIENTATION: Final = 0x0112
@@ -268,6 +269,9 @@ def analyse_file(
 
 def analyse_image(path: Path, facts: FileFacts, settings: AnalysisSettings) -> dict[str, Any]:
     """Analyse one image: `image`, `exif`, `colors`, `hashes` and `pixel_digest`.
+
+    Not thread-safe: for the duration of the call it sets Pillow's global MAX_IMAGE_PIXELS and
+    the warnings filters, so run one analysis at a time per process (as pebble workers do).
 
     Raises:
         AnalysisError: UNSUPPORTED_FORMAT, CORRUPT, DECOMPRESSION_BOMB, TOO_SMALL or IO_ERROR.
@@ -459,7 +463,7 @@ def _read_header(image: Image.Image) -> _Header:
         applied_orientation=applied,
         frames=frames,
         animated=bool(getattr(image, "is_animated", False)) or frames > 1,
-        icc_profile=_icc_description(image.info.get("icc_profile")),
+        icc_profile=_icc_of(image.info.get("icc_profile")),
         dpi=_dpi_of(image.info.get("dpi")),
         exif=exif,
     )
@@ -542,10 +546,14 @@ def _mime_of(fmt: str) -> str | None:
     return guessed
 
 
-@functools.lru_cache(maxsize=64)
-def _icc_description(profile: object) -> str | None:
+def _icc_of(profile: object) -> str | None:
     if ImageCms is None or not isinstance(profile, bytes) or not profile:
         return None
+    return _icc_description(profile)
+
+
+@functools.lru_cache(maxsize=64)  # most photos of a batch carry the same few profiles
+def _icc_description(profile: bytes) -> str | None:
     try:
         description = ImageCms.ImageCmsProfile(io.BytesIO(profile)).profile.profile_description
     except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
@@ -670,7 +678,7 @@ def _high_bit_to_l(image: Image.Image) -> Image.Image:
         values = values * (255 / (2 ** int(high).bit_length() - 1))
     elif low < 0 or high > 255:
         values = (values - low) * (255 / (high - low))
-    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))  # mode L
 
 
 @dataclass(frozen=True, slots=True)
@@ -756,7 +764,8 @@ def _hex_color(rgb: tuple[int, ...]) -> str:
 # Orientation only mirrors and swaps axes, so the resizes run in the stored frame and the tiny
 # results are oriented.
 
-_HASH_GRIDS: Final = ((8, 8), (9, 8), (32, 32))  # ahash, dhash, phash: (width, height) displayed
+# ahash, dhash and phash grids as (width, height), displayed; phash's is hash_size * 4.
+_HASH_GRIDS: Final = ((8, 8), (9, 8), (32, 32))
 
 
 def _hashes(working: _Working, reduced: _Reduced, orientation: int) -> dict[str, str]:
@@ -775,7 +784,7 @@ def _hashes(working: _Working, reduced: _Reduced, orientation: int) -> dict[str,
 
 
 def _exact_gray_hashes(image: Image.Image, orientation: int) -> dict[str, str]:
-    """Images decoded at full size (all small): imagehash itself, bit for bit."""
+    """Images decoded at full size (short side under WORK_MAX_SIDE): imagehash itself."""
     gray = image.convert("L")  # like imagehash: alpha is ignored, not flattened
     transpose = _ORIENTATION_TRANSPOSE.get(orientation)
     if transpose is not None:
@@ -792,19 +801,94 @@ def _gray_grids(
     reduced: _Reduced, full_size: tuple[int, int], orientation: int
 ) -> list[FloatArray]:
     """ahash, dhash and phash's resizes (8-bit like Pillow's) and whash's 8x8 area means."""
-    values = reduced.image.convert("L").convert("F")  # like imagehash: alpha is ignored
-    block = reduced.block
+    gray = np.asarray(reduced.image.convert("L"), dtype=np.float32)  # alpha ignored, as imagehash
+    height, width = gray.shape
     full_width, full_height = full_size
-    box = (0.0, 0.0, full_width / block, full_height / block)  # the full image, in blocks
     swap = orientation in _SWAPS_AXES
+    columns, column_spans = _filter_bank(full_width, reduced.block, width, not swap)
+    rows, row_spans = _filter_bank(full_height, reduced.block, height, swap)
+    filtered = _product_on_this_thread(gray, columns.T)  # every column filter at once
     grids = []
-    for width, height in _HASH_GRIDS:
-        size = (height, width) if swap else (width, height)
-        resized = np.asarray(values.resize(size, Image.Resampling.LANCZOS, box=box), np.float64)
-        grids.append(_oriented(np.clip(np.floor(resized + 0.5), 0, 255), orientation))
-    means = values.resize((_HASH_SIZE, _HASH_SIZE), Image.Resampling.BOX, box=box)
-    grids.append(_oriented(np.asarray(means, np.float64), orientation))
+    for index, (row_span, column_span) in enumerate(zip(row_spans, column_spans, strict=True)):
+        grid = rows[slice(*row_span)] @ filtered[:, slice(*column_span)]
+        if index < len(_HASH_GRIDS):
+            grid = np.clip(np.floor(grid + 0.5), 0, 255)  # Pillow's resize yields 8-bit pixels
+        grids.append(_oriented(grid.astype(np.float64), orientation))
     return grids
+
+
+def _product_on_this_thread(
+    left: npt.NDArray[np.float32], right: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """left @ right, in row chunks small enough for OpenBLAS to keep on the calling thread.
+
+    Bigger products wake its thread pool, which in worker processes that already share every
+    core costs more than it saves.
+    """
+    rows_per_chunk = max(1, _SINGLE_THREAD_PRODUCT // max(1, left.shape[1] * right.shape[1]))
+    out = np.empty((left.shape[0], right.shape[1]), dtype=np.float32)
+    for start in range(0, left.shape[0], rows_per_chunk):
+        np.matmul(
+            left[start : start + rows_per_chunk], right, out=out[start : start + rows_per_chunk]
+        )
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _filter_bank(
+    full: int, block: int, blocks: int, displayed_width: bool
+) -> tuple[npt.NDArray[np.float32], tuple[tuple[int, int], ...]]:
+    """The hash filters along one stored axis, stacked, and the rows of each in the stack.
+
+    Rows are weights over the reduced image's blocks: ahash's, dhash's and phash's Lanczos
+    resizes of the full axis (`full` pixels), then whash's 8 equal areas. `displayed_width`
+    says whether this stored axis is displayed horizontally (orientations 5-8 swap axes).
+    """
+    outs = [size[0 if displayed_width else 1] for size in _HASH_GRIDS]
+    matrices = [_lanczos_matrix(full, out, block, blocks) for out in outs]
+    matrices.append(_box_matrix(full, _HASH_SIZE, block, blocks))
+    spans, start = [], 0
+    for matrix in matrices:
+        spans.append((start, start + matrix.shape[0]))
+        start += matrix.shape[0]
+    stacked = np.vstack(matrices).astype(np.float32)
+    stacked.flags.writeable = False
+    return stacked, tuple(spans)
+
+
+def _lanczos_matrix(full: int, out: int, block: int, blocks: int) -> FloatArray:
+    """Pillow's Lanczos-3 weights for resizing `full` pixels to `out`, summed per block.
+
+    Same kernel, support and centres as Pillow's precompute_coeffs; each block's weight is its
+    centre's times its length (the kernel is smooth across a block), then rows sum to 1.
+    """
+    scale = full / out
+    support_scale = max(scale, 1.0)
+    starts = np.arange(blocks, dtype=np.float64) * block
+    lengths = np.clip(np.minimum(starts + block, full) - starts, 1, None)
+    centres = starts + lengths / 2
+    targets = (np.arange(out, dtype=np.float64) + 0.5) * scale
+    x = (centres[None, :] - targets[:, None]) / support_scale
+    weights = np.where((x >= -3) & (x < 3), np.sinc(x) * np.sinc(x / 3), 0.0) * lengths[None, :]
+    return _normalised_rows(weights)
+
+
+def _box_matrix(full: int, out: int, block: int, blocks: int) -> FloatArray:
+    """Area weights: how much of each of `out` equal cells of the axis each block covers."""
+    starts = np.arange(blocks, dtype=np.float64) * block
+    ends = np.minimum(starts + block, full)
+    edges = np.arange(out + 1, dtype=np.float64) * (full / out)
+    overlap = np.minimum(ends[None, :], edges[1:, None]) - np.maximum(
+        starts[None, :], edges[:-1, None]
+    )
+    return _normalised_rows(np.clip(overlap, 0, None))
+
+
+def _normalised_rows(weights: FloatArray) -> FloatArray:
+    totals = weights.sum(axis=1, keepdims=True)
+    totals[totals == 0] = 1.0
+    normalised: FloatArray = weights / totals
+    return normalised
 
 
 def _phash_bits(grid: FloatArray) -> npt.NDArray[np.bool_]:

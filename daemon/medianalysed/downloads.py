@@ -75,7 +75,7 @@ class Downloader:
         if self._config.allow_private_networks:
             return
         host = urlsplit(url).hostname or ""
-        for address in _resolve(host):
+        for address in resolve_host(host):
             if not address.is_global:
                 raise AnalysisError(
                     ErrorCode.REFUSED,
@@ -139,7 +139,8 @@ def _raise_for_status(response: httpx.Response) -> None:
     raise AnalysisError(ErrorCode.BAD_REQUEST, f"remote answered {status}")
 
 
-def _resolve(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def resolve_host(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses a host name (or literal address) resolves to; NETWORK_ERROR if none."""
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:

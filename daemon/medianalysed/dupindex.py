@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-import diskcache
 import numpy as np
 import numpy.typing as npt
 
 from medianalysed.errors import StateError
+from medianalysed.state import open_durable_cache
 
 logger = logging.getLogger(__name__)
 
@@ -299,11 +299,8 @@ class HistoryIndex:
         try:
             # diskcache's defaults (32 MiB page cache per thread's connection, 64 MiB mmap) cost
             # ~70 MiB of RSS at 1M images; the OS page cache serves these lookups just as well.
-            self._cache = diskcache.Cache(
-                str(self.directory),
-                eviction_policy="none",
-                sqlite_cache_size=1024,
-                sqlite_mmap_size=0,
+            self._cache = open_durable_cache(
+                self.directory, what="the duplicate index", cache_pages=1024
             )
         except sqlite3.Error as exc:
             raise StateError(f"duplicate index at {self.directory} unusable: {exc}") from exc

@@ -166,22 +166,26 @@ class ImageRecord:
         )
 
 
-def _open_cache(directory: Path) -> diskcache.Cache:
+def open_durable_cache(directory: Path, *, what: str, cache_pages: int = 256) -> diskcache.Cache:
+    """A diskcache that never evicts, tuned for a long-running, many-threaded process.
+
+    Raises:
+        StateError: naming `what` and the directory when it cannot be opened.
+    """
     try:
         return diskcache.Cache(
             str(directory),
             eviction_policy="none",
             size_limit=2**62,
-            cull_limit=0,
             statistics=False,
             # Every thread gets its own SQLite connection; diskcache's defaults (32 MiB page
             # cache, 64 MiB mmap per connection) make RSS grow with threads and batch size.
             # The OS page cache serves re-reads just as well.
-            sqlite_cache_size=256,
+            sqlite_cache_size=cache_pages,
             sqlite_mmap_size=0,
         )
     except Exception as exc:
-        raise StateError(f"cannot open state store at {directory}: {exc}") from exc
+        raise StateError(f"cannot open {what} at {directory}: {exc}") from exc
 
 
 class StateStore:
@@ -193,16 +197,11 @@ class StateStore:
             state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StateError(f"cannot create state_dir {state_dir}: {exc.strerror}") from exc
-        self._batches = _open_cache(state_dir / "batches")
-        self._images = _open_cache(state_dir / "images")
-        self._flags = _open_cache(state_dir / "flags")
+        self._batches = open_durable_cache(state_dir / "batches", what="the state store")
+        self._images = open_durable_cache(state_dir / "images", what="the state store")
+        self._flags = open_durable_cache(state_dir / "flags", what="the state store")
         self.control = diskcache.Deque.fromcache(
-            diskcache.Cache(
-                str(state_dir / "control"),
-                eviction_policy="none",
-                sqlite_cache_size=256,
-                sqlite_mmap_size=0,
-            )
+            open_durable_cache(state_dir / "control", what="the control queue", cache_pages=64)
         )
         self._check_schema()
 

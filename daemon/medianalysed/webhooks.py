@@ -48,9 +48,10 @@ import httpx
 
 from medianalysed import __version__
 from medianalysed.config import WebhookConfig, mask_url
-from medianalysed.downloads import _resolve
+from medianalysed.downloads import resolve_host
 from medianalysed.errors import AnalysisError, StateError, clip_message
 from medianalysed.logs import redact, register_secret
+from medianalysed.state import open_durable_cache
 
 EVENTS: Final = (
     "batch.completed",
@@ -385,7 +386,7 @@ class WebhookDispatcher:
         if delivery.trusted or self._allow_private_networks:
             return None
         try:
-            addresses = _resolve(host)
+            addresses = resolve_host(host)
         except AnalysisError as exc:
             return _Result("retry", exc.message)
         for address in addresses:
@@ -579,18 +580,8 @@ def _load_dead_letters(cache: diskcache.Cache) -> list[dict[str, Any]]:
 
 
 def _open_cache(directory: Path) -> diskcache.Cache:
-    try:
-        return diskcache.Cache(
-            str(directory),
-            # Never evict; only the expiring sent markers are culled.
-            eviction_policy="none",
-            size_limit=2**62,
-            statistics=False,
-            sqlite_cache_size=256,
-            sqlite_mmap_size=0,
-        )
-    except Exception as exc:
-        raise StateError(f"cannot open the webhook queue in {directory}: {exc}") from exc
+    # Never evicts; only the expiring "sent" markers are culled.
+    return open_durable_cache(directory, what="the webhook queue")
 
 
 def _iso_utc(epoch: float) -> str:

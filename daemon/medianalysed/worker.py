@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medianalysed.analysis import AnalysisSettings, analyse_image, read_file_facts
-from medianalysed.errors import AnalysisError, ErrorCode, clip_message
+from medianalysed.errors import AnalysisError, ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def _store_sections(cache: Any, key: str, sections: dict[str, Any]) -> None:
 
 
 def _error(code: ErrorCode, message: str) -> dict[str, Any]:
-    return {"code": str(code), "message": clip_message(message), "retryable": code.retryable}
+    return AnalysisError(code, message).to_json()
 
 
 def pool_context() -> Any:

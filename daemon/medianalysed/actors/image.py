@@ -21,7 +21,7 @@ import pykka
 
 from medianalysed.analysis import AnalysisSettings
 from medianalysed.downloads import Downloader
-from medianalysed.errors import AnalysisError, ErrorCode, clip_message
+from medianalysed.errors import AnalysisError, ErrorCode
 from medianalysed.messages import AnalyseImage, ImageAnalysed, WorkerCrashed, WorkerIdle
 from medianalysed.worker import WorkerJob, run_job
 
@@ -214,4 +214,4 @@ class ImageActor(pykka.ThreadingActor):
 
 
 def _error(code: ErrorCode, message: str) -> dict[str, Any]:
-    return {"code": str(code), "message": clip_message(message), "retryable": code.retryable}
+    return AnalysisError(code, message).to_json()
