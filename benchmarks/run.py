@@ -10,7 +10,7 @@ child process, so each gets a clean interpreter and its own peak-RSS figures:
 - ``floor``      2 processes: read the file and decode it as cheaply as possible
                  (JPEG: draft to 1/8 scale; PNG: plain load)
 
-Usage: python benchmarks/run.py [--methods floor,engine,...] [--workers 2] [--repeat 1]
+Usage: python benchmarks/run.py [--methods floor,engine,...] [--workers 2] [--repeat 3]
 Writes benchmarks/results/latest.md and latest.json and prints the same table.
 """
 
@@ -332,14 +332,24 @@ def cli_config(workdir: Path, workers: int) -> Path:
     return config
 
 
-def cli_command(files: list[str], out: Path, config: Path) -> list[str]:
-    """`medianalysed analyze FILES --out OUT`, with --config where the CLI offers it."""
+def cli_command(set_dir: Path, out: Path, config: Path) -> list[str]:
+    """`medianalysed analyze SET --out OUT` (one batch, as a dropped folder), with --config."""
     exe = str(medianalysed_executable())
     help_text = subprocess.run(
         [exe, "analyze", "--help"], capture_output=True, text=True, check=False
     ).stdout
     config_args = ["--config", str(config)] if "--config" in help_text else []
-    return [exe, "analyze", *files, "--out", str(out), *config_args]
+    return [exe, "analyze", str(set_dir), "--out", str(out), *config_args]
+
+
+def cli_outcomes(out: Path) -> dict[str, int]:
+    """Count the per-image statuses in the results.jsonl files the CLI wrote."""
+    statuses: dict[str, int] = {}
+    for results in out.glob("*/results.jsonl"):
+        for line in results.read_text().splitlines():
+            status = json.loads(line).get("status", "?")
+            statuses[status] = statuses.get(status, 0) + 1
+    return statuses
 
 
 def run_cli(row: Row, files: list[str], workers: int, workdir: Path) -> None:
@@ -347,16 +357,16 @@ def run_cli(row: Row, files: list[str], workers: int, workdir: Path) -> None:
     out = workdir / "cli-out"
     config = cli_config(workdir, workers)
     env = {**os.environ, "MEDIANALYSED_CONFIG": str(config)}
-    measured = measure(cli_command(files, out, config), env, workdir / "cli.log")
-    written = sum(1 for p in out.rglob("*") if p.is_file()) if out.exists() else 0
+    command = cli_command(Path(files[0]).parent, out, config)
+    measured = measure(command, env, workdir / "cli.log")
+    statuses = cli_outcomes(out)
     row.timed_seconds = row.process_seconds = measured.wall_seconds
     row.peak_tree_rss_mb = measured.peak_tree_rss / 1e6
     row.max_process_rss_mb = measured.max_rss / 1e6
-    row.detail = {"exit": measured.returncode, "files_written_in_out": written}
-    if measured.returncode == 0:
-        row.ok = len(files)
-    else:
-        row.errors = len(files)
+    row.detail = {"exit": measured.returncode, "statuses": statuses}
+    row.ok = statuses.get("done", 0)
+    row.errors = len(files) - row.ok
+    if measured.returncode != 0:
         row.reason = f"exit {measured.returncode}: {measured.stderr_tail.strip()[-300:]}"
 
 
@@ -389,7 +399,7 @@ def run_child(row: Row, list_file: Path, workers: int, workdir: Path) -> None:
 
 
 DESCRIPTIONS = {
-    "cli": "medianalysed analyze (CLI end to end, {w} workers)",
+    "cli": "medianalysed analyze SET (CLI end to end, {w} workers)",
     "engine": "analyse_file in a {w}-process pebble pool",
     "naive": "naive: 1 process, full decode + 5 imagehash + sha256",
     "imagededup": "imagededup PHash.encode_images (own multiprocessing)",
@@ -397,8 +407,10 @@ DESCRIPTIONS = {
 }
 
 
-def benchmark(methods: Iterable[str], files: list[str], workers: int, repeat: int) -> list[Row]:
-    """Run each method `repeat` times on `files`; keep each method's median run."""
+def benchmark(
+    methods: Iterable[str], files: list[str], workers: int, repeat: int, naive_repeat: int
+) -> list[Row]:
+    """Run each method `repeat` times (naive: `naive_repeat`) on `files`; keep the median run."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="medianalysed-bench-") as tmp:
         list_file = Path(tmp) / "files.txt"
@@ -411,7 +423,7 @@ def benchmark(methods: Iterable[str], files: list[str], workers: int, repeat: in
                 print(f"bench: {method:<10} not available: {reason}", flush=True)
                 continue
             runs = []
-            for attempt in range(repeat):
+            for attempt in range(naive_repeat if method == "naive" else repeat):
                 workdir = Path(tmp) / f"{method}-{attempt}"
                 workdir.mkdir()
                 row = Row(method, description, images=len(files))
@@ -547,7 +559,8 @@ def markdown(report: dict[str, Any], rows: list[Row]) -> str:
         "",
         f"Warm-up: every file read once into the page cache before timing "
         f"({report['warmup']['megabytes']:.0f} MB in {report['warmup']['seconds']:.2f} s). "
-        f"Each method then ran {report['repeat']}x (median kept) on the same list.",
+        f"Each method then ran {report['repeat']}x (naive: {report['naive_repeat']}x), median "
+        "run kept, on the same file list.",
         "",
         "| method | ok/files | timed s | images/s | process s | peak tree RSS MB "
         "| max 1-proc RSS MB |",
@@ -590,7 +603,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=1, help="runs per method (median kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per method (median kept)")
+    parser.add_argument("--naive-repeat", type=int, default=1, help="runs of the slow naive row")
     parser.add_argument("--set", type=Path, default=SET_DIR, help="folder of photos")
     parser.add_argument("--results", type=Path, default=RESULTS_DIR)
     parser.add_argument("--child", choices=sorted(CHILD_RUNNERS), help=argparse.SUPPRESS)
@@ -620,9 +634,10 @@ def main(argv: list[str]) -> int:
         "photo_set": describe_set(files),
         "warmup": warm_page_cache(files),
         "repeat": args.repeat,
+        "naive_repeat": args.naive_repeat,
         "workers": args.workers,
     }
-    rows = benchmark(methods, files, args.workers, args.repeat)
+    rows = benchmark(methods, files, args.workers, args.repeat, args.naive_repeat)
     report["rows"] = [{**asdict(r), "images_per_second": r.images_per_second} for r in rows]
     report["ratios"] = ratios(rows)
     text = markdown(report, rows)
