@@ -6,6 +6,7 @@ that executable instead of `python -m medianalysed`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -193,6 +194,9 @@ class DaemonProcess:
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            # Its own process group, like systemd's cgroup: SIGKILL reaches every process of
+            # it (the single binary's bootloader would otherwise leave its child running).
+            start_new_session=True,
         )
         self.wait_notified("READY=1")
         return self
@@ -245,10 +249,16 @@ class DaemonProcess:
         return (self.root / "daemon.log").read_text(encoding="utf-8", errors="replace")
 
     def kill(self) -> None:
+        """SIGKILL the whole daemon: bootloader, Python process, fork server, workers."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
+        self._kill_group()
         self._close()
+
+    def _kill_group(self) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
     def terminate(self, timeout: float = 60) -> int:
         assert self.process is not None
@@ -265,9 +275,8 @@ class DaemonProcess:
         self.log.close()
 
     def stop_quietly(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            self._kill_group()
         if self.notify is not None:
             self._close()
 
