@@ -77,7 +77,7 @@ WORK_MAX_SIDE: Final = 4 * HASH_MIN_SIDE  # non-JPEG decodes are box-reduced bel
 COLOR_SIDE: Final = 32  # colours come from a box-reduced copy about this big on the short side
 COLORHASH_SAMPLE_SIDE: Final = 64  # colorhash counts a sample about this big on the short side
 # Changes whenever a constant above or the way results are computed changes (see fingerprint()).
-PIPELINE_ID: Final = "draft128-work512-hash128-lanczosF-box8-sample64-color32/1"
+PIPELINE_ID: Final = "draft128-work512-hash128-lanczos32f-area8-sample64-color32/1"
 
 _READ_CHUNK: Final = 1024 * 1024
 _JPEG_SCALES: Final = (8, 4, 2)
@@ -758,11 +758,11 @@ def _hex_color(rgb: tuple[int, ...]) -> str:
 # imagehash resizes the whole image with Pillow's Lanczos filter (ahash 8x8, dhash 9x8, phash
 # 32x32) or Haar-transforms it (whash: its 8x8 low band is the image's 8x8 area means). Each
 # pixel of a reduced decode is the mean of a block x block square of the full image (a 1/8 JPEG
-# decode keeps just the DCT's DC term), so resizing the reduced image in float ("F" mode), over
-# the box that maps exactly onto the full image, lands within a fraction of a grey level of
-# Pillow's 8-bit resize of the full image; rounding once at the end then mostly agrees with it.
-# Orientation only mirrors and swaps axes, so the resizes run in the stored frame and the tiny
-# results are oriented.
+# decode keeps just the DCT's DC term), so the full image's filter weights summed per block,
+# applied in float to the reduced image, land within a fraction of a grey level of Pillow's
+# 8-bit resize of the full image; rounding once at the end then mostly agrees with it. The
+# filters are separable and orientation only mirrors and swaps axes, so they run in the stored
+# frame and the tiny results are oriented.
 
 # ahash, dhash and phash grids as (width, height), displayed; phash's is hash_size * 4.
 _HASH_GRIDS: Final = ((8, 8), (9, 8), (32, 32))
@@ -813,6 +813,8 @@ def _gray_grids(
         grid = rows[slice(*row_span)] @ filtered[:, slice(*column_span)]
         if index < len(_HASH_GRIDS):
             grid = np.clip(np.floor(grid + 0.5), 0, 255)  # Pillow's resize yields 8-bit pixels
+        else:  # float32 sums of equal pixels differ in the last bits: make flat areas tie
+            grid = np.round(grid, 3)
         grids.append(_oriented(grid.astype(np.float64), orientation))
     return grids
 
