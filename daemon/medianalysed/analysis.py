@@ -24,7 +24,6 @@ import datetime as dt
 import functools
 import hashlib
 import io
-import json
 import math
 import mimetypes
 import os
@@ -34,7 +33,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -55,7 +54,7 @@ from PIL import (
 )
 
 from medianalysed.errors import AnalysisError, ErrorCode
-from medianalysed.models import ANALYSIS_VERSION
+from medianalysed.models import AnalysisSettings
 
 try:
     from PIL import ImageCms
@@ -63,7 +62,7 @@ except ImportError:  # Pillow built without littlecms: icc_profile is then null
     ImageCms = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from medianalysed.config import Config
+    pass
 
 # HEIC/HEIF; Pillow >= 11.3 decodes AVIF itself, and pillow-heif >= 1.0 no longer does.
 pillow_heif.register_heif_opener()
@@ -76,8 +75,8 @@ HASH_INPUT_SIDE: Final = 128  # hashes and colours read a copy box-reduced to ab
 WORK_MAX_SIDE: Final = 4 * HASH_MIN_SIDE  # non-JPEG decodes are box-reduced below this
 COLOR_SIDE: Final = 32  # colours come from a box-reduced copy about this big on the short side
 COLORHASH_SAMPLE_SIDE: Final = 64  # colorhash counts a sample about this big on the short side
-# Changes whenever a constant above or the way results are computed changes (see fingerprint()).
-PIPELINE_ID: Final = "draft128-work512-hash128-lanczos32f-area8-sample64-color32/1"
+# PIPELINE_ID (models.py) changes whenever a constant above or the way results are computed
+# changes: it is part of AnalysisSettings.fingerprint(), the content-cache key.
 
 _READ_CHUNK: Final = 1024 * 1024
 _JPEG_SCALES: Final = (8, 4, 2)
@@ -155,36 +154,6 @@ _ISO_BMFF_BRANDS_AVIF: Final = (b"avif", b"avis")
 
 
 # --------------------------------------------------------------------------- settings and facts
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AnalysisSettings:
-    """Everything that changes an image's analysis result; picklable for worker processes."""
-
-    dominant_colors: int = 5
-    gps: bool = True
-    max_file_size: int = 200_000_000
-    max_pixels: int = 178_956_970
-    min_width: int = 0
-    min_height: int = 0
-
-    @classmethod
-    def from_config(cls, config: Config) -> AnalysisSettings:
-        """The analysis-relevant part of a loaded configuration."""
-        return cls(
-            dominant_colors=config.analysis.dominant_colors,
-            gps=config.analysis.gps,
-            max_file_size=config.processing.max_file_size,
-            max_pixels=config.processing.max_pixels,
-            min_width=config.processing.min_width,
-            min_height=config.processing.min_height,
-        )
-
-    def fingerprint(self) -> str:
-        """A stable short hex of ANALYSIS_VERSION, the pipeline and every field."""
-        payload = {"analysis_version": ANALYSIS_VERSION, "pipeline": PIPELINE_ID, **asdict(self)}
-        encoded = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(encoded).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)

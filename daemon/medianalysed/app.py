@@ -36,7 +36,6 @@ from medianalysed import __version__
 from medianalysed.actors.batch import BatchListener, BatchSettings
 from medianalysed.actors.image import ImageActor
 from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
-from medianalysed.analysis import AnalysisSettings
 from medianalysed.config import Config, InboxConfig, config_fingerprint, load_config
 from medianalysed.downloads import Downloader
 from medianalysed.dupindex import HistoryIndex
@@ -44,7 +43,7 @@ from medianalysed.errors import ConfigError, ExitCode, MedianalysedError, Startu
 from medianalysed.logs import clear_secrets, register_secret, setup_logging
 from medianalysed.messages import ControlCommand, InboxesChanged, Shutdown, Snapshot, Tick
 from medianalysed.metrics import Metrics, MetricsServer
-from medianalysed.models import ANALYSIS_VERSION
+from medianalysed.models import ANALYSIS_VERSION, AnalysisSettings
 from medianalysed.outbox import STATUS_FILE
 from medianalysed.state import StateStore
 from medianalysed.systemd import Notifier, watchdog_interval

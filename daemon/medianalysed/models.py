@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from medianalysed.config import Config
 
 ANALYSIS_VERSION = 1
+# How hashes and colours are computed from the reduced decode (see analysis.py); part of the
+# content-cache key, so changing the method never serves results of the old one.
+PIPELINE_ID: Final = "draft128-work512-hash128-lanczos32f-area8-sample64-color32/1"
 STATE_SCHEMA_VERSION = 1
 
 
@@ -71,3 +81,37 @@ def final_batch_status(done: int, failed: int) -> BatchStatus:
     if done == 0:
         return BatchStatus.FAILED
     return BatchStatus.PARTIAL
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnalysisSettings:
+    """Everything that changes an image's analysis result; picklable for worker processes.
+
+    It lives here, not in `analysis`, so the daemon process can build it without importing
+    Pillow, numpy's FFT, imagehash and pillow-heif: only the worker processes need those.
+    """
+
+    dominant_colors: int = 5
+    gps: bool = True
+    max_file_size: int = 200_000_000
+    max_pixels: int = 178_956_970
+    min_width: int = 0
+    min_height: int = 0
+
+    @classmethod
+    def from_config(cls, config: Config) -> AnalysisSettings:
+        """The analysis-relevant part of a loaded configuration."""
+        return cls(
+            dominant_colors=config.analysis.dominant_colors,
+            gps=config.analysis.gps,
+            max_file_size=config.processing.max_file_size,
+            max_pixels=config.processing.max_pixels,
+            min_width=config.processing.min_width,
+            min_height=config.processing.min_height,
+        )
+
+    def fingerprint(self) -> str:
+        """A stable short hex of ANALYSIS_VERSION, the pipeline and every field."""
+        payload = {"analysis_version": ANALYSIS_VERSION, "pipeline": PIPELINE_ID, **asdict(self)}
+        encoded = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(encoded).hexdigest()[:16]

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medianalysed.analysis import AnalysisSettings, analyse_image, read_file_facts
 from medianalysed.errors import AnalysisError, ErrorCode
+from medianalysed.models import AnalysisSettings
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,10 @@ def run_job(job: WorkerJob) -> dict[str, Any]:
 
 
 def _run(job: WorkerJob) -> dict[str, Any]:
+    # Imported here: only worker processes need the imaging stack (preloaded by the fork
+    # server, so this costs nothing per job); the daemon process stays small.
+    from medianalysed.analysis import analyse_image, read_file_facts  # noqa: PLC0415
+
     path = Path(job.file_path)
     facts = read_file_facts(path, job.settings)
     file_section = {
@@ -122,7 +126,10 @@ def pool_context() -> Any:
     with the analysis modules already imported, so replacing a killed worker is cheap.
     """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["medianalysed.worker"])
+    # One BLAS thread per worker: the pool already uses every core.
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+    context.set_forkserver_preload(["medianalysed.worker", "medianalysed.analysis"])
     return context
 
 

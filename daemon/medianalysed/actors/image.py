@@ -19,10 +19,10 @@ from typing import Any
 import pebble
 import pykka
 
-from medianalysed.analysis import AnalysisSettings
 from medianalysed.downloads import Downloader
 from medianalysed.errors import AnalysisError, ErrorCode
 from medianalysed.messages import AnalyseImage, ImageAnalysed, WorkerCrashed, WorkerIdle
+from medianalysed.models import AnalysisSettings
 from medianalysed.worker import WorkerJob, run_job
 
 logger = logging.getLogger(__name__)
