@@ -451,8 +451,8 @@ class BatchActor(pykka.ThreadingActor):
             self._store.put_batch(self._record)
         if self._record.phase == "finalizing":
             summary = self._write_outbox()
-            self._record = self._record.evolve(phase="written")
-            self._store.put_batch(self._record)
+            # Webhooks are queued (durably, idempotently) before the phase moves on, so a
+            # crash in between re-queues them instead of losing them.
             self._listener.batch_finished(
                 self._settings.inbox.name,
                 str(self._record.status),
@@ -460,6 +460,8 @@ class BatchActor(pykka.ThreadingActor):
                 callback_url=self._record.callback_url,
                 run=self._record.runs,
             )
+            self._record = self._record.evolve(phase="written")
+            self._store.put_batch(self._record)
         if self._record.phase == "written":
             self._dispose_input()
         logger.info(
