@@ -138,7 +138,7 @@ class WorkerCrashed:
     """An image actor died on an unexpected exception."""
 
     worker: pykka.ActorRef[Any]
-    job: AnalyseImage | None
+    jobs: tuple[AnalyseImage, ...]
     reason: str
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import multiprocessing
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,14 @@ def _cache(directory: str | None) -> Any:
 
 
 def run_job(job: WorkerJob) -> dict[str, Any]:
-    """Analyse one file; return {"result": ..., "cached": bool} or {"error": {...}}."""
+    """Analyse one file: {"result", "cached", "elapsed_ms"} or {"error", "elapsed_ms"}."""
+    started = time.perf_counter()
+    outcome = _outcome(job)
+    outcome["elapsed_ms"] = (time.perf_counter() - started) * 1000
+    return outcome
+
+
+def _outcome(job: WorkerJob) -> dict[str, Any]:
     try:
         return _run(job)
     except AnalysisError as exc:

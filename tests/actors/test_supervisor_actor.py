@@ -10,6 +10,7 @@ import pykka
 import pytest
 
 from medianalysed.actors.batch import BatchSettings
+from medianalysed.actors.image import SLOTS_PER_WORKER
 from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
 from medianalysed.config import Config, InboxConfig, ProcessingConfig
 from medianalysed.dupindex import HistoryIndex
@@ -30,6 +31,19 @@ from tests.recording import RecordingActor, expect
 pytestmark = pytest.mark.timeout(30)
 
 
+class TaggingRecorder(RecordingActor):
+    """A fake image actor: records jobs and which fake worker received each."""
+
+    def __init__(self, inbox: queue.Queue[Any], owners: dict[Any, int], index: int) -> None:
+        super().__init__(inbox)
+        self._owners = owners
+        self._index = index
+
+    def on_receive(self, message: Any) -> None:
+        self._owners[message] = self._index
+        super().on_receive(message)
+
+
 class Harness:
     def __init__(self, tmp_path: Path, workers: int = 2, settle: float = 0) -> None:
         self.inbox = InboxConfig(
@@ -44,6 +58,7 @@ class Harness:
         self.history = HistoryIndex(tmp_path / "state" / "history", analysis_version=1)
         self.jobs: queue.Queue[Any] = queue.Queue()
         self.workers: list[pykka.ActorRef[Any]] = []
+        self.owners: dict[AnalyseImage, int] = {}
         self.supervisor = SupervisorActor.start(
             SupervisorParts(
                 config=self.config,
@@ -61,9 +76,12 @@ class Harness:
         )
 
     def _worker(self, _supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
-        ref = RecordingActor.start(self.jobs)
+        ref = TaggingRecorder.start(self.jobs, self.owners, len(self.workers))
         self.workers.append(ref)
         return ref
+
+    def worker_of(self, job: AnalyseImage) -> int:
+        return self.owners[job]
 
     def folder(self, name: str, files: int, priority: str | None = None) -> Path:
         folder = self.inbox.path / name
@@ -118,14 +136,16 @@ def _drain(jobs: queue.Queue[Any]) -> list[AnalyseImage]:
 def test_workers_are_bounded_globally_and_shared_between_batches(harness):
     h = harness(workers=2)
     for name in ("one", "two", "three"):
-        h.supervisor.tell(SubmitBatch("default", str(h.folder(name, 5))))
-    first = [expect(h.jobs, AnalyseImage), expect(h.jobs, AnalyseImage)]
-    assert _drain(h.jobs) == []  # never more than `workers` in flight
+        h.supervisor.tell(SubmitBatch("default", str(h.folder(name, 8))))
+    limit = 2 * SLOTS_PER_WORKER  # each image actor: one image running, one next in line
+    first = [expect(h.jobs, AnalyseImage) for _ in range(limit)]
+    assert _drain(h.jobs) == []  # never more than that in flight, across all batches
+    assert len(h.workers) == 2  # exactly `workers` image actors
     served = {job.batch_id for job in first}
     for _ in range(4):
         for job in first:
-            h.answer(job)
-        first = [expect(h.jobs, AnalyseImage), expect(h.jobs, AnalyseImage)]
+            h.answer(job, worker_index=h.worker_of(job))
+        first = [expect(h.jobs, AnalyseImage) for _ in range(limit)]
         served |= {job.batch_id for job in first}
         assert _drain(h.jobs) == []
     assert served == {"one", "two", "three"}
@@ -133,27 +153,29 @@ def test_workers_are_bounded_globally_and_shared_between_batches(harness):
 
 def test_high_priority_batch_gets_workers_first(harness):
     h = harness(workers=1)
-    h.supervisor.tell(SubmitBatch("default", str(h.folder("low", 3, "low"))))
-    job = expect(h.jobs, AnalyseImage)
+    h.supervisor.tell(SubmitBatch("default", str(h.folder("low", 5, "low"))))
+    low_jobs = [expect(h.jobs, AnalyseImage) for _ in range(SLOTS_PER_WORKER)]
     h.supervisor.tell(SubmitBatch("default", str(h.folder("urgent", 3, "high"))))
     wait_for(lambda: h.supervisor.ask(Snapshot(), timeout=5)["demand"].get("urgent"))
-    h.answer(job)
-    served = [expect(h.jobs, AnalyseImage)]
-    for _ in range(2):
-        h.answer(served[-1])
+    served = []
+    for job in low_jobs:
+        h.answer(job)
         served.append(expect(h.jobs, AnalyseImage))
+    h.answer(served[0])
+    served.append(expect(h.jobs, AnalyseImage))
     assert [j.batch_id for j in served] == ["urgent", "urgent", "urgent"]
 
 
 def test_crashed_worker_is_replaced_and_its_image_fails_internal(harness):
     h = harness(workers=1)
-    h.supervisor.tell(SubmitBatch("default", str(h.folder("b", 2))))
-    job = expect(h.jobs, AnalyseImage)
+    h.supervisor.tell(SubmitBatch("default", str(h.folder("b", 3))))
+    jobs = tuple(expect(h.jobs, AnalyseImage) for _ in range(SLOTS_PER_WORKER))
     crashed = h.workers[0]
-    h.supervisor.tell(WorkerCrashed(worker=crashed, job=job, reason="RuntimeError: boom"))
+    h.supervisor.tell(WorkerCrashed(worker=crashed, jobs=jobs, reason="RuntimeError: boom"))
     crashed.stop()
     nxt = expect(h.jobs, AnalyseImage)
-    assert nxt.path != job.path
+    assert nxt.path not in {job.path for job in jobs}
+    assert h.worker_of(nxt) == 1  # the replacement
     assert len(h.workers) == 2
     snapshot = h.supervisor.ask(Snapshot(), timeout=5)
     assert snapshot["workers"] == 1

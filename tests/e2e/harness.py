@@ -115,7 +115,8 @@ def _pause(seconds: float) -> None:
 def write_config(root: Path, **overrides: Any) -> Path:
     """A config file under `root` with inbox/outbox/archive/state below it.
 
-    Overrides: `inbox`, `processing`, `daemon` (dicts merged into those tables), `listen`
+    Overrides: `inbox`, `processing`, `daemon` (dicts merged into those tables), `webhook`,
+    `downloads` (tables written when given), `listen`
     (the metrics address), `extra_inboxes` (more `[[inbox]]` tables, written as given;
     their directories are created).
     """
@@ -140,6 +141,12 @@ def write_config(root: Path, **overrides: Any) -> Path:
         *(f"{k} = {json.dumps(v)}" for k, v in processing.items()),
         "[metrics]",
         f"listen = {json.dumps(overrides.pop('listen', ''))}",
+    ]
+    for table in ("webhook", "downloads"):
+        values = overrides.pop(table, {})
+        if values:
+            lines += [f"[{table}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items())]
+    lines += [
         "[[inbox]]",
         *(f"{k} = {json.dumps(v)}" for k, v in inbox.items()),
     ]

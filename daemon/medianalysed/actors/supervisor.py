@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import tomllib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ import pykka
 
 from medianalysed import outbox
 from medianalysed.actors.batch import BatchActor, BatchListener, BatchSettings
+from medianalysed.actors.image import SLOTS_PER_WORKER
 from medianalysed.config import Config, InboxConfig
 from medianalysed.errors import ErrorCode, MedianalysedError
 from medianalysed.messages import (
@@ -120,8 +121,9 @@ class SupervisorActor(pykka.ThreadingActor):
         self._queued: deque[str] = deque()
         self._active: dict[str, _ActiveBatch] = {}
         self._demand: dict[str, _Demand] = {}
-        self._idle: list[pykka.ActorRef[Any]] = []
-        self._busy: set[str] = set()
+        # One entry per free slot; an image actor has SLOTS_PER_WORKER of them.
+        self._idle: deque[pykka.ActorRef[Any]] = deque()
+        self._busy: Counter[str] = Counter()
         self._workers: list[pykka.ActorRef[Any]] = []
         self._worker_restarts: deque[float] = deque()
         self._last_rescan: dict[str, float] = {}
@@ -372,7 +374,7 @@ class SupervisorActor(pykka.ThreadingActor):
     def _add_worker(self) -> None:
         worker = self._parts.worker_factory(self.actor_ref)
         self._workers.append(worker)
-        self._idle.append(worker)
+        self._idle.extend([worker] * SLOTS_PER_WORKER)
 
     def _on_work_wanted(self, message: WorkWanted) -> None:
         demand = self._demand.get(message.batch_id)
@@ -383,9 +385,10 @@ class SupervisorActor(pykka.ThreadingActor):
         self._schedule()
 
     def _on_worker_free(self, worker: pykka.ActorRef[Any]) -> None:
-        self._busy.discard(worker.actor_urn)
-        if worker in self._workers and worker not in self._idle:
-            self._idle.append(worker)
+        if self._busy[worker.actor_urn] > 0:
+            self._busy[worker.actor_urn] -= 1
+            if worker in self._workers:
+                self._idle.append(worker)
         self._schedule()
 
     def _schedule(self) -> None:
@@ -393,13 +396,17 @@ class SupervisorActor(pykka.ThreadingActor):
             batch_id = self._pick_batch()
             if batch_id is None:
                 break
-            worker = self._idle.pop()
+            worker = self._idle.popleft()
             demand = self._demand[batch_id]
             demand.grants_sent += 1
             demand.last_grant = self._clock()
-            self._busy.add(worker.actor_urn)
+            self._busy[worker.actor_urn] += 1
             self._active[batch_id].ref.tell(SlotGranted(worker=worker))
         self._publish_gauges()
+
+    def _analyses_in_flight(self) -> int:
+        """Images handed to image actors: running, or next in line in the pool."""
+        return sum(self._busy.values())
 
     def _pick_batch(self) -> str | None:
         wanting = [
@@ -413,13 +420,11 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _on_worker_crashed(self, message: WorkerCrashed) -> None:
         logger.error("image actor crashed: %s", message.reason)
-        self._busy.discard(message.worker.actor_urn)
+        self._busy.pop(message.worker.actor_urn, None)
         if message.worker in self._workers:
             self._workers.remove(message.worker)
-        if message.worker in self._idle:
-            self._idle.remove(message.worker)
-        job = message.job
-        if job is not None:
+        self._idle = deque(slot for slot in self._idle if slot != message.worker)
+        for job in message.jobs:
             job.reply_to.tell(
                 ImageAnalysed(
                     path=job.path,
@@ -509,7 +514,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._parts.on_gauges(
             {
                 "workers": len(self._workers),
-                "workers_busy": len(self._busy),
+                "workers_busy": self._analyses_in_flight(),
                 "queue_depth": sum(d.outstanding for d in self._demand.values()),
                 "batches_in_progress": len(self._active) + len(self._queued),
             }
@@ -525,7 +530,7 @@ class SupervisorActor(pykka.ThreadingActor):
             "waiting": {name: tracker.waiting() for name, tracker in self._trackers.items()},
             "demand": {batch_id: d.outstanding for batch_id, d in self._demand.items()},
             "workers": len(self._workers),
-            "workers_busy": len(self._busy),
+            "workers_busy": self._analyses_in_flight(),
             "paused": self._paused,
             "stopping": self._stopping,
         }
