@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import DaemonProcess, slow_photos, wait_for, write_config
+from tests.e2e.harness import DaemonProcess, free_port, slow_photos, wait_for, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -145,15 +145,7 @@ def test_sigkill_mid_batch_then_restart_gives_exactly_once_results(daemon, tmp_p
         (staging / name).write_bytes(data)
     os.rename(staging, process.inbox / "big")
     status_file = process.outbox / "big" / "status.json"
-
-    def some_done() -> bool:
-        try:
-            counts = json.loads(status_file.read_text(encoding="utf-8"))["counts"]
-        except (OSError, ValueError, KeyError):
-            return False
-        return 3 <= counts["done"] + counts["failed"] + counts["skipped"] < counts["total"]
-
-    wait_for(some_done, what="the batch half done")
+    wait_for(lambda: 3 <= _finished(status_file) < len(sources), what="the batch part done")
     process.kill()
     assert not (process.outbox / "big" / "summary.json").exists()
 
@@ -169,12 +161,13 @@ def test_sigkill_mid_batch_then_restart_gives_exactly_once_results(daemon, tmp_p
     assert restarted.terminate() == 0
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _finished(status_file: Path) -> int:
+    """done + failed + skipped from a live status.json (0 while it is not there yet)."""
+    try:
+        counts = json.loads(status_file.read_text(encoding="utf-8"))["counts"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    return int(counts["done"] + counts["failed"] + counts["skipped"])
 
 
 def test_redropped_batch_is_served_from_the_content_cache_and_matches_history(
@@ -182,7 +175,7 @@ def test_redropped_batch_is_served_from_the_content_cache_and_matches_history(
 ):
     import httpx
 
-    port = _free_port()
+    port = free_port()
     process = daemon(listen=f"127.0.0.1:{port}")
     for name in ("first", "again"):
         staged = tmp_path / "staging" / name
@@ -222,15 +215,7 @@ def test_folder_vanishing_mid_batch_is_reported_not_crashed_on(daemon, tmp_path,
         (staging / f"{index:03d}-{source.name}").write_bytes(data)
     os.rename(staging, process.inbox / "gone")
     status_file = process.outbox / "gone" / "status.json"
-
-    def started() -> bool:
-        try:
-            counts = json.loads(status_file.read_text(encoding="utf-8"))["counts"]
-        except (OSError, ValueError, KeyError):
-            return False
-        return counts["done"] >= 2
-
-    wait_for(started, what="two images done")
+    wait_for(lambda: _finished(status_file) >= 2, what="two images done")
     shutil.rmtree(process.inbox / "gone")
     summary = process.summary("gone")
     assert summary["counts"]["total"] == len(sources)
