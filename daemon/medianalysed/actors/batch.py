@@ -297,7 +297,9 @@ class BatchActor(pykka.ThreadingActor):
         self._in_flight.pop(message.path, None)
         self._status_dirty = True
         if message.interrupted:
+            # Not an attempt: the image goes back in line (the cursor is already past it).
             self._counts["pending"] += 1
+            heapq.heappush(self._retry_heap, (self._clock(), message.path))
             self._after_change()
             return
         previous = self._store.get_image(self._batch_id, message.path)
