@@ -142,17 +142,21 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _status(config: Config, batch_id: str | None, *, as_json: bool) -> int:
-    store = StateStore(config.daemon.state_dir)
-    try:
-        records = [r for r in store.iter_batches() if batch_id is None or r.batch_id == batch_id]
-        if batch_id is not None and not records:
-            print(f"medianalysed: no batch named {batch_id!r}", file=sys.stderr)
-            return ExitCode.FAILURE
-        documents = [_status_of(record) for record in records]
-        paused = store.is_paused()
-        dead_letters = read_dead_letters(config.daemon.state_dir / "webhooks")
-    finally:
-        store.close()
+    records: list[BatchRecord] = []
+    paused = False
+    if config.daemon.state_dir.is_dir():  # a never-started daemon has no state: nothing to show
+        store = StateStore(config.daemon.state_dir)
+        try:
+            records = list(store.iter_batches())
+            paused = store.is_paused()
+        finally:
+            store.close()
+    records = [r for r in records if batch_id is None or r.batch_id == batch_id]
+    if batch_id is not None and not records:
+        print(f"medianalysed: no batch named {batch_id!r}", file=sys.stderr)
+        return ExitCode.FAILURE
+    documents = [_status_of(record) for record in records]
+    dead_letters = read_dead_letters(config.daemon.state_dir / "webhooks")
     if as_json:
         print(
             json.dumps(
