@@ -62,6 +62,7 @@ def webhook_dir(state_dir: Path) -> Path:
 TICK_INTERVAL_S = 0.25
 SHUTDOWN_GRACE_S = 30.0
 STATUS_INTERVAL_S = 1.0
+SUPERVISOR_ANSWER_LIMIT_S = 15.0
 STATUS_BATCHES_SHOWN = 3
 
 
@@ -149,6 +150,8 @@ class Daemon:
         self.watcher: InboxWatcher | None = None
         self.notifier = Notifier()
         self.ready = threading.Event()
+        # When the supervisor last answered an ask (the main loop asks every second).
+        self.last_answer = time.monotonic()
         self.stop_requested = threading.Event()
 
     # -- start -------------------------------------------------------------------------
@@ -258,10 +261,12 @@ class Daemon:
     # -- health ------------------------------------------------------------------------
 
     def healthy(self) -> bool:
-        """Actors alive, watchers alive, state writable (cheap; any thread)."""
+        """Supervisor answering, watchers and pool alive, state writable (cheap; any thread)."""
         supervisor = self.supervisor
         if supervisor is None or not supervisor.is_alive():
             return False
+        if time.monotonic() - self.last_answer > SUPERVISOR_ANSWER_LIMIT_S:
+            return False  # alive but stuck: a deadlock must stop the watchdog pings
         if self.watcher is not None and not self.watcher.healthy():
             return False
         if self.pool is not None and not self.pool.active:
@@ -274,9 +279,10 @@ class Daemon:
             return None
         try:
             answer = cast(dict[str, Any], self.supervisor.ask(Snapshot(), timeout=timeout))
-            return dict(answer)
         except (pykka.ActorDeadError, pykka.Timeout):
             return None
+        self.last_answer = time.monotonic()
+        return dict(answer)
 
     # -- main loop ---------------------------------------------------------------------
 
