@@ -507,7 +507,7 @@ class BatchActor(pykka.ThreadingActor):
     def _index_done_images(self) -> None:
         pending: list[IndexedImage] = []
         for path in self._store.iter_paths(self._record):
-            indexed = self._indexed(path)
+            indexed = self._indexed(path, self._store.get_image(self._batch_id, path))
             if indexed is not None:
                 pending.append(indexed)
             if len(pending) >= _INDEX_BATCH:
@@ -516,8 +516,7 @@ class BatchActor(pykka.ThreadingActor):
         if pending:
             self._history.add_many(pending)
 
-    def _indexed(self, path: str) -> IndexedImage | None:
-        image = self._store.get_image(self._batch_id, path)
+    def _indexed(self, path: str, image: ImageRecord | None) -> IndexedImage | None:
         if image is None or image.status != ImageStatus.DONE or image.result is None:
             return None
         result = image.result
@@ -538,7 +537,7 @@ class BatchActor(pykka.ThreadingActor):
         image = image or ImageRecord(path=path)
         result = image.result or {}
         duplicates = None
-        indexed = self._indexed(path) if image.status == ImageStatus.DONE else None
+        indexed = self._indexed(path, image)
         if indexed is not None:
             matches = self._history.find(
                 indexed, max_distance=self._settings.near_duplicate_distance
