@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,8 @@ import pykka
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CORPORA = REPO.parent / "shared" / "corpora"
+# Beside the checkout, or where MEDIANALYSED_CORPORA says (git worktrees live elsewhere).
+CORPORA = Path(os.environ.get("MEDIANALYSED_CORPORA") or REPO.parent / "shared" / "corpora")
 
 
 @pytest.fixture

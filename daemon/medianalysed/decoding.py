@@ -1,0 +1,160 @@
+"""The one reduced decode of an image's first frame, and the digest of its pixels.
+
+JPEGs are decoded by libjpeg at 1/2, 1/4 or 1/8 scale (``Image.draft``); other formats are
+decoded whole in their native mode and box-reduced at once, so that at most one full-resolution
+buffer (the decoder's own) ever exists. Hashes and colours then read the small result.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from PIL import EpsImagePlugin, Image, ImageFile, JpegImagePlugin
+
+HASH_MIN_SIDE: Final = 128  # the reduced decode keeps at least this many pixels on the short side
+HASH_INPUT_SIDE: Final = 128  # hashes and colours read a copy box-reduced to about this size
+WORK_MAX_SIDE: Final = 4 * HASH_MIN_SIDE  # non-JPEG decodes are box-reduced below this
+# PIPELINE_ID (models.py) changes whenever a constant here, in hashes.py or colours.py, or the
+# way results are computed changes: it is part of AnalysisSettings.fingerprint(), the
+# content-cache key.
+
+_JPEG_SCALES: Final = (8, 4, 2)
+
+# Transposes that bring a stored image to its displayed orientation (EXIF 0x0112).
+ORIENTATION_TRANSPOSE: Final[dict[int, Image.Transpose]] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+SWAPS_AXES: Final = frozenset({5, 6, 7, 8})
+
+
+class UnsupportedVariantError(Exception):
+    """A format Pillow recognises but cannot decode here (stub plugins, EPS without Ghostscript)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Working:
+    """The one reduced decode: stored orientation, mode L, LA, RGB or RGBA."""
+
+    image: Image.Image
+    scale: int  # full-resolution pixels per working pixel, along each axis
+    full_size: tuple[int, int]  # stored (not oriented) full-resolution size
+    has_alpha: bool
+
+
+def decode_working(image: Image.Image) -> Working:
+    """Decode the first frame once, as small as the hashes allow."""
+    full_size = image.size
+    if image.format == "EPS" and not _has_ghostscript():
+        raise UnsupportedVariantError("EPS needs Ghostscript, which is not installed")
+    scale = _draft_jpeg(image) if isinstance(image, JpegImagePlugin.JpegImageFile) else 1
+    if isinstance(image, ImageFile.StubImageFile):
+        raise UnsupportedVariantError(f"no decoder for {image.format} files")
+    image.load()
+    has_alpha = image.has_transparency_data
+    frame = _normalised(image)
+    factor = _reduce_factor(min(frame.size))
+    if factor > 1:
+        frame = frame.reduce(factor)
+        scale *= factor
+    return Working(image=frame, scale=scale, full_size=full_size, has_alpha=has_alpha)
+
+
+def _reduce_factor(short_side: int) -> int:
+    """Integer box factor that brings the short side under WORK_MAX_SIDE but not below half."""
+    if short_side < WORK_MAX_SIDE:
+        return 1
+    return short_side // (WORK_MAX_SIDE // 2)
+
+
+def _draft_jpeg(image: Image.Image) -> int:
+    """Ask libjpeg for the smallest DCT scale keeping HASH_MIN_SIDE on the short side."""
+    width, height = image.size
+    short = min(width, height)
+    for scale in _JPEG_SCALES:
+        if -(-short // scale) >= HASH_MIN_SIDE:
+            # Requesting size // scale makes Pillow pick exactly `scale` (see Image.draft).
+            drafted = image.draft(image.mode, (max(1, width // scale), max(1, height // scale)))
+            if drafted is None:
+                return 1
+            return round(width / drafted[1][2])
+    return 1
+
+
+@functools.cache
+def _has_ghostscript() -> bool:
+    return bool(EpsImagePlugin.has_ghostscript())
+
+
+def _normalised(image: Image.Image) -> Image.Image:
+    """The decoded frame in L, LA, RGB or RGBA (8 bits per channel)."""
+    mode = image.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        return image
+    if mode in ("1",):
+        return image.convert("L")
+    if mode in ("P", "PA"):
+        return image.convert("RGBA" if image.has_transparency_data else "RGB")
+    if mode == "La":
+        return image.convert("LA")
+    if mode == "RGBa":
+        return image.convert("RGBA")
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        return _high_bit_to_l(image)
+    return image.convert("RGB")
+
+
+def _high_bit_to_l(image: Image.Image) -> Image.Image:
+    """Scale 16/32-bit and float pixels to 8 bits (Pillow's convert would clip them at 255)."""
+    values = np.asarray(image).astype(np.float64)
+    if values.size == 0:
+        return Image.new("L", image.size)
+    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(values.min()), float(values.max())
+    if image.mode == "F" and low >= 0 and high <= 1:
+        values = values * 255
+    elif image.mode != "F" and low >= 0 and high > 255:
+        # 10/12/14/16-bit samples: scale the smallest bit depth that holds them to 8 bits.
+        values = values * (255 / (2 ** int(high).bit_length() - 1))
+    elif low < 0 or high > 255:
+        values = (values - low) * (255 / (high - low))
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))  # mode L
+
+
+@dataclass(frozen=True, slots=True)
+class Reduced:
+    """The working decode box-reduced for hashes and colours (short side HASH_INPUT_SIDE..2x)."""
+
+    image: Image.Image
+    block: int  # full-resolution pixels per reduced pixel, along each axis
+
+
+def reduce_for_hashes(working: Working) -> Reduced:
+    factor = max(1, min(working.image.size) // HASH_INPUT_SIDE)
+    image = working.image.reduce(factor) if factor > 1 else working.image
+    return Reduced(image=image, block=working.scale * factor)
+
+
+# --------------------------------------------------------------------------- pixel digest
+
+
+def pixel_digest(working: Working) -> str:
+    """sha256 of the decoded working pixels, their size, mode and decode scale.
+
+    Identical pixel data decodes identically whatever the metadata or the container's
+    compression settings, so a JPEG whose EXIF was rewritten or a PNG saved again with another
+    zlib level get the same digest. Limit: a JPEG and a lossless PNG of its full-size pixels do
+    not match, since the JPEG is digested as its reduced (DCT-scaled) decode.
+    """
+    image = working.image
+    header = f"{image.mode}:{image.width}x{image.height}:1/{working.scale}\n".encode()
+    return hashlib.sha256(header + image.tobytes()).hexdigest()
