@@ -40,6 +40,7 @@ from medianalysed.config import Config, InboxConfig, config_fingerprint, load_co
 from medianalysed.downloads import Downloader
 from medianalysed.dupindex import HistoryIndex
 from medianalysed.errors import ConfigError, ExitCode, MedianalysedError, StartupError
+from medianalysed.health import HealthBoard, StateProbe
 from medianalysed.logs import clear_secrets, register_secret, setup_logging
 from medianalysed.messages import ControlCommand, InboxesChanged, Shutdown, Snapshot, Tick
 from medianalysed.metrics import Metrics, MetricsServer
@@ -149,6 +150,9 @@ class Daemon:
         self.supervisor: pykka.ActorRef[Any] | None = None
         self.watcher: InboxWatcher | None = None
         self.notifier = Notifier()
+        # Why the daemon is unhealthy, from memory: other parts add probes or reasons here.
+        self.health = HealthBoard()
+        self.state_probe: StateProbe | None = None
         self.ready = threading.Event()
         # When the supervisor last answered an ask (the main loop asks every second).
         self.last_answer = time.monotonic()
@@ -160,6 +164,11 @@ class Daemon:
         """Start every part in order; raises StartupError with a remedy on failure."""
         config = self.config
         self.store = StateStore(config.daemon.state_dir)
+        self.state_probe = StateProbe(
+            self.health, self.store.writable, f"state_dir {config.daemon.state_dir}"
+        )
+        self.state_probe.start()
+        self.health.add_probe("daemon", self._own_health_reasons)
         self.history = HistoryIndex(self.store.history_dir, analysis_version=ANALYSIS_VERSION)
         self.metrics = Metrics.create(__version__, [inbox.name for inbox in config.inboxes])
         self.metrics.workers.set(config.processing.effective_workers)
@@ -168,7 +177,7 @@ class Daemon:
             self.metrics_server = MetricsServer(
                 config.metrics.listen,
                 self.metrics.registry,
-                health=self.healthy,
+                health=self.health_reasons,
                 ready=self.ready.is_set,
             )
             self.metrics_server.start()
@@ -260,18 +269,30 @@ class Daemon:
 
     # -- health ------------------------------------------------------------------------
 
+    def health_reasons(self) -> list[str]:
+        """Why the daemon is unhealthy now (empty: healthy); from memory, any thread."""
+        return self.health.reasons()
+
     def healthy(self) -> bool:
-        """Supervisor answering, watchers and pool alive, state writable (cheap; any thread)."""
+        """Whether `health_reasons()` is empty."""
+        return not self.health_reasons()
+
+    def _own_health_reasons(self) -> list[str]:
+        """Supervisor answering, watchers and process pool alive."""
+        reasons: list[str] = []
         supervisor = self.supervisor
         if supervisor is None or not supervisor.is_alive():
-            return False
-        if time.monotonic() - self.last_answer > SUPERVISOR_ANSWER_LIMIT_S:
-            return False  # alive but stuck: a deadlock must stop the watchdog pings
+            reasons.append("supervisor actor not running")
+        else:
+            silent = time.monotonic() - self.last_answer
+            if silent > SUPERVISOR_ANSWER_LIMIT_S:
+                # Alive but stuck: a deadlock must stop the watchdog pings.
+                reasons.append(f"supervisor has not answered for {silent:.0f} s")
         if self.watcher is not None and not self.watcher.healthy():
-            return False
+            reasons.append("an inbox watcher thread stopped")
         if self.pool is not None and not self.pool.active:
-            return False
-        return self.store is not None and self.store.writable()
+            reasons.append("analysis process pool broken")
+        return reasons
 
     def snapshot(self, timeout: float = 2.0) -> dict[str, Any] | None:
         """The supervisor's view, asked from a non-actor thread."""
@@ -380,6 +401,8 @@ class Daemon:
             self.metrics_server.stop()
         if self.history is not None:
             self.history.close()
+        if self.state_probe is not None:
+            self.state_probe.stop()
         if self.store is not None:
             self.store.close()
         self.notifier.close()
@@ -442,7 +465,8 @@ def _main_loop(daemon: Daemon, signals: SignalQueue, config_path: Path | None) -
         daemon.tick()
         now = time.monotonic()
         if watchdog_every is not None and now - last_watchdog >= watchdog_every:
-            healthy = daemon.healthy()
+            reasons = daemon.health_reasons()
+            healthy = not reasons
             if healthy:
                 daemon.notifier.watchdog()
                 last_watchdog = now
@@ -451,7 +475,9 @@ def _main_loop(daemon: Daemon, signals: SignalQueue, config_path: Path | None) -
                 if healthy:
                     logger.info("healthy again: pinging the systemd watchdog")
                 else:
-                    logger.error("unhealthy: not pinging the systemd watchdog")
+                    logger.error(
+                        "unhealthy (%s): not pinging the systemd watchdog", "; ".join(reasons)
+                    )
                 was_healthy = healthy
         if now - last_status >= STATUS_INTERVAL_S:
             last_status = now

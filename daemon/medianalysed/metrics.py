@@ -13,9 +13,7 @@ import ipaddress
 import logging
 import socket
 import sys
-import threading
 from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -24,6 +22,7 @@ from prometheus_client.exposition import choose_encoder
 from medianalysed import __version__
 from medianalysed.config import split_listen
 from medianalysed.errors import ErrorCode, StartupError
+from medianalysed.httpd import BoundedHTTPServer, PreReadHandler
 from medianalysed.models import BatchStatus, ImageStatus
 
 logger = logging.getLogger(__name__)
@@ -208,47 +207,45 @@ class Metrics:
 
 
 HealthCheck = Callable[[], bool]
+HealthReasons = Callable[[], Sequence[str]]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(BoundedHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
         family: socket.AddressFamily,
         registry: CollectorRegistry,
-        health: HealthCheck,
+        health: HealthReasons,
         ready: HealthCheck,
     ) -> None:
-        self.address_family = family
         self.registry = registry
         self.health = health
         self.ready = ready
-        super().__init__(address, _Handler)
+        super().__init__(address, family, _Handler, thread_name="metrics-http")
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Log a failed request through logging instead of printing to stderr."""
-        # socketserver calls this inside its `except Exception:` block.
+        # Called inside the handler thread's `except Exception:` block.
         error = sys.exc_info()[1]
-        if isinstance(error, ConnectionError):
+        if isinstance(error, ConnectionError | TimeoutError):
             logger.debug("metrics client %s went away", client_address)
         else:
             logger.error("metrics request from %s failed", client_address, exc_info=error)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(PreReadHandler):
     server: _Server
     server_version = "medianalysed"
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._reply_metrics()
         elif path == "/healthz":
-            self._reply_check(self.server.health, "ok", "unhealthy")
+            self._reply_health()
         elif path == "/readyz":
-            self._reply_check(self.server.ready, "ready", "not ready")
+            self._reply_ready()
         else:
             self._reply(404, b"not found\n", "text/plain; charset=utf-8")
 
@@ -262,13 +259,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._reply(200, body, content_type)
 
-    def _reply_check(self, check: HealthCheck, good: str, bad: str) -> None:
+    def _reply_health(self) -> None:
         try:
-            passed = check()
-        except Exception:
+            reasons = list(self.server.health())
+        except Exception as exc:
             logger.exception("health check for %s raised", self.path)
+            reasons = [f"health check failed: {type(exc).__name__}"]
+        body = health_body(reasons).encode()
+        self._reply(503 if reasons else 200, body, "text/plain; charset=utf-8")
+
+    def _reply_ready(self) -> None:
+        try:
+            passed = self.server.ready()
+        except Exception:
+            logger.exception("readiness check for %s raised", self.path)
             passed = False
-        body = f"{good if passed else bad}\n".encode()
+        body = b"ready\n" if passed else b"not ready\n"
         self._reply(200 if passed else 503, body, "text/plain; charset=utf-8")
 
     def _reply(self, code: int, body: bytes, content_type: str) -> None:
@@ -283,11 +289,21 @@ class _Handler(BaseHTTPRequestHandler):
             logger.debug("%s %s", self.address_string(), format % args)
 
 
-class MetricsServer:
-    """The HTTP endpoint: /metrics, /healthz and /readyz, on its own threads.
+def health_body(reasons: Sequence[str]) -> str:
+    """`ok`, or `unhealthy` followed by one reason a line (each made one line)."""
+    if not reasons:
+        return "ok\n"
+    lines = ("- " + " ".join(reason.split()) for reason in reasons)
+    return "unhealthy\n" + "".join(f"{line}\n" for line in lines)
 
-    `health` and `ready` are called on a request thread for every probe; they must be
-    cheap and thread-safe (reading a flag, asking `is_alive()`).
+
+class MetricsServer:
+    """The HTTP endpoint: /metrics, /healthz and /readyz, on a bounded set of threads.
+
+    `health` returns the reasons the daemon is unhealthy (empty: healthy) and `ready`
+    whether it is ready; both are called on a handler thread for every probe and must be
+    cheap and thread-safe (reading memory, never the disk). Slow clients are bounded by
+    `httpd.BoundedHTTPServer`.
     """
 
     def __init__(
@@ -295,7 +311,7 @@ class MetricsServer:
         listen: str,
         registry: CollectorRegistry,
         *,
-        health: HealthCheck,
+        health: HealthReasons,
         ready: HealthCheck,
     ) -> None:
         self._listen = listen
@@ -303,7 +319,6 @@ class MetricsServer:
         self._health = health
         self._ready = ready
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Bind and serve in a background thread.
@@ -324,14 +339,7 @@ class MetricsServer:
         except OSError as exc:
             raise self._startup_error(_describe_os_error(exc)) from exc
         self._server = server
-        # shutdown() waits up to one poll interval; 0.1 s keeps the daemon's stop prompt.
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="metrics-http",
-            daemon=True,
-        )
-        self._thread.start()
+        server.start()
         logger.info("metrics on http://%s/metrics", self._format_bound())
 
     @property
@@ -339,19 +347,13 @@ class MetricsServer:
         """The host and port actually bound (the real port when 0 was asked for)."""
         if self._server is None:
             raise RuntimeError("the metrics server is not started")
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._server.bound_address
 
     def stop(self) -> None:
-        """Stop serving, close the socket and join the thread (idempotent)."""
-        server, thread = self._server, self._thread
-        self._server, self._thread = None, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join()
+        """Stop serving, close the sockets and join the threads (idempotent)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
 
     def _format_bound(self) -> str:
         host, port = self.bound_address

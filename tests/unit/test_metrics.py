@@ -48,6 +48,10 @@ def sample_names(registry: CollectorRegistry) -> set[str]:
     return {sample.name for family in registry.collect() for sample in family.samples}
 
 
+def no_reasons() -> list[str]:
+    return []
+
+
 def always() -> bool:
     return True
 
@@ -142,9 +146,11 @@ def test_add_inbox_creates_its_series_and_keeps_existing_counts(metrics: Metrics
 
 class Flags:
     def __init__(self) -> None:
-        self.healthy = threading.Event()
-        self.healthy.set()
+        self.reasons: list[str] = []
         self.ready = threading.Event()
+
+    def health(self) -> list[str]:
+        return list(self.reasons)
 
 
 @pytest.fixture
@@ -155,7 +161,7 @@ def flags() -> Flags:
 @pytest.fixture
 def server(metrics: Metrics, flags: Flags) -> Iterator[MetricsServer]:
     server = MetricsServer(
-        "127.0.0.1:0", metrics.registry, health=flags.healthy.is_set, ready=flags.ready.is_set
+        "127.0.0.1:0", metrics.registry, health=flags.health, ready=flags.ready.is_set
     )
     server.start()
     yield server
@@ -209,9 +215,12 @@ def test_metrics_endpoint_speaks_openmetrics_when_asked(server: MetricsServer) -
 def test_healthz_follows_the_health_callback(server: MetricsServer, flags: Flags) -> None:
     assert get(server, "/healthz")[::2] == (200, "ok\n")
 
-    flags.healthy.clear()
+    flags.reasons = ["batch X stalled", "state not writable:\nENOSPC on /var/lib/x"]
 
-    assert get(server, "/healthz")[::2] == (503, "unhealthy\n")
+    assert get(server, "/healthz")[::2] == (
+        503,
+        "unhealthy\n- batch X stalled\n- state not writable: ENOSPC on /var/lib/x\n",
+    )
 
 
 def test_a_health_callback_that_raises_means_unhealthy(
@@ -220,10 +229,14 @@ def test_a_health_callback_that_raises_means_unhealthy(
     def broken() -> bool:
         raise RuntimeError("actor registry gone")
 
-    server = MetricsServer("127.0.0.1:0", metrics.registry, health=broken, ready=broken)
+    def broken_reasons() -> list[str]:
+        raise RuntimeError("actor registry gone")
+
+    server = MetricsServer("127.0.0.1:0", metrics.registry, health=broken_reasons, ready=broken)
     server.start()
     try:
         assert get(server, "/healthz")[0] == 503
+        assert get(server, "/readyz")[0] == 503
     finally:
         server.stop()
     assert "actor registry gone" in caplog.text
@@ -265,7 +278,9 @@ def test_port_in_use_is_a_startup_error_that_says_what_to_do(metrics: Metrics) -
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        server = MetricsServer(f"127.0.0.1:{port}", metrics.registry, health=always, ready=always)
+        server = MetricsServer(
+            f"127.0.0.1:{port}", metrics.registry, health=no_reasons, ready=always
+        )
 
         with pytest.raises(StartupError) as caught:
             server.start()
@@ -277,20 +292,20 @@ def test_port_in_use_is_a_startup_error_that_says_what_to_do(metrics: Metrics) -
 
 
 def test_malformed_listen_is_a_startup_error(metrics: Metrics) -> None:
-    server = MetricsServer("9464", metrics.registry, health=always, ready=always)
+    server = MetricsServer("9464", metrics.registry, health=no_reasons, ready=always)
 
     with pytest.raises(StartupError, match=r"cannot listen on 9464 \(\[metrics\] listen\)"):
         server.start()
 
 
 def test_stop_releases_the_port_and_is_idempotent(metrics: Metrics) -> None:
-    first = MetricsServer("127.0.0.1:0", metrics.registry, health=always, ready=always)
+    first = MetricsServer("127.0.0.1:0", metrics.registry, health=no_reasons, ready=always)
     first.start()
     port = first.bound_address[1]
 
     first.stop()
     first.stop()
-    second = MetricsServer(f"127.0.0.1:{port}", metrics.registry, health=always, ready=always)
+    second = MetricsServer(f"127.0.0.1:{port}", metrics.registry, health=no_reasons, ready=always)
     second.start()
     try:
         assert second.bound_address == ("127.0.0.1", port)
@@ -312,7 +327,7 @@ def ipv6_loopback_available() -> bool:
 
 @pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback on this machine")
 def test_ipv6_listen_in_brackets(metrics: Metrics) -> None:
-    server = MetricsServer("[::1]:0", metrics.registry, health=always, ready=always)
+    server = MetricsServer("[::1]:0", metrics.registry, health=no_reasons, ready=always)
     server.start()
     try:
         assert server.bound_address[0] == "::1"
