@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import queue
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,14 @@ class TaggingRecorder(RecordingActor):
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, workers: int = 2, settle: float = 0) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        workers: int = 2,
+        settle: float = 0,
+        clock: Callable[[], float] = time.monotonic,
+        **parts: Any,
+    ) -> None:
         self.inbox = InboxConfig(
             path=tmp_path / "inbox",
             outbox=tmp_path / "outbox",
@@ -72,7 +81,9 @@ class Harness:
                     config_fingerprint="f",
                     downloads_dir=tmp_path / "dl",
                 ),
-            )
+                **parts,
+            ),
+            clock,
         )
 
     def _worker(self, _supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:

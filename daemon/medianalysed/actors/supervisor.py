@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -48,13 +49,17 @@ from medianalysed.messages import (
     WorkWanted,
 )
 from medianalysed.models import BatchStatus, Priority, utc_now_iso
-from medianalysed.readiness import SettleTracker, is_batch_candidate, snapshot_tree
+from medianalysed.readiness import SettleTracker, TreeSnapshot, is_batch_candidate, snapshot_tree
 from medianalysed.rerun import RerunError, start_rerun
+from medianalysed.settling import SnapshotWalker, TreeWalked, next_walk_delay
 from medianalysed.state import BatchRecord, StateStore
 
 logger = logging.getLogger(__name__)
 
-MAX_ACTIVE_BATCHES = 8
+# An active batch costs an actor thread and a demand entry; the workers are shared fairly
+# whatever the count. The bound only keeps a flood of folders from becoming a flood of
+# threads: batches ready together start together unless more than this arrive at once.
+MAX_ACTIVE_BATCHES = 64
 MAX_WORKER_RESTARTS_PER_MINUTE = 20
 MAX_BATCH_RESTARTS = 3
 CANDIDATE_CHECK_INTERVAL_S = 1.0
@@ -66,7 +71,8 @@ class _Candidate:
     inbox: InboxConfig
     path: Path
     first_seen: float
-    last_checked: float = 0.0
+    next_walk: float = 0.0
+    walk_token: int | None = None  # set while its snapshot walk runs (at most one)
 
 
 @dataclass(slots=True)
@@ -102,6 +108,7 @@ class SupervisorParts:
     on_settled: Callable[[str, float], None] = lambda _inbox, _seconds: None
     on_gauges: Callable[[dict[str, int]], None] = lambda _gauges: None
     scan_inboxes: bool = True  # False for `analyze`: only submitted paths are batches
+    snapshot: Callable[[Path, str], TreeSnapshot] = snapshot_tree  # run on walker threads
 
 
 class SupervisorActor(pykka.ThreadingActor):
@@ -119,6 +126,10 @@ class SupervisorActor(pykka.ThreadingActor):
         }
         self._candidates: dict[str, _Candidate] = {}
         self._queued: deque[str] = deque()
+        # (priority rank, created_at) of queued batches: sorting never reads the store.
+        self._queue_ranks: dict[str, tuple[int, str]] = {}
+        self._walker: SnapshotWalker | None = None
+        self._walk_tokens = itertools.count(1)
         self._active: dict[str, _ActiveBatch] = {}
         self._demand: dict[str, _Demand] = {}
         # One entry per free slot; an image actor has SLOTS_PER_WORKER of them.
@@ -134,6 +145,9 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         """Start the worker pool and resume every unfinished batch from state."""
+        self._walker = SnapshotWalker(
+            self.actor_ref.tell, snapshot=self._parts.snapshot, clock=self._clock
+        )
         for _ in range(self._config.processing.effective_workers):
             self._add_worker()
         self._paused = self._store.is_paused()
@@ -145,6 +159,8 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         """Stop batches, then workers; unfinished images stay pending in state."""
+        if self._walker is not None:
+            self._walker.stop()
         for active in list(self._active.values()):
             active.ref.stop(block=False)
         for worker in self._workers:
@@ -157,6 +173,8 @@ class SupervisorActor(pykka.ThreadingActor):
                 self._on_path_seen(message)
             case Tick():
                 self._on_tick(message)
+            case TreeWalked():
+                self._on_tree_walked(message)
             case InboxesChanged():
                 self._on_inboxes_changed(message)
             case SubmitBatch():
@@ -222,32 +240,54 @@ class SupervisorActor(pykka.ThreadingActor):
             self._on_path_seen(PathSeen(inbox.name, str(inbox.path / name)))
 
     def _check_candidates(self, now: float) -> None:
+        """Start a snapshot walk for every candidate that is due and not being walked."""
         for key, candidate in list(self._candidates.items()):
-            if now - candidate.last_checked < CANDIDATE_CHECK_INTERVAL_S:
+            if candidate.walk_token is not None or now < candidate.next_walk:
                 continue
-            candidate.last_checked = now
             try:
                 self._check_candidate(key, candidate, now)
             except (OSError, MedianalysedError) as exc:
-                # An unreadable folder or an unwritable outbox: report it and try again later.
-                logger.error("cannot start %s yet: %s", candidate.path, exc)
+                # An unreadable state store: report it and try again later.
+                logger.error("cannot check %s yet: %s", candidate.path, exc)
+                candidate.next_walk = now + CANDIDATE_CHECK_INTERVAL_S
 
     def _check_candidate(self, key: str, candidate: _Candidate, now: float) -> None:
-        tracker = self._trackers[candidate.inbox.name]
-        path = candidate.path
-        if self._already_claimed(candidate.inbox, path):
+        if self._already_claimed(candidate.inbox, candidate.path):
             self._forget_candidate(key)
+            return
+        assert self._walker is not None
+        candidate.walk_token = next(self._walk_tokens)
+        candidate.next_walk = now  # pushed back when the result arrives
+        self._walker.submit(key, candidate.walk_token, candidate.path, candidate.inbox.ready_marker)
+
+    def _on_tree_walked(self, message: TreeWalked) -> None:
+        """A walk finished (on a walker thread): settle, forget, or start the batch."""
+        candidate = self._candidates.get(message.key)
+        if candidate is None or candidate.walk_token != message.token:
+            return  # forgotten (or replaced) while it was walked
+        now = self._clock()
+        candidate.walk_token = None
+        # A walk that took T seconds is not repeated sooner than T: big trees back off.
+        candidate.next_walk = now + next_walk_delay(message.seconds, CANDIDATE_CHECK_INTERVAL_S)
+        if message.missing:
+            self._forget_candidate(message.key)
+            return
+        if message.snapshot is None:
+            logger.error("cannot start %s yet: %s", candidate.path, message.error)
+            return
+        tracker = self._trackers[candidate.inbox.name]
+        if not tracker.observe(message.key, message.snapshot) or self._paused or self._stopping:
             return
         try:
-            snapshot = snapshot_tree(path, candidate.inbox.ready_marker)
-        except FileNotFoundError:
-            self._forget_candidate(key)
-            return
-        if not tracker.observe(key, snapshot) or self._paused or self._stopping:
-            return
-        self._parts.on_settled(candidate.inbox.name, now - candidate.first_seen)
-        self._forget_candidate(key)
-        self._create_batch(candidate.inbox, path)
+            if self._already_claimed(candidate.inbox, candidate.path):
+                self._forget_candidate(message.key)
+                return
+            self._parts.on_settled(candidate.inbox.name, now - candidate.first_seen)
+            self._forget_candidate(message.key)
+            self._create_batch(candidate.inbox, candidate.path)
+        except (OSError, MedianalysedError) as exc:
+            # An unwritable outbox or state: report it; the next rescan finds the folder again.
+            logger.error("cannot start %s yet: %s", candidate.path, exc)
 
     def _forget_candidate(self, key: str) -> None:
         self._candidates.pop(key, None)
@@ -306,23 +346,29 @@ class SupervisorActor(pykka.ThreadingActor):
         return candidate
 
     def _start_queued(self) -> None:
-        if self._stopping or not self._queued:
+        if self._stopping or not self._queued or len(self._active) >= MAX_ACTIVE_BATCHES:
             return
         ordered = sorted(self._queued, key=self._queue_rank)
         for batch_id in ordered:
             if len(self._active) >= MAX_ACTIVE_BATCHES:
                 break
             self._queued.remove(batch_id)
+            self._queue_ranks.pop(batch_id, None)
             record = self._store.get_batch(batch_id)
             if record is None or record.phase == "done":
                 continue
             self._start_batch(record)
+        for stale in self._queue_ranks.keys() - set(self._queued):
+            del self._queue_ranks[stale]  # removed from the queue elsewhere (cancel)
 
     def _queue_rank(self, batch_id: str) -> tuple[int, str]:
-        record = self._store.get_batch(batch_id)
-        if record is None:
-            return (9, batch_id)
-        return (record.priority.rank, record.created_at)
+        """High priority first, then oldest; read from state once per queued batch."""
+        rank = self._queue_ranks.get(batch_id)
+        if rank is None:
+            record = self._store.get_batch(batch_id)
+            rank = (9, batch_id) if record is None else (record.priority.rank, record.created_at)
+            self._queue_ranks[batch_id] = rank
+        return rank
 
     def _start_batch(self, record: BatchRecord, restarts: int = 0) -> None:
         inbox = self._inboxes.get(record.inbox)
