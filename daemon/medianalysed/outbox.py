@@ -27,6 +27,7 @@ from typing import IO, Any, cast
 from medianalysed.errors import OutboxError
 from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.readiness import group_of
+from medianalysed.runstats import RunStats
 
 STATUS_FILE = "status.json"
 RESULTS_JSONL = "results.jsonl"
@@ -477,12 +478,21 @@ def summarize(
     Adds `failures` (per error code, over failed and skipped images), `duplicates` (per tier,
     the connected groups of paths matched within this batch; matches with a non-null `seen_in`
     are left out), `groups` (per sub-directory), `formats`, `cameras`, `date_range` (null when no
-    image has an ISO `exif.datetime_original`) and `config_fingerprint`.
+    image has an ISO `exif.datetime_original`), the run's figures (`runstats.RunStats`:
+    `success_rate`, `failed_ratio`, `can_retry`, `retries`, `duration_ms`) and
+    `config_fingerprint`.
     """
     accumulator = _SummaryAccumulator()
+    run = RunStats()
     for record in records:
         accumulator.add(record)
-    return {**status_fields, **accumulator.to_json(), "config_fingerprint": config_fingerprint}
+        run.add(record)
+    return {
+        **status_fields,
+        **accumulator.to_json(),
+        **run.to_json(),
+        "config_fingerprint": config_fingerprint,
+    }
 
 
 _COUNT_KEYS = ("pending", "processing", "done", "failed", "skipped")

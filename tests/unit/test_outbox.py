@@ -396,6 +396,11 @@ def test_summarize_of_no_records():
         "formats": {},
         "cameras": {},
         "date_range": None,
+        "success_rate": None,
+        "failed_ratio": "0/0",
+        "can_retry": False,
+        "retries": 0,
+        "duration_ms": None,
         "config_fingerprint": "f",
     }
 
