@@ -8,15 +8,18 @@ CONFIG ?= medianalysed.toml
 .PHONY: deps run test lint typecheck unit venv bench binary e2e-binary clean
 
 # Debian packages the tests and the binary build use: systemd-analyze (unit file checks),
-# objcopy (PyInstaller). Installed only when missing, and only where we may (root).
-DEBIAN_PACKAGES := systemd binutils
+# objcopy (PyInstaller), promtool (metrics lint, from prometheus). Installed only when missing,
+# and only where we may (root).
+DEBIAN_PACKAGES := systemd binutils prometheus
 deps:
 	@missing=""; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v objcopy >/dev/null || missing="$$missing binutils"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				--no-install-recommends $$missing; \
 		else \
 			echo "missing Debian packages:$$missing (sudo apt-get install$$missing)"; \
 		fi; \

@@ -16,7 +16,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import choose_encoder
 
 from medianalysed import __version__
@@ -180,8 +188,17 @@ class Metrics:
 
     @classmethod
     def create(cls, version: str, inbox_names: Sequence[str]) -> Metrics:
-        """Create the metrics in a fresh registry of their own."""
-        return cls(CollectorRegistry(), version=version, inbox_names=inbox_names)
+        """Create the metrics in a fresh registry of their own, with the process collectors.
+
+        `process_*` (memory, CPU, open fds) and `python_info` are what every exporter serves
+        and what standard dashboards and alerts expect. The `_created` twin of every counter
+        is switched off: it doubles the series and no query here uses it.
+        """
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        return cls(registry, version=version, inbox_names=inbox_names)
 
     def add_inbox(self, name: str) -> None:
         """Create the series of one inbox at 0 (idempotent; also for inboxes added on reload)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -200,6 +202,33 @@ def test_metrics_endpoint_serves_the_registry_as_prometheus_text(
     assert 'medianalysed_build_info{version="1.2.3"} 1.0' in body
     assert 'medianalysed_images_total{inbox="default",status="failed"} 2.0' in body
     assert 'medianalysed_image_errors_total{code="DECOMPRESSION_BOMB"} 0.0' in body
+
+
+def test_process_collectors_are_served_and_counters_have_no_created_twin(
+    server: MetricsServer,
+) -> None:
+    _status, _content_type, body = get(server, "/metrics")
+
+    for name in ("process_resident_memory_bytes", "process_open_fds", "python_info"):
+        assert f"\n{name}" in body, name
+    assert "_created" not in body
+
+
+def test_a_real_scrape_passes_promtool_check_metrics(
+    server: MetricsServer, metrics: Metrics
+) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make deps` installs Debian's prometheus package"
+    metrics.images.labels(inbox="default", status="done").inc()
+    metrics.image_duration.observe(0.2)
+    _status, _content_type, body = get(server, "/metrics")
+
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=body, capture_output=True, text=True, check=False
+    )
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.strip() == "", checked.stdout  # lint findings are printed, not fatal
 
 
 def test_metrics_endpoint_speaks_openmetrics_when_asked(server: MetricsServer) -> None:
