@@ -34,7 +34,7 @@ import pykka
 
 from medianalysed import __version__
 from medianalysed.actors.batch import BatchListener, BatchSettings
-from medianalysed.actors.image import ImageActor
+from medianalysed.actors.image import SLOTS_PER_WORKER, ImageActor
 from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
 from medianalysed.config import Config, InboxConfig, config_fingerprint, load_config
 from medianalysed.downloads import Downloader
@@ -186,7 +186,10 @@ class Daemon:
             context=pool_context(),
             initializer=worker_initializer,
         )
-        self.downloader = Downloader(config.downloads)
+        # One download thread per image-actor slot: a download never waits for a thread.
+        self.downloader = Downloader(
+            config.downloads, threads=SLOTS_PER_WORKER * config.processing.effective_workers
+        )
         self.webhooks = WebhookDispatcher(
             config.webhook,
             webhook_dir(config.daemon.state_dir),

@@ -1,109 +1,141 @@
 """Downloads of remote images listed in a batch's `urls.txt`, with httpx.
 
-Every failure becomes an `AnalysisError` with the SPEC §3 code. Targets on loopback,
-private, link-local or otherwise non-public addresses are REFUSED unless
-`[downloads] allow_private_networks = true`; redirects are followed by hand so each hop
-is checked the same way.
+- Every connection goes through `pinning`: the address is checked (loopback, private,
+  link-local and other non-public targets are REFUSED unless `[downloads]
+  allow_private_networks = true`) and that very address is connected to. Redirects are
+  followed by hand, up to `MAX_REDIRECTS`, each hop checked the same way.
+- One download, redirects included, gets `[downloads] timeout_seconds` in total.
+- Every failure, whatever raised it, becomes an `AnalysisError` with the SPEC §3 code; the
+  messages show URLs without their userinfo.
+- Downloads run on a small pool of threads (`submit`), never on an actor's thread; the
+  callback receives the outcome, as the pebble future's does for analyses.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from typing import Any, Final
+from urllib.parse import urljoin
 
 import httpx
 
 from medianalysed import __version__
 from medianalysed.config import DownloadsConfig
 from medianalysed.errors import AnalysisError, ErrorCode
+from medianalysed.pinning import (
+    AddressRefusedError,
+    Resolver,
+    pinned_client,
+    system_resolver,
+    total_deadline,
+)
+from medianalysed.redaction import strip_userinfo
+from medianalysed.urllist import parse_url
 
-MAX_REDIRECTS = 5
-_CHUNK = 1 << 16
-
-
-def parse_url_line(line: str) -> str:
-    """Validate one `urls.txt` line; raise BAD_REQUEST with the reason when malformed."""
-    url = line.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"}:
-        raise AnalysisError(ErrorCode.BAD_REQUEST, f"not an http(s) URL: {url[:120]!r}")
-    if not parts.hostname:
-        raise AnalysisError(ErrorCode.BAD_REQUEST, f"URL has no host: {url[:120]!r}")
-    return url
+MAX_REDIRECTS: Final = 5
+_CHUNK: Final = 1 << 16
 
 
-def redact_url(url: str) -> str:
-    """The URL without any user:password part, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return parts._replace(netloc=netloc).geturl()
+@dataclass(frozen=True, slots=True)
+class DownloadOutcome:
+    """How a download ended: `error` (a SPEC §3 error object) is None on success."""
+
+    error: dict[str, Any] | None = None
+    interrupted: bool = False  # the daemon is stopping: not an attempt
+
+
+class _InterruptedError(Exception):
+    pass
 
 
 class Downloader:
-    """Fetches one URL to a file, within the configured time and size limits."""
+    """Fetches URLs to files, within the configured total time and size, on its own threads."""
 
-    def __init__(self, config: DownloadsConfig) -> None:
+    def __init__(
+        self,
+        config: DownloadsConfig,
+        *,
+        threads: int = 4,
+        resolver: Resolver = system_resolver,
+    ) -> None:
         self._config = config
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(config.timeout_seconds),
-            follow_redirects=False,
-            headers={"User-Agent": f"medianalysed/{__version__}"},
+        self._client = pinned_client(
+            timeout_s=config.timeout_seconds,
+            allow_private=config.allow_private_networks,
+            user_agent=f"medianalysed/{__version__}",
+            resolver=resolver,
         )
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="download")
+        self._closing = threading.Event()
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Stop the downloads in flight (reported interrupted) and release the connections."""
+        self._closing.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
         self._client.close()
 
+    def submit(
+        self, url: str, destination: Path, on_done: Callable[[DownloadOutcome], None]
+    ) -> None:
+        """Download in the background; `on_done` is called once, from a download thread.
+
+        Raises:
+            RuntimeError: the downloader is closed.
+        """
+        future = self._executor.submit(self.outcome_of, url, destination)
+        future.add_done_callback(lambda done: on_done(_result(done)))
+
+    def outcome_of(self, url: str, destination: Path) -> DownloadOutcome:
+        """Download `url` to `destination` and say how it went; never raises."""
+        try:
+            self.fetch(url, destination)
+        except AnalysisError as exc:
+            return DownloadOutcome(error=exc.to_json())
+        except _InterruptedError:
+            return DownloadOutcome(interrupted=True)
+        return DownloadOutcome()
+
     def fetch(self, url: str, destination: Path) -> None:
-        """Download `url` to `destination` (written to a temp name, then renamed)."""
-        current = parse_url_line(url)
+        """Download `url` to `destination` (written to a temp name, then renamed).
+
+        Raises:
+            AnalysisError: whatever went wrong, with its SPEC §3 code.
+            _InterruptedError: `close` was called meanwhile.
+        """
+        try:
+            with total_deadline(self._config.timeout_seconds):
+                self._follow(parse_url(url), destination)
+        except (AnalysisError, _InterruptedError):
+            raise
+        except Exception as exc:
+            raise _as_analysis_error(exc, self._config.timeout_seconds) from exc
+
+    def _follow(self, url: str, destination: Path) -> None:
+        current = url
         for _ in range(MAX_REDIRECTS + 1):
-            self._check_target(current)
             location = self._fetch_once(current, destination)
             if location is None:
                 return
-            current = parse_url_line(urljoin(current, location))
+            current = parse_url(urljoin(current, location))
         raise AnalysisError(ErrorCode.BAD_REQUEST, f"more than {MAX_REDIRECTS} redirects")
 
-    def _check_target(self, url: str) -> None:
-        if self._config.allow_private_networks:
-            return
-        host = urlsplit(url).hostname or ""
-        for address in resolve_host(host):
-            if not address.is_global:
-                raise AnalysisError(
-                    ErrorCode.REFUSED,
-                    f"{host} resolves to non-public address {address}; "
-                    "set [downloads] allow_private_networks = true to allow it",
-                )
-
     def _fetch_once(self, url: str, destination: Path) -> str | None:
-        try:
-            with self._client.stream("GET", url) as response:
-                if response.is_redirect:
-                    return str(response.headers.get("location", ""))
-                _raise_for_status(response)
-                self._save(response, destination)
-        except httpx.TimeoutException as exc:
-            raise AnalysisError(
-                ErrorCode.TIMEOUT, f"download timed out: {type(exc).__name__}"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise AnalysisError(
-                ErrorCode.NETWORK_ERROR, f"download failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        with self._client.stream("GET", url) as response:
+            if response.is_redirect:
+                return str(response.headers.get("location", ""))
+            _raise_for_status(response)
+            self._save(response, destination)
         return None
 
     def _save(self, response: httpx.Response, destination: Path) -> None:
         limit = self._config.max_bytes
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
             raise AnalysisError(
                 ErrorCode.TOO_LARGE, f"remote file is {declared} bytes, over max_bytes {limit}"
             )
@@ -113,6 +145,8 @@ class Downloader:
         try:
             with partial.open("wb") as handle:
                 for chunk in response.iter_bytes(_CHUNK):
+                    if self._closing.is_set():
+                        raise _InterruptedError
                     received += len(chunk)
                     if received > limit:
                         raise AnalysisError(
@@ -120,12 +154,47 @@ class Downloader:
                         )
                     handle.write(chunk)
             os.replace(partial, destination)
-        except OSError as exc:
-            raise AnalysisError(
-                ErrorCode.IO_ERROR, f"cannot save download: {exc.strerror}"
-            ) from exc
         finally:
             partial.unlink(missing_ok=True)
+
+
+def _result(future: Future[DownloadOutcome]) -> DownloadOutcome:
+    try:
+        return future.result()
+    except CancelledError:
+        return DownloadOutcome(interrupted=True)
+    except Exception as exc:  # outcome_of does not raise; a bug still gets a record
+        return DownloadOutcome(error=_error(ErrorCode.INTERNAL, f"{type(exc).__name__}"))
+
+
+def _as_analysis_error(exc: Exception, timeout_s: float) -> AnalysisError:
+    """The SPEC §3 error for anything a download raised."""
+    detail = strip_userinfo(str(exc))
+    if isinstance(exc, AddressRefusedError):
+        return AnalysisError(ErrorCode.REFUSED, str(exc))
+    if isinstance(exc, httpx.TimeoutException):
+        return AnalysisError(
+            ErrorCode.TIMEOUT,
+            f"download took longer than [downloads] timeout_seconds ({timeout_s:g} s): "
+            f"{type(exc).__name__}",
+        )
+    if isinstance(exc, httpx.DecodingError):
+        return AnalysisError(
+            ErrorCode.REMOTE_ERROR, f"the remote sent a body that cannot be decoded: {detail}"
+        )
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | httpx.LocalProtocolError):
+        return AnalysisError(ErrorCode.BAD_REQUEST, f"{type(exc).__name__}: {detail}")
+    if isinstance(exc, httpx.HTTPError):
+        return AnalysisError(
+            ErrorCode.NETWORK_ERROR, f"download failed: {type(exc).__name__}: {detail}"
+        )
+    if isinstance(exc, UnicodeError | ValueError):
+        return AnalysisError(
+            ErrorCode.BAD_REQUEST, f"the URL cannot be fetched: {type(exc).__name__}"
+        )
+    if isinstance(exc, OSError):
+        return AnalysisError(ErrorCode.IO_ERROR, f"cannot save download: {exc.strerror or exc}")
+    return AnalysisError(ErrorCode.INTERNAL, f"{type(exc).__name__} during download: {detail}")
 
 
 def _raise_for_status(response: httpx.Response) -> None:
@@ -139,14 +208,5 @@ def _raise_for_status(response: httpx.Response) -> None:
     raise AnalysisError(ErrorCode.BAD_REQUEST, f"remote answered {status}")
 
 
-def resolve_host(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The addresses a host name (or literal address) resolves to; NETWORK_ERROR if none."""
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError as exc:
-        raise AnalysisError(ErrorCode.NETWORK_ERROR, f"cannot resolve {host}: {exc}") from exc
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+def _error(code: ErrorCode, message: str) -> dict[str, Any]:
+    return AnalysisError(code, message).to_json()

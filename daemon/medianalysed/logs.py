@@ -3,7 +3,9 @@
 Masking happens in the formatter, on the final text of every field (message, arguments,
 exception), so a secret cannot leak through an f-string, a repr of a headers dict or a
 traceback. Masked: every value given to `register_secret` (the webhook secret), the value
-after `Authorization:` and `X-Medianalysed-Signature:`, and the password of a URL's userinfo.
+after `Authorization:` and `X-Medianalysed-Signature:`, and a URL's whole userinfo (a token
+is often the user name). httpx and httpcore log every request URL at info/debug level, with
+its tokens: they are kept at warning.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal, TextIO
 
 from medianalysed.config import MASKED
+from medianalysed.redaction import mask_userinfo
 
 MASK: Final = MASKED
 JSON_EXTRA_FIELDS: Final = ("batch_id", "path", "attempt", "inbox", "code")
@@ -34,7 +37,6 @@ TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _HEADER_VALUE = re.compile(
     r"""(?i)\b(authorization|x-medianalysed-signature)(["']?\s*[:=]\s*["']?)([^"'\r\n,}]+)"""
 )
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)([^/\s@]+)(@)")
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -54,14 +56,14 @@ def clear_secrets() -> None:
 
 
 def redact(text: str) -> str:
-    """Return `text` with registered secrets, auth header values and URL passwords masked."""
+    """Return `text` with registered secrets, auth header values and URL userinfo masked."""
     with _secrets_lock:
         # Longest first, so a secret containing another one is masked whole.
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:
         text = text.replace(secret, MASK)
     text = _HEADER_VALUE.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
-    return _URL_PASSWORD.sub(lambda m: f"{m[1]}{MASK}{m[3]}", text)
+    return mask_userinfo(text)
 
 
 class RedactingTextFormatter(logging.Formatter):
@@ -131,6 +133,8 @@ def setup_logging(level: str, fmt: Literal["text", "json"], stream: TextIO | Non
     logging.getLogger("pykka").setLevel(logging.NOTSET if debug else logging.WARNING)
     # Pillow's debug output is one line per PNG chunk and TIFF tag: noise even when debugging.
     logging.getLogger("PIL").setLevel(logging.INFO)
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _iso_utc(created: float) -> str:

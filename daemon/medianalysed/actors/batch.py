@@ -44,12 +44,11 @@ from medianalysed.models import (
 )
 from medianalysed.readiness import group_of, iter_batch_entries
 from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
+from medianalysed.urllist import URL_PATH_PREFIX, entries_with_urls, shown_url
 
 logger = logging.getLogger(__name__)
 
 STATUS_WRITE_INTERVAL_S = 0.5
-URLS_FILE = "urls.txt"
-URL_PATH_PREFIX = "urls.txt#L"
 _INDEX_BATCH = 500
 
 
@@ -201,7 +200,7 @@ class BatchActor(pykka.ThreadingActor):
         self, source: Path, inbox: InboxConfig
     ) -> Iterator[tuple[str, ImageRecord | None]]:
         try:
-            yield from _entries_with_urls(source, inbox)
+            yield from entries_with_urls(source, _local_entries(source, inbox))
         except FileNotFoundError:
             self._record = self._record.evolve(note="the batch folder vanished before it started")
 
@@ -278,7 +277,7 @@ class BatchActor(pykka.ThreadingActor):
         attempts = 0 if image is None else image.attempts
         source_url = None if image is None else image.source_url
         if source_url is not None:
-            file_path = self._settings.downloads_dir / self._batch_id / _safe_name(path)
+            file_path = self._download_path(path)
         else:
             file_path = _input_root(self._record) / path
         return AnalyseImage(
@@ -290,6 +289,9 @@ class BatchActor(pykka.ThreadingActor):
             reply_to=self.actor_ref,
             bypass_cache=self._record.bypass_cache,
         )
+
+    def _download_path(self, path: str) -> Path:
+        return self._settings.downloads_dir / self._batch_id / _safe_name(path)
 
     # -- outcomes ----------------------------------------------------------------------
 
@@ -306,6 +308,8 @@ class BatchActor(pykka.ThreadingActor):
         source_url = None if previous is None else previous.source_url
         record = self._outcome_record(message, source_url)
         self._store.put_image(self._batch_id, record)
+        if source_url is not None:  # the record is durable: the downloaded copy has served
+            self._download_path(message.path).unlink(missing_ok=True)
         if record.status.terminal:
             self._counts[str(record.status)] += 1
             code = None if record.error is None else str(record.error["code"])
@@ -466,6 +470,7 @@ class BatchActor(pykka.ThreadingActor):
             self._store.put_batch(self._record)
         if self._record.phase == "written":
             self._dispose_input()
+        shutil.rmtree(self._settings.downloads_dir / self._batch_id, ignore_errors=True)
         logger.info(
             "batch %s %s: %s",
             self._batch_id,
@@ -554,6 +559,8 @@ class BatchActor(pykka.ThreadingActor):
         file_section = result.get("file")
         if file_section is None and image.source_url is not None:
             file_section = {"source_url": image.source_url}
+        if file_section is not None and file_section.get("source_url"):
+            file_section = {**file_section, "source_url": shown_url(file_section["source_url"])}
         return {
             "path": path,
             "group": None if path.startswith(URL_PATH_PREFIX) else group_of(path),
@@ -606,21 +613,6 @@ class BatchActor(pykka.ThreadingActor):
         return {"batch_id": self._batch_id, "inbox": self._settings.inbox.name}
 
 
-def _entries_with_urls(
-    source: Path, inbox: InboxConfig
-) -> Iterator[tuple[str, ImageRecord | None]]:
-    """(path, record) for every input, in path order, streamed.
-
-    Local files come sorted from the walk; the urls.txt lines (few, read at once) are merged
-    in, so the stored path list is in results order and nothing has to sort 100,000 paths.
-    """
-    urls = source / URLS_FILE if source.is_dir() else None
-    remote: list[tuple[str, ImageRecord | None]] = []
-    if urls is not None and urls.is_file() and not urls.is_symlink():
-        remote = list(_url_entries(urls))
-    yield from heapq.merge(_local_entries(source, inbox), remote, key=lambda item: item[0])
-
-
 def _local_entries(source: Path, inbox: InboxConfig) -> Iterator[tuple[str, ImageRecord | None]]:
     for entry in iter_batch_entries(source, inbox.ready_marker, inbox.ignore):
         if entry.refused is None:
@@ -631,30 +623,6 @@ def _local_entries(source: Path, inbox: InboxConfig) -> Iterator[tuple[str, Imag
                 entry.relpath,
                 ImageRecord(path=entry.relpath, status=ImageStatus.FAILED, error=error),
             )
-
-
-def _url_entries(urls: Path) -> Iterator[tuple[str, ImageRecord | None]]:
-    from medianalysed.downloads import parse_url_line  # noqa: PLC0415 - keeps httpx lazy
-    from medianalysed.errors import AnalysisError  # noqa: PLC0415
-
-    lines = urls.read_text(encoding="utf-8", errors="replace").splitlines()
-    width = max(4, len(str(len(lines))))
-    for number, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        path = f"{URL_PATH_PREFIX}{number:0{width}d}"
-        try:
-            url = parse_url_line(text)
-        except AnalysisError as exc:
-            yield (
-                path,
-                ImageRecord(
-                    path=path, status=ImageStatus.FAILED, error=exc.to_json(), source_url=text[:500]
-                ),
-            )
-            continue
-        yield path, ImageRecord(path=path, source_url=url)
 
 
 def _evolve_image(base: ImageRecord, **changes: Any) -> ImageRecord:

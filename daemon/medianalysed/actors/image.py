@@ -7,6 +7,7 @@ Nothing here waits on a future: the done-callback tells the actor itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -19,10 +20,11 @@ from typing import Any
 import pebble
 import pykka
 
-from medianalysed.downloads import Downloader
+from medianalysed.downloads import Downloader, DownloadOutcome
 from medianalysed.errors import AnalysisError, ErrorCode
 from medianalysed.messages import AnalyseImage, ImageAnalysed, WorkerCrashed, WorkerIdle
 from medianalysed.models import AnalysisSettings
+from medianalysed.urllist import shown_url
 from medianalysed.worker import WorkerJob, run_job
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,12 @@ class _Overdue:
     """The pool never answered: a lost task must not hold a worker slot forever."""
 
     job: AnalyseImage
+
+
+@dataclass(frozen=True, slots=True)
+class _Downloaded:
+    job: AnalyseImage
+    outcome: DownloadOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +95,8 @@ class ImageActor(pykka.ThreadingActor):
         match message:
             case AnalyseImage():
                 self._start(message)
+            case _Downloaded():
+                self._downloaded(message)
             case _JobDone():
                 self._finish(message)
             case _Overdue():
@@ -115,15 +125,46 @@ class ImageActor(pykka.ThreadingActor):
         started = time.monotonic()
         self._in_flight[job] = _InFlight(future=None, timer=None, started=started)
         if job.source_url is not None:
-            error = self._download(job)
-            if error is not None:
-                self._reply(job, None, error)
-                return
+            self._start_download(job)
+            return
+        self._schedule(job, started)
+
+    def _start_download(self, job: AnalyseImage) -> None:
+        """Hand the download to the downloader's threads; `_Downloaded` comes back."""
+        assert job.source_url is not None
+        if self._downloader is None:
+            self._reply(job, None, _error(ErrorCode.INTERNAL, "downloads are not configured"))
+            return
+        try:
+            self._downloader.submit(
+                job.source_url,
+                Path(job.file_path),
+                lambda outcome: self._tell_self(_Downloaded(job=job, outcome=outcome)),
+            )
+        except RuntimeError:  # the downloader is closed: the daemon is shutting down
+            self._reply(job, None, None, interrupted=True)
+
+    def _downloaded(self, message: _Downloaded) -> None:
+        job, outcome = message.job, message.outcome
+        entry = self._in_flight.get(job)
+        if entry is None:
+            return
+        if outcome.interrupted or outcome.error is not None:
+            self._reply(job, None, outcome.error, interrupted=outcome.interrupted)
+            return
+        self._schedule(job, entry.started)
+
+    def _tell_self(self, message: Any) -> None:
+        # Stopped meanwhile: the supervisor has accounted for its jobs.
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(message)
+
+    def _schedule(self, job: AnalyseImage, started: float) -> None:
         work = WorkerJob(
             file_path=job.file_path,
             settings=self._settings,
             content_dir=self._content_dir,
-            source_url=job.source_url,
+            source_url=None if job.source_url is None else shown_url(job.source_url),
             bypass_cache=job.bypass_cache,
         )
         try:
@@ -144,16 +185,6 @@ class ImageActor(pykka.ThreadingActor):
         future.add_done_callback(
             lambda done: self.actor_ref.tell(_JobDone(job=job, future=done, started=started))
         )
-
-    def _download(self, job: AnalyseImage) -> dict[str, Any] | None:
-        assert job.source_url is not None
-        if self._downloader is None:
-            return _error(ErrorCode.INTERNAL, "downloads are not configured")
-        try:
-            self._downloader.fetch(job.source_url, Path(job.file_path))
-        except AnalysisError as exc:
-            return exc.to_json()
-        return None
 
     def _overdue(self, message: _Overdue) -> None:
         entry = self._in_flight.get(message.job)

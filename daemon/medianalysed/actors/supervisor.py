@@ -16,7 +16,6 @@ import itertools
 import logging
 import os
 import time
-import tomllib
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import pykka
 from medianalysed import outbox
 from medianalysed.actors.batch import BatchActor, BatchListener, BatchSettings
 from medianalysed.actors.image import SLOTS_PER_WORKER
+from medianalysed.batchoptions import BatchOptions, read_batch_options
 from medianalysed.config import Config, InboxConfig
 from medianalysed.errors import ErrorCode, MedianalysedError
 from medianalysed.messages import (
@@ -63,7 +63,6 @@ MAX_ACTIVE_BATCHES = 64
 MAX_WORKER_RESTARTS_PER_MINUTE = 20
 MAX_BATCH_RESTARTS = 3
 CANDIDATE_CHECK_INTERVAL_S = 1.0
-BATCH_OPTIONS_FILE = "batch.toml"
 
 
 @dataclass(slots=True)
@@ -316,7 +315,7 @@ class SupervisorActor(pykka.ThreadingActor):
         loose = path.is_file()
         name = path.stem if loose else path.name
         batch_id = self._unique_batch_id(inbox, name)
-        options, note = _read_batch_options(path) if not loose else ({}, "")
+        options = BatchOptions() if loose else read_batch_options(path)
         record = BatchRecord(
             batch_id=batch_id,
             inbox=inbox.name,
@@ -324,12 +323,12 @@ class SupervisorActor(pykka.ThreadingActor):
             outbox_dir=str(inbox.outbox / batch_id),
             loose_file=loose,
             claim_key=_candidate_key(inbox.name, path.name),
-            priority=options.get("priority", Priority.NORMAL),
-            tags=options.get("tags", ()),
-            callback_url=options.get("callback_url", ""),
+            priority=options.priority,
+            tags=options.tags,
+            callback_url=options.callback_url,
             keep_input=False,
             created_at=utc_now_iso(),
-            note=note,
+            note=options.note,
         )
         self._store.create_batch(record, _candidate_key(inbox.name, path.name), identity)
         self._queued.append(batch_id)
@@ -606,36 +605,3 @@ def _candidate_key(inbox: str, name: str) -> str:
 def _identity(path: Path) -> str:
     stat = path.stat()
     return f"{stat.st_dev}:{stat.st_ino}"
-
-
-def _read_batch_options(path: Path) -> tuple[dict[str, Any], str]:
-    """Options from `batch.toml`; a bad file is reported in the batch's note, not fatal."""
-    options_file = path / BATCH_OPTIONS_FILE
-    if not options_file.is_file():
-        return {}, ""
-    try:
-        data = tomllib.loads(options_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return {}, f"batch.toml ignored: {exc}"
-    options: dict[str, Any] = {}
-    problems: list[str] = []
-    for key, value in data.items():
-        if key == "priority":
-            try:
-                options["priority"] = Priority(str(value))
-            except ValueError:
-                problems.append(f"priority must be high, normal or low, got {value!r}")
-        elif key == "tags":
-            if isinstance(value, list) and all(isinstance(tag, str) for tag in value):
-                options["tags"] = tuple(value)
-            else:
-                problems.append("tags must be a list of strings")
-        elif key == "callback_url":
-            if isinstance(value, str) and value.startswith(("http://", "https://")):
-                options["callback_url"] = value
-            else:
-                problems.append("callback_url must be an http(s) URL")
-        else:
-            problems.append(f"unknown key {key!r} (known: callback_url, priority, tags)")
-    note = f"batch.toml: {'; '.join(problems)}" if problems else ""
-    return options, note
