@@ -339,7 +339,10 @@ def test_unreachable_target_is_retried_then_dead_lettered(
     assert letter["attempts"] == 4
     assert "gave up after 4 attempts" in letter["last_error"]
     # The whole userinfo and the token-like path are masked; host and port stay.
-    assert letter["url"] == f"http://127.0.0.1:{url.rsplit(':', 1)[1].split('/')[0]}/********"
+    assert (
+        letter["url"]
+        == f"http://127.0.0.1:{url.rsplit(':', 1)[1].split('/', maxsplit=1)[0]}/********"
+    )
     assert letter["dead_at"].endswith("Z")
     dispatcher.close()
     assert read_dead_letters(tmp_path / "webhooks") == [letter]
