@@ -40,12 +40,24 @@ def read_capped(path: Path, limit: int) -> CappedRead | None:
         if path.is_symlink():
             raise ControlFileError(f"{path.name} is a symbolic link; it is not followed") from exc
         raise ControlFileError(f"cannot open {path.name}: {exc.strerror}") from exc
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            mode = os.fstat(handle.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                raise ControlFileError(f"{path.name} is not a regular file")
-            data = handle.read(limit + 1)
-        except OSError as exc:
-            raise ControlFileError(f"cannot read {path.name}: {exc.strerror}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ControlFileError(f"{path.name} is not a regular file")
+        data = _read_up_to(fd, limit + 1)
+    except OSError as exc:
+        raise ControlFileError(f"cannot read {path.name}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
     return CappedRead(data=data[:limit], truncated=len(data) > limit)
+
+
+def _read_up_to(fd: int, size: int) -> bytes:
+    parts: list[bytes] = []
+    left = size
+    while left > 0:
+        part = os.read(fd, min(left, 1 << 20))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)

@@ -36,7 +36,7 @@ from medianalysed.state import ImageRecord
 
 URLS_FILE: Final = "urls.txt"
 URL_PATH_PREFIX: Final = "urls.txt#L"
-MAX_URLS_BYTES: Final = 16 * 1024 * 1024
+MAX_URLS_BYTES: Final = 8 * 1024 * 1024  # ~100,000 URLs; all are held at enumeration
 MAX_URL_CHARS: Final = 8192
 SHOWN_URL_CHARS: Final = 500  # how much of a bad line its record keeps, as `source_url`
 

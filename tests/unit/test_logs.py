@@ -22,7 +22,7 @@ def restore_logging() -> Iterator[None]:
     """Logging is process-wide: put back what setup_logging changes."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    quiet = {name: logging.getLogger(name).level for name in ("pykka", "PIL")}
+    quiet = {name: logging.getLogger(name).level for name in ("pykka", "PIL", "httpx", "httpcore")}
     yield
     for handler in root.handlers[:]:
         if handler not in handlers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import logging
 import socket
@@ -20,6 +21,7 @@ import pytest
 
 from medianalysed import __version__
 from medianalysed.config import WebhookConfig
+from medianalysed.logs import setup_logging
 from medianalysed.webhooks import (
     EVENTS,
     Delivery,
@@ -536,3 +538,143 @@ def test_concurrent_enqueues_while_delivering_send_each_delivery_once(
     ids = [r.headers["X-Medianalysed-Delivery"] for r in receiver.recorded()]
     assert len(ids) == 40
     assert len(set(ids)) == 40
+
+
+# --- hostile receivers ----------------------------------------------------------------------
+
+
+def test_a_slow_receiver_does_not_delay_the_others(tmp_path: Path) -> None:
+    from tests.scripted_http import answer, hold, scripted_server
+
+    release = threading.Event()
+    config = WebhookConfig(url="", secret=SECRET, timeout_seconds=60, max_attempts=2)
+    dispatcher = WebhookDispatcher(config, tmp_path / "webhooks", allow_private_networks=True)
+    try:
+        with scripted_server({}) as slow, scripted_server({"/hook": answer(200)}) as fast:
+            slow.routes["/hook"] = hold(slow, release)
+            dispatcher.start()
+            dispatcher.enqueue(
+                batch_id="a",
+                event="batch.completed",
+                payload=PAYLOAD,
+                callback_url=slow.base + "/hook",
+            )
+            assert wait_for(lambda: len(slow.recorded()) == 1)
+            for n in range(3):
+                dispatcher.enqueue(
+                    batch_id=f"b{n}",
+                    event="batch.completed",
+                    payload=PAYLOAD,
+                    callback_url=fast.base + "/hook",
+                )
+            # The slow receiver still holds its answer: the fast one was served meanwhile.
+            assert wait_for(lambda: len(fast.recorded()) == 3)
+            assert not release.is_set()
+            assert [d.batch_id for d in dispatcher.pending()] == ["a"]
+            release.set()
+            assert wait_for(lambda: dispatcher.pending() == [])
+    finally:
+        release.set()
+        dispatcher.close()
+
+
+def test_a_receiver_dripping_its_answer_costs_one_timeout(tmp_path: Path) -> None:
+    from tests.scripted_http import drip, scripted_server
+
+    outcomes: list[str] = []
+    config = WebhookConfig(url="", secret=SECRET, timeout_seconds=1, max_attempts=3)
+    dispatcher = WebhookDispatcher(
+        config, tmp_path / "webhooks", allow_private_networks=True, on_outcome=outcomes.append
+    )
+    try:
+        with scripted_server({}) as server:
+            server.routes["/hook"] = drip(server, 0.05, in_headers=True)
+            dispatcher.enqueue(
+                batch_id="b",
+                event="batch.failed",
+                payload=PAYLOAD,
+                callback_url=server.base + "/hook",
+            )
+            assert dispatcher.deliver_due() == 1  # returns: bounded by the 1 s deadline
+        (waiting,) = dispatcher.pending()
+        assert outcomes == ["retry"]
+        assert waiting.last_error is not None
+        assert "no answer within 1 s" in waiting.last_error
+    finally:
+        dispatcher.close()
+
+
+@pytest.fixture
+def daemon_log() -> Iterator[io.StringIO]:
+    """The daemon's own logging set-up, at debug level, into a string."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    quiet = {name: logging.getLogger(name).level for name in ("pykka", "PIL", "httpx", "httpcore")}
+    stream = io.StringIO()
+    setup_logging("debug", "text", stream)
+    yield stream
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    for name, old in quiet.items():
+        logging.getLogger(name).setLevel(old)
+
+
+def test_tokens_in_webhook_urls_never_reach_logs_or_dead_letters(
+    tmp_path: Path, daemon_log: io.StringIO
+) -> None:
+    from tests.scripted_http import answer, scripted_server
+
+    with scripted_server({"/services/T0KENPATH1": answer(410)}) as server:
+        url = f"http://ops:PASSW0RD1@127.0.0.1:{server.port}/services/T0KENPATH1?token=QTOKEN1"
+        config = WebhookConfig(url="", secret=SECRET, timeout_seconds=5, max_attempts=1)
+        dispatcher = WebhookDispatcher(config, tmp_path / "webhooks", allow_private_networks=True)
+        try:
+            dispatcher.enqueue(
+                batch_id="b", event="batch.completed", payload=PAYLOAD, callback_url=url
+            )
+            assert dispatcher.deliver_due() == 1
+            (request,) = server.recorded()
+            (letter,) = dispatcher.dead_letters()
+        finally:
+            dispatcher.close()
+    assert request.path == "/services/T0KENPATH1?token=QTOKEN1"  # the real URL was used
+    assert letter["url"] == f"http://127.0.0.1:{server.port}/services/********?token=********"
+    assert "dead-lettered" in daemon_log.getvalue()
+    shown = (
+        daemon_log.getvalue()
+        + json.dumps(letter)
+        + json.dumps(read_dead_letters(tmp_path / "webhooks"))
+    )
+    for secret in ("T0KENPATH1", "QTOKEN1", "PASSW0RD1", "ops:"):
+        assert secret not in shown
+
+
+def test_a_callback_rebinding_to_loopback_is_never_posted_to(tmp_path: Path) -> None:
+    import ipaddress
+
+    from tests.scripted_http import answer, scripted_server
+
+    calls: list[str] = []
+
+    def rebinding(host: str, port: int, timeout: float | None) -> list[Any]:
+        calls.append(host)
+        first = "2606:4700:4700::1111" if len(calls) == 1 else "127.0.0.1"
+        return [ipaddress.ip_address(first)]
+
+    config = WebhookConfig(url="", secret=SECRET, timeout_seconds=1, max_attempts=1)
+    dispatcher = WebhookDispatcher(config, tmp_path / "webhooks", resolver=rebinding)
+    try:
+        with scripted_server({"/hook": answer(200)}) as victim:
+            dispatcher.enqueue(
+                batch_id="b",
+                event="batch.completed",
+                payload=PAYLOAD,
+                callback_url=f"http://rebind.example:{victim.port}/hook",
+            )
+            assert dispatcher.deliver_due() == 1
+            assert victim.recorded() == []
+    finally:
+        dispatcher.close()
+    assert calls == ["rebind.example"]
