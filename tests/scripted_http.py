@@ -41,6 +41,12 @@ class ScriptedServer:
         with self.lock:
             return list(self.requests)
 
+    def recorded_paths_include(self, path: str) -> bool:
+        return any(
+            request.path == path or request.path.startswith(path + "?")
+            for request in self.recorded()
+        )
+
 
 def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> Route:
     def route(out: BinaryIO, _headers: dict[str, str]) -> None:
