@@ -82,14 +82,14 @@ def drip(server: ScriptedServer, interval: float = 0.5, *, in_headers: bool = Fa
     return route
 
 
-def hold(server: ScriptedServer, release: threading.Event) -> Route:
-    """Answer 200 only once `release` is set (or the server stops)."""
+def hold(server: ScriptedServer, release: threading.Event, then: Route | None = None) -> Route:
+    """Answer `then` (default 200) only once `release` is set (or the server stops)."""
 
     def route(out: BinaryIO, headers: dict[str, str]) -> None:
         while not release.wait(0.05):
             if server.stop.is_set():
                 return
-        answer(200)(out, headers)
+        (then or answer(200))(out, headers)
 
     return route
 
