@@ -173,16 +173,17 @@ def unique_copy(source: Path, target: Path, salt: int) -> None:
 class BatchMaker:
     """Builds the next batch in a staging folder, cycling through the kinds."""
 
-    def __init__(self, staging: Path, seed: int = 11) -> None:
+    KINDS = ("photos", "broken", "names", "junk", "loose")
+
+    def __init__(self, staging: Path, kinds: tuple[str, ...] = KINDS, seed: int = 11) -> None:
         self._staging = staging
         self._rng = random.Random(seed)
         self._photos = sorted(p for p in PHOTOS.iterdir() if p.suffix.lower() in {".jpg", ".png"})
         self._broken = sorted(p for p in (EDGE / "broken").rglob("*") if p.is_file())
         self._bombs = sorted(p for p in (EDGE / "bombs").rglob("*") if p.is_file())
         self._salt = itertools.count()
-        self._kinds = itertools.cycle(
-            (self.photos, self.broken, self.names, self.photos, self.junk, self.loose)
-        )
+        order = ("photos", "broken", "names", "photos", "junk", "loose")
+        self._kinds = itertools.cycle([getattr(self, kind) for kind in order if kind in kinds])
 
     def next(self, index: int) -> Path:
         return next(self._kinds)(index)
@@ -333,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    maker = BatchMaker(root / "staging")
+    maker = BatchMaker(root / "staging", tuple(args.kinds.split(",")))
     rows: list[dict[str, float]] = []
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -395,6 +396,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--csv", type=Path, default=REPO / "benchmarks" / "results" / "soak.csv")
     parser.add_argument("--keep", action="store_true", help="keep the archive of the run")
+    parser.add_argument(
+        "--kinds",
+        default=",".join(BatchMaker.KINDS),
+        help=f"batch kinds to cycle through (default: all of {', '.join(BatchMaker.KINDS)})",
+    )
     raise SystemExit(run(parser.parse_args()))
 
 
