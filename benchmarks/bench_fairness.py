@@ -12,7 +12,8 @@ is immediate):
   much of the big batch was done meanwhile;
 - high behind big: the same with `priority = "high"` in the small batch's batch.toml;
 - together: `--together` batches of `--together-size` images renamed into the inbox at the
-  same moment; spread of their `started_at` and the drop-to-start delay of each.
+  same moment (`--together-side` pixels a side, so each batch takes a while); spread of
+  their `started_at` and the drop-to-start delay of each.
 
 Every image is distinct (random 24x24 PNGs), so the content cache never answers. Prints a
 Markdown table and writes benchmarks/results/fairness.json.
@@ -43,14 +44,14 @@ DEADLINE_S = 1800.0
 IDLE_AFTER_READY_S = 3.0
 
 
-def make_images(folder: Path, count: int, seed: int) -> None:
+def make_images(folder: Path, count: int, seed: int, side: int = 24) -> None:
     rng = random.Random(seed)
     folder.mkdir(parents=True)
     for index in range(count):
         sub = folder / f"g{index // 1000:03d}"
         sub.mkdir(exist_ok=True)
-        pixels = rng.randbytes(24 * 24 * 3)
-        Image.frombytes("RGB", (24, 24), pixels).save(sub / f"{index:06d}.png")
+        pixels = rng.randbytes(side * side * 3)
+        Image.frombytes("RGB", (side, side), pixels).save(sub / f"{index:06d}.png")
     (folder / ".ready").touch()
 
 
@@ -84,9 +85,9 @@ class Daemon:
             time.sleep(POLL_S)
         time.sleep(IDLE_AFTER_READY_S)
 
-    def stage(self, name: str, count: int, seed: int, priority: str = "") -> Path:
+    def stage(self, name: str, count: int, seed: int, priority: str = "", side: int = 24) -> Path:
         folder = self.root / "staging" / name
-        make_images(folder, count, seed)
+        make_images(folder, count, seed, side)
         if priority:
             (folder / "batch.toml").write_text(f'priority = "{priority}"\n', encoding="utf-8")
         return folder
@@ -192,7 +193,9 @@ def together(args: argparse.Namespace) -> dict[str, Any]:
     daemon = Daemon(args.workers)
     try:
         staged = [
-            daemon.stage(f"t{index:02d}", args.together_size, seed=10 + index)
+            daemon.stage(
+                f"t{index:02d}", args.together_size, seed=10 + index, side=args.together_side
+            )
             for index in range(args.together)
         ]
         dropped = [daemon.drop(folder) for folder in staged]
@@ -204,7 +207,10 @@ def together(args: argparse.Namespace) -> dict[str, Any]:
             ends.append(seen)
         delays = [start - drop for start, drop in zip(starts, dropped, strict=True)]
         return {
-            "scenario": f"{args.together} x {args.together_size} images dropped together",
+            "scenario": (
+                f"{args.together} x {args.together_size} images "
+                f"({args.together_side} px) dropped together"
+            ),
             "start_spread_s": round(max(starts) - min(starts), 2),
             "drop_to_start_max_s": round(max(delays), 2),
             "drop_to_start_min_s": round(min(delays), 2),
@@ -220,6 +226,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10)
     parser.add_argument("--together", type=int, default=10)
     parser.add_argument("--together-size", type=int, default=20)
+    parser.add_argument("--together-side", type=int, default=256, help="pixels a side")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scenarios", default="alone,behind,high,together")
     args = parser.parse_args()

@@ -229,11 +229,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--layout", choices=("nested", "flat"), default="nested")
     parser.add_argument("--settle", type=float, default=5.0)
+    parser.add_argument("--dir", type=Path, default=None, help="where to build (e.g. a tmpfs)")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="medianalysed-settle-"))
+    root = Path(tempfile.mkdtemp(prefix="medianalysed-settle-", dir=args.dir))
     try:
         tree = root / "staging" / "huge"
-        result: dict[str, Any] = {"files": args.files, "layout": args.layout}
+        result: dict[str, Any] = {"files": args.files, "layout": args.layout, "dir": str(root)}
         result["build_s"] = round(build_tree(tree, args.files, args.layout), 1)
         walk = walk_in_child(tree)
         result["walk_s"] = round(walk["walk_s"], 2)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from medianalysed.messages import AnalyseImage, PathSeen, Snapshot, Tick
+from medianalysed.messages import AnalyseImage, InboxesChanged, PathSeen, Snapshot, Tick
 from medianalysed.readiness import TreeSnapshot, snapshot_tree
 from medianalysed.settling import SnapshotWalker, TreeWalked, next_walk_delay
 from tests.actors.test_supervisor_actor import Harness, harness  # noqa: F401 - the fixture
@@ -149,3 +149,31 @@ def test_next_walk_delay_is_the_interval_or_the_walk_time(
     walk_s: float, interval_s: float, delay_s: float
 ) -> None:
     assert next_walk_delay(walk_s, interval_s) == delay_s
+
+
+def test_a_folder_forgotten_and_seen_again_mid_walk_is_not_walked_twice_at_once(
+    harness,  # noqa: F811
+) -> None:
+    walks = GatedSnapshots("slow")
+    h: Harness = harness(workers=1, snapshot=walks)
+    folder = h.folder("slow", 1)
+    h.supervisor.tell(PathSeen("default", str(folder)))
+    h.supervisor.tell(Tick(0))
+    wait_for(lambda: walks.running["slow"] == 1, what="the walk running")
+
+    h.supervisor.tell(InboxesChanged(()))  # the inbox goes away: its candidate is forgotten
+    h.supervisor.tell(InboxesChanged((h.inbox,)))
+    h.supervisor.tell(PathSeen("default", str(folder)))
+    for _ in range(10):
+        h.supervisor.tell(Tick(0))
+    h.supervisor.ask(Snapshot(), timeout=5)
+
+    assert walks.most_at_once["slow"] == 1
+    walks.release.set()
+
+    def started() -> bool:
+        h.supervisor.tell(Tick(0))
+        return "slow" in h.supervisor.ask(Snapshot(), timeout=5)["active"]
+
+    wait_for(started, what="the folder walked again, then started")
+    assert walks.most_at_once["slow"] == 1

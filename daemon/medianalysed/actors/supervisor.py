@@ -71,7 +71,7 @@ class _Candidate:
     path: Path
     first_seen: float
     next_walk: float = 0.0
-    walk_token: int | None = None  # set while its snapshot walk runs (at most one)
+    walk_token: int | None = None  # the walk whose result this candidate waits for
 
 
 @dataclass(slots=True)
@@ -129,6 +129,8 @@ class SupervisorActor(pykka.ThreadingActor):
         self._queue_ranks: dict[str, tuple[int, str]] = {}
         self._walker: SnapshotWalker | None = None
         self._walk_tokens = itertools.count(1)
+        # Keys with a walk running, even for a candidate forgotten (and seen again) since.
+        self._walking: set[str] = set()
         self._active: dict[str, _ActiveBatch] = {}
         self._demand: dict[str, _Demand] = {}
         # One entry per free slot; an image actor has SLOTS_PER_WORKER of them.
@@ -241,7 +243,7 @@ class SupervisorActor(pykka.ThreadingActor):
     def _check_candidates(self, now: float) -> None:
         """Start a snapshot walk for every candidate that is due and not being walked."""
         for key, candidate in list(self._candidates.items()):
-            if candidate.walk_token is not None or now < candidate.next_walk:
+            if key in self._walking or now < candidate.next_walk:
                 continue
             try:
                 self._check_candidate(key, candidate, now)
@@ -256,11 +258,13 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         assert self._walker is not None
         candidate.walk_token = next(self._walk_tokens)
+        self._walking.add(key)
         candidate.next_walk = now  # pushed back when the result arrives
         self._walker.submit(key, candidate.walk_token, candidate.path, candidate.inbox.ready_marker)
 
     def _on_tree_walked(self, message: TreeWalked) -> None:
         """A walk finished (on a walker thread): settle, forget, or start the batch."""
+        self._walking.discard(message.key)
         candidate = self._candidates.get(message.key)
         if candidate is None or candidate.walk_token != message.token:
             return  # forgotten (or replaced) while it was walked
