@@ -320,6 +320,8 @@ class SupervisorActor(pykka.ThreadingActor):
         name = path.stem if loose else path.name
         batch_id = self._unique_batch_id(inbox, name)
         options = BatchOptions() if loose else read_batch_options(path)
+        if options.note:
+            logger.warning("batch %s: %s", batch_id, options.note, extra={"batch_id": batch_id})
         record = BatchRecord(
             batch_id=batch_id,
             inbox=inbox.name,

@@ -15,9 +15,11 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -90,9 +92,9 @@ class WebhookDispatcher:
         self._sender = Sender(
             config, allow_private_networks=allow_private_networks, resolver=resolver
         )
-        self._claims_lock = threading.Lock()
+        self._claims = threading.Condition()  # guards the two below; notified on release
         self._in_flight: set[str] = set()  # delivery ids being attempted
-        self._busy_receivers: set[str] = set()
+        self._busy_receivers: Counter[str] = Counter()  # attempts in flight per receiver
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -198,23 +200,26 @@ class WebhookDispatcher:
         """
         now = self._clock()
         claimed: list[Delivery] = []
-        with self._claims_lock:
+        with self._claims:
             for delivery in self._queue.pending():
                 if delivery.next_attempt_at > now or (limit is not None and len(claimed) >= limit):
                     break
                 if delivery.delivery_id in self._in_flight:
                     continue
-                if limit is not None and delivery.receiver in self._busy_receivers:
+                if limit is not None and self._busy_receivers[delivery.receiver]:
                     continue
                 self._in_flight.add(delivery.delivery_id)
-                self._busy_receivers.add(delivery.receiver)
+                self._busy_receivers[delivery.receiver] += 1
                 claimed.append(delivery)
         return claimed
 
     def _release(self, delivery: Delivery) -> None:
-        with self._claims_lock:
+        with self._claims:
             self._in_flight.discard(delivery.delivery_id)
-            self._busy_receivers.discard(delivery.receiver)
+            self._busy_receivers[delivery.receiver] -= 1
+            if self._busy_receivers[delivery.receiver] <= 0:
+                del self._busy_receivers[delivery.receiver]
+            self._claims.notify_all()
         self._wake.set()
 
     def _attempt_and_release(self, delivery: Delivery) -> None:
@@ -311,11 +316,17 @@ class WebhookDispatcher:
         # Order matters: _run clears the wake event before checking the stop flag.
         self._stopping.set()
         self._wake.set()
+        deadline = time.monotonic() + timeout
         thread.join(timeout)
         senders = self._senders
         if senders is not None:
             senders.shutdown(wait=False, cancel_futures=True)
-        if thread.is_alive():
+        with self._claims:  # attempts in flight end within their own deadline
+            self._claims.wait_for(
+                lambda: not self._in_flight, timeout=max(0.0, deadline - time.monotonic())
+            )
+            busy = bool(self._in_flight)
+        if thread.is_alive() or busy:
             logger.warning(
                 "webhook dispatcher still busy after %.1f s; its pending deliveries stay queued",
                 timeout,
@@ -342,18 +353,24 @@ class WebhookDispatcher:
     def _dispatch_due(self) -> None:
         senders = self._senders
         assert senders is not None
-        with self._claims_lock:
+        with self._claims:
             free = SENDER_THREADS - len(self._in_flight)
         if free <= 0:
             return
         for delivery in self._claim_due(limit=free):
             try:
-                senders.submit(self._attempt_and_release, delivery)
+                future = senders.submit(self._attempt_and_release, delivery)
             except RuntimeError:  # stopping
                 self._release(delivery)
+                continue
+            future.add_done_callback(partial(self._release_if_cancelled, delivery))
+
+    def _release_if_cancelled(self, delivery: Delivery, future: Future[None]) -> None:
+        if future.cancelled():  # `stop` dropped it before a sender took it
+            self._release(delivery)
 
     def _seconds_until_due(self) -> float:
-        with self._claims_lock:
+        with self._claims:
             in_flight = set(self._in_flight)
             busy = set(self._busy_receivers)
         waiting = [
