@@ -41,6 +41,7 @@ from medianalysed.decoding import (
 )
 from medianalysed.errors import AnalysisError, ErrorCode
 from medianalysed.exif import exif_section, finite_float, read_exif_tags
+from medianalysed.frames import FrameCount, count_frames
 from medianalysed.hashes import hashes
 from medianalysed.models import AnalysisSettings
 
@@ -202,9 +203,10 @@ def analyse_image(path: Path, facts: FileFacts, settings: AnalysisSettings) -> d
                 _check_limits(late, settings)
                 header = late
                 tags = read_exif_tags(header.exif, gps=settings.gps)
+            frames = count_frames(image, facts.size)  # last: it seeks away from the first frame
         reduced = reduce_for_hashes(working)
         return {
-            "image": header.section(has_alpha=working.has_alpha),
+            "image": header.section(has_alpha=working.has_alpha, frames=frames),
             "exif": exif_section(tags, gps=settings.gps),
             "colors": colors_section(reduced.image, settings.dominant_colors),
             "hashes": hashes(working, reduced, header.applied_orientation),
@@ -328,8 +330,6 @@ class _Header:
     stored_size: tuple[int, int]
     orientation: int  # as reported (the file's own value)
     applied_orientation: int  # what still has to be applied to decoded pixels
-    frames: int
-    animated: bool
     icc_profile: str | None
     dpi: list[float] | None
     exif: Image.Exif | None
@@ -341,7 +341,7 @@ class _Header:
             return height, width
         return width, height
 
-    def section(self, *, has_alpha: bool) -> dict[str, Any]:
+    def section(self, *, has_alpha: bool, frames: FrameCount) -> dict[str, Any]:
         """The `image` section of the record."""
         width, height = self.displayed_size
         return {
@@ -351,8 +351,9 @@ class _Header:
             "height": height,
             "mode": self.mode,
             "orientation": self.orientation,
-            "frames": self.frames,
-            "animated": self.animated,
+            "frames": frames.frames,
+            "frames_capped": frames.capped,
+            "animated": frames.frames > 1,
             "has_alpha": has_alpha,
             "icc_profile": self.icc_profile,
             "dpi": self.dpi,
@@ -363,7 +364,6 @@ def _read_header(image: Image.Image) -> _Header:
     exif = _exif_before_decode(image)
     reported, applied = _orientations(image, exif)
     fmt = image.format or "UNKNOWN"
-    frames = int(getattr(image, "n_frames", 1))
     return _Header(
         format=fmt,
         mime=_mime_of(fmt),
@@ -371,8 +371,6 @@ def _read_header(image: Image.Image) -> _Header:
         stored_size=image.size,
         orientation=reported,
         applied_orientation=applied,
-        frames=frames,
-        animated=bool(getattr(image, "is_animated", False)) or frames > 1,
         icc_profile=_icc_of(image.info.get("icc_profile")),
         dpi=_dpi_of(image.info.get("dpi")),
         exif=exif,

@@ -185,6 +185,7 @@ class Daemon:
             max_workers=config.processing.effective_workers,
             context=pool_context(),
             initializer=worker_initializer,
+            initargs=(config.processing.max_worker_memory,),
         )
         # One download thread per image-actor slot: a download never waits for a thread.
         self.downloader = Downloader(

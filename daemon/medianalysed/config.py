@@ -58,6 +58,9 @@ class ProcessingConfig:
     max_pixels: int = 178_956_970
     min_width: int = 0
     min_height: int = 0
+    # Per worker process; 0 = no limit. The largest image max_pixels admits takes 4 bytes a
+    # pixel once decoded (716 MB at the default), a worker's own data about 200 MB.
+    max_worker_memory: int = 2_000_000_000
 
     @property
     def effective_workers(self) -> int:
@@ -139,7 +142,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     name: tuple(f.name for f in dataclasses.fields(cls))
     for name, cls in {**_SECTIONS, _INBOX_SECTION: InboxConfig}.items()
 }
-_SIZE_KEYS = frozenset({"max_file_size", "max_bytes"})
+_SIZE_KEYS = frozenset({"max_file_size", "max_bytes", "max_worker_memory"})
 _SECRET_KEYS = frozenset({"secret"})
 _INBOX_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
@@ -415,11 +418,16 @@ class _Table:
         self.problem(name, f"{message}; did you mean '{close[0]}'?" if close else message)
         return default
 
-    def size(self, name: str, default: int) -> int:
-        """A positive byte size: an integer or a string such as "200MB"."""
+    def size(self, name: str, default: int, *, zero_means_none: bool = False) -> int:
+        """A positive byte size: an integer or a string such as "200MB".
+
+        With `zero_means_none`, 0, "0" and "" are accepted too (as 0: no limit).
+        """
         if name not in self.data:
             return default
         value = self.data[name]
+        if zero_means_none and value == "":
+            return 0
         if not isinstance(value, int | str):
             self.problem(name, f"expected {_SIZE_FORM}, got {_describe(value)}")
             return default
@@ -427,10 +435,13 @@ class _Table:
             size = parse_size(value)
         except ValueError:
             if isinstance(value, int) and not isinstance(value, bool):
-                self.problem(name, f"must be > 0, got {value}")
+                bound = ">= 0 (0 = no limit)" if zero_means_none else "> 0"
+                self.problem(name, f"must be {bound}, got {value}")
             else:
                 self.problem(name, f"expected {_SIZE_FORM}, got {_describe(value)}")
             return default
+        if zero_means_none and size == 0:
+            return 0
         return size if self._in_range(name, size, at_least=0, above=True) else default
 
     def path(self, name: str, default: Path) -> Path:
@@ -565,6 +576,9 @@ def _read_processing(table: _Table) -> ProcessingConfig:
         max_pixels=table.integer("max_pixels", default.max_pixels, at_least=1),
         min_width=table.integer("min_width", default.min_width, at_least=0),
         min_height=table.integer("min_height", default.min_height, at_least=0),
+        max_worker_memory=table.size(
+            "max_worker_memory", default.max_worker_memory, zero_means_none=True
+        ),
     )
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 from PIL import EpsImagePlugin, Image, ImageFile, JpegImagePlugin
 
 HASH_MIN_SIDE: Final = 128  # the reduced decode keeps at least this many pixels on the short side
@@ -61,11 +64,9 @@ def decode_working(image: Image.Image) -> Working:
         raise UnsupportedVariantError(f"no decoder for {image.format} files")
     image.load()
     has_alpha = image.has_transparency_data
-    frame = _normalised(image)
-    factor = _reduce_factor(min(frame.size))
-    if factor > 1:
-        frame = frame.reduce(factor)
-        scale *= factor
+    factor = _reduce_factor(min(image.size))
+    frame = _normalised_reduced(image, factor)
+    scale *= factor
     return Working(image=frame, scale=scale, full_size=full_size, has_alpha=has_alpha)
 
 
@@ -95,38 +96,93 @@ def _has_ghostscript() -> bool:
     return bool(EpsImagePlugin.has_ghostscript())
 
 
-def _normalised(image: Image.Image) -> Image.Image:
-    """The decoded frame in L, LA, RGB or RGBA (8 bits per channel)."""
+def _normalised_reduced(image: Image.Image, factor: int) -> Image.Image:
+    """The decoded frame in L, LA, RGB or RGBA (8 bits per channel), box-reduced by `factor`.
+
+    Converting a whole frame at once would hold a second full-resolution copy next to the
+    decoder's (for 16-bit and float pixels, several float64 ones: 2.5 GB for a 10000x10000
+    16-bit PNG), and so does Pillow's reduce of LA and RGBA (it premultiplies a copy first).
+    Strips whose height is a multiple of `factor` convert and reduce to exactly the same
+    pixels, so only one strip is ever converted at a time.
+    """
+    if image.mode in _REDUCED_IN_PLACE_MODES:
+        # A copy, never the file's image itself: counting frames seeks that one afterwards.
+        return image.reduce(factor) if factor > 1 else image.copy()
+    convert = _converter(image)
+    width, height = image.size
+    rows = _strip_rows(width, factor)
+    reduced: Image.Image | None = None
+    for top in range(0, height, rows):
+        strip = convert(image.crop((0, top, width, min(height, top + rows))))
+        if factor > 1:
+            strip = strip.reduce(factor)
+        if reduced is None:
+            reduced = Image.new(strip.mode, (-(-width // factor), -(-height // factor)))
+        reduced.paste(strip, (0, top // factor))
+    return reduced if reduced is not None else convert(image.copy())
+
+
+_REDUCED_IN_PLACE_MODES: Final = frozenset({"L", "RGB"})
+_STRIP_PIXELS: Final = 1 << 20  # a mode conversion works on strips of about this many pixels
+_CONVERTED_MODES: Final = {"1": "L", "La": "LA", "RGBa": "RGBA"}
+
+
+def _strip_rows(width: int, factor: int) -> int:
+    rows = max(1, _STRIP_PIXELS // max(1, width))
+    return max(factor, rows // factor * factor)
+
+
+def _converter(image: Image.Image) -> Callable[[Image.Image], Image.Image]:
+    """How one strip of this image becomes L, LA, RGB or RGBA."""
     mode = image.mode
-    if mode in ("L", "LA", "RGB", "RGBA"):
-        return image
-    if mode in ("1",):
-        return image.convert("L")
-    if mode in ("P", "PA"):
-        return image.convert("RGBA" if image.has_transparency_data else "RGB")
-    if mode == "La":
-        return image.convert("LA")
-    if mode == "RGBa":
-        return image.convert("RGBA")
     if mode in ("I", "F") or mode.startswith("I;16"):
-        return _high_bit_to_l(image)
-    return image.convert("RGB")
+        low, high = _value_range(image)
+        return functools.partial(_high_bit_to_l, low=low, high=high)
+    if mode in ("LA", "RGBA"):
+        return _unchanged
+    if mode in ("P", "PA"):
+        target = "RGBA" if image.has_transparency_data else "RGB"
+    else:
+        target = _CONVERTED_MODES.get(mode, "RGB")
+    return functools.partial(Image.Image.convert, mode=target)
 
 
-def _high_bit_to_l(image: Image.Image) -> Image.Image:
-    """Scale 16/32-bit and float pixels to 8 bits (Pillow's convert would clip them at 255)."""
+def _unchanged(strip: Image.Image) -> Image.Image:
+    return strip
+
+
+def _value_range(image: Image.Image) -> tuple[float, float]:
+    """The smallest and largest sample, NaN and infinities counted as 0, strip by strip."""
+    width, height = image.size
+    rows = _strip_rows(width, 1)
+    low, high = math.inf, -math.inf
+    for top in range(0, height, rows):
+        values = _finite_values(image.crop((0, top, width, min(height, top + rows))))
+        if values.size:
+            low, high = min(low, float(values.min())), max(high, float(values.max()))
+    return low, high
+
+
+def _finite_values(image: Image.Image) -> npt.NDArray[np.float64]:
     values = np.asarray(image).astype(np.float64)
+    return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _high_bit_to_l(image: Image.Image, *, low: float, high: float) -> Image.Image:
+    """Scale 16/32-bit and float pixels to 8 bits (Pillow's convert would clip them at 255).
+
+    `low` and `high` are the whole frame's, so every strip is scaled alike.
+    """
+    values = _finite_values(image)
     if values.size == 0:
         return Image.new("L", image.size)
-    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(values.min()), float(values.max())
     if image.mode == "F" and low >= 0 and high <= 1:
         values = values * 255
     elif image.mode != "F" and low >= 0 and high > 255:
         # 10/12/14/16-bit samples: scale the smallest bit depth that holds them to 8 bits.
         values = values * (255 / (2 ** int(high).bit_length() - 1))
     elif low < 0 or high > 255:
-        values = (values - low) * (255 / (high - low))
+        values = (values - low) * (255 / (high - low) if high > low else 0.0)
     return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))  # mode L
 
 

@@ -56,6 +56,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "image.mode",
     "image.orientation",
     "image.frames",
+    "image.frames_capped",
     "image.animated",
     "image.has_alpha",
     "image.icc_profile",

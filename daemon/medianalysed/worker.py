@@ -13,11 +13,13 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medianalysed.config import format_size
 from medianalysed.errors import AnalysisError, ErrorCode
 from medianalysed.models import AnalysisSettings
 
@@ -25,8 +27,11 @@ logger = logging.getLogger(__name__)
 
 CONTENT_CACHE_SIZE_LIMIT = 4 * 2**30
 
+_WORKER_OOM_SCORE_ADJ = 500  # of -1000..1000: workers are killed before the daemon (0)
+
 _content_cache: Any = None
 _content_cache_dir: str | None = None
+_memory_limit: int | None = None  # what apply_memory_limit set in this process
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +76,7 @@ def _outcome(job: WorkerJob) -> dict[str, Any]:
     except AnalysisError as exc:
         return {"error": exc.to_json()}
     except MemoryError:
-        return {"error": _error(ErrorCode.DECOMPRESSION_BOMB, "ran out of memory decoding it")}
+        return {"error": _error(ErrorCode.DECOMPRESSION_BOMB, _out_of_memory_message())}
     except Exception as exc:
         logger.exception("analysis of %s failed unexpectedly", job.file_path)
         return {"error": _error(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")}
@@ -141,7 +146,46 @@ def pool_context() -> Any:
     return context
 
 
-def worker_initializer() -> None:
-    """Run once in each worker process: lower its priority below the daemon's threads."""
+def worker_initializer(max_worker_memory: int = 0) -> None:
+    """Run once in each worker process: below the daemon in CPU priority and for the OOM
+    killer, and within `max_worker_memory` bytes (0 = no limit)."""
     with contextlib.suppress(OSError):
         os.nice(5)
+    _offer_to_the_oom_killer()
+    apply_memory_limit(max_worker_memory)
+
+
+def apply_memory_limit(limit: int) -> None:
+    """Cap this process's data (heap and private anonymous mappings) at `limit` bytes.
+
+    RLIMIT_DATA, not RLIMIT_AS: the address space also counts ~800 MB of mapped libraries and
+    the untouched 64 MB malloc arenas each decoder thread reserves, none of it memory in use.
+    Past the limit allocations fail: Pillow and numpy raise MemoryError, which the job turns
+    into a failed image while the daemon stays up. 0 leaves the limit as it is.
+    """
+    global _memory_limit  # noqa: PLW0603 - one limit per worker process
+    if limit <= 0:
+        return
+    try:
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    except (OSError, ValueError) as exc:  # e.g. setrlimit filtered by a seccomp profile
+        logger.warning("cannot limit worker memory to %d bytes: %s", limit, exc)
+        return
+    _memory_limit = limit
+
+
+def _offer_to_the_oom_killer() -> None:
+    """Make the kernel's OOM killer pick a worker before the daemon (raising needs no rights)."""
+    path = Path("/proc/self/oom_score_adj")
+    with contextlib.suppress(OSError, ValueError):
+        if int(path.read_text()) < _WORKER_OOM_SCORE_ADJ:
+            path.write_text(str(_WORKER_OOM_SCORE_ADJ))
+
+
+def _out_of_memory_message() -> str:
+    if _memory_limit is None:
+        return "ran out of memory decoding it"
+    return f"decoding needs more memory than max_worker_memory ({format_size(_memory_limit)})"

@@ -239,6 +239,17 @@ ERROR_CASES: list[tuple[dict[str, object], str, str]] = [
         "got string '200 megs'",
     ),
     ({"downloads": {"max_bytes": 0}}, "downloads.max_bytes", "must be > 0, got 0"),
+    (
+        {"processing": {"max_worker_memory": -1}},
+        "processing.max_worker_memory",
+        "must be >= 0 (0 = no limit), got -1",
+    ),
+    (
+        {"processing": {"max_worker_memory": "2 gigs"}},
+        "processing.max_worker_memory",
+        "expected a size such as 200MB, 1.5GiB or 512kB (B, kB, MB, GB, TB, KiB, MiB, GiB, TiB), "
+        "got string '2 gigs'",
+    ),
     ({"downloads": {"max_bytes": -5}}, "downloads.max_bytes", "must be > 0, got -5"),
     # listen and url
     (
@@ -679,8 +690,34 @@ def test_render_round_trips_the_defaults(tmp_path: Path, monkeypatch: pytest.Mon
         config_from_dict(tomllib.loads(text), base_dir=Path("/elsewhere"), source=None) == defaults
     )
     key_lines = [line for line in text.splitlines() if " = " in line and not line.startswith("#")]
-    assert len(key_lines) == 3 + 8 + 3 + 1 + 5 + 3 + 11
+    assert len(key_lines) == 3 + 9 + 3 + 1 + 5 + 3 + 11
     assert all(line.endswith("  # default") for line in key_lines)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("512MiB", 512 * 2**20),
+        ("3GB", 3_000_000_000),
+        (1_000_000, 1_000_000),
+        ("0", 0),
+        ("", 0),
+        (0, 0),
+        ("0B", 0),
+    ],
+)
+def test_max_worker_memory_is_a_size_and_zero_or_empty_means_no_limit(
+    given: str | int, expected: int
+) -> None:
+    loaded = config_from_dict(
+        {"processing": {"max_worker_memory": given}}, base_dir=BASE, source=None
+    )
+    assert loaded.processing.max_worker_memory == expected
+    rendered = tomllib.loads(render_config(loaded))["processing"]["max_worker_memory"]
+    again = config_from_dict(
+        {"processing": {"max_worker_memory": rendered}}, base_dir=BASE, source=None
+    )
+    assert again.processing == loaded.processing
 
 
 def test_render_masks_secrets_and_marks_only_defaults(tmp_path: Path) -> None:

@@ -122,6 +122,9 @@ def test_no_line_has_a_trailing_comment() -> None:
         ("PrivateDevices", "yes"),
         ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
         ("SystemCallArchitectures", "native"),
+        ("MemoryHigh", "7G"),
+        ("MemoryMax", "8500M"),
+        ("OOMPolicy", "continue"),
         ("WantedBy", "multi-user.target"),
     ],
 )
@@ -131,6 +134,12 @@ def test_key_setting(unit: dict[str, list[str]], key: str, expected: str) -> Non
 
 def test_system_call_filter_starts_from_the_service_set(unit: dict[str, list[str]]) -> None:
     assert unit["SystemCallFilter"][0] == "@system-service"
+
+
+def test_workers_may_still_cap_their_own_memory(unit: dict[str, list[str]]) -> None:
+    denied, allowed = unit["SystemCallFilter"][-2:]  # allowed again after ~@resources
+    assert "@resources" in denied.split()
+    assert {"setrlimit", "prlimit64"} <= set(allowed.split())
 
 
 def test_sysusers_and_tmpfiles_create_the_user_and_the_drop_tree(tmp_path: Path) -> None:
