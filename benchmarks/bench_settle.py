@@ -230,6 +230,7 @@ def main() -> None:
     parser.add_argument("--layout", choices=("nested", "flat"), default="nested")
     parser.add_argument("--settle", type=float, default=5.0)
     parser.add_argument("--dir", type=Path, default=None, help="where to build (e.g. a tmpfs)")
+    parser.add_argument("--label", default="", help="suffix of the results file name")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="medianalysed-settle-", dir=args.dir))
     try:
@@ -247,7 +248,7 @@ def main() -> None:
         print(f"{key}: {value}")
     out = REPO / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
-    name = f"settle-{args.layout}.json"
+    name = f"settle-{args.layout}{'-' + args.label if args.label else ''}.json"
     (out / name).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 

@@ -9,9 +9,18 @@ from typing import Any
 
 import pytest
 
-from medianalysed.messages import AnalyseImage, InboxesChanged, PathSeen, Snapshot, Tick
+from medianalysed.actors import supervisor as supervisor_module
+from medianalysed.messages import (
+    AnalyseImage,
+    InboxesChanged,
+    PathSeen,
+    Snapshot,
+    SubmitBatch,
+    Tick,
+)
 from medianalysed.readiness import TreeSnapshot, snapshot_tree
 from medianalysed.settling import SnapshotWalker, TreeWalked, next_walk_delay
+from medianalysed.state import BatchRecord, StateStore
 from tests.actors.test_supervisor_actor import Harness, harness  # noqa: F401 - the fixture
 from tests.e2e.harness import wait_for
 from tests.recording import expect
@@ -177,3 +186,37 @@ def test_a_folder_forgotten_and_seen_again_mid_walk_is_not_walked_twice_at_once(
 
     wait_for(started, what="the folder walked again, then started")
     assert walks.most_at_once["slow"] == 1
+
+
+def test_beyond_the_active_bound_high_priority_waits_first_and_ticks_do_not_reread_state(
+    harness,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(supervisor_module, "MAX_ACTIVE_BATCHES", 1)
+    h: Harness = harness(workers=1)
+    h.supervisor.tell(SubmitBatch("default", str(h.folder("first", 1))))
+    running = expect(h.jobs, AnalyseImage)
+    for name, priority in (("normal-1", None), ("urgent", "high"), ("normal-2", None)):
+        h.supervisor.tell(SubmitBatch("default", str(h.folder(name, 1, priority))))
+    assert h.supervisor.ask(Snapshot(), timeout=5)["queued"] == ["normal-1", "urgent", "normal-2"]
+
+    reads: list[str] = []
+    real_get_batch = StateStore.get_batch
+
+    def counted(self: StateStore, batch_id: str) -> BatchRecord | None:
+        reads.append(batch_id)
+        return real_get_batch(self, batch_id)
+
+    monkeypatch.setattr(StateStore, "get_batch", counted)
+    for _ in range(20):
+        h.supervisor.tell(Tick(0))
+    h.supervisor.ask(Snapshot(), timeout=5)
+    assert reads == []  # the queue order is kept in memory, not re-read every tick
+
+    h.answer(running)
+    order = []
+    for _ in range(3):
+        job = expect(h.jobs, AnalyseImage)
+        order.append(job.batch_id)
+        h.answer(job)
+    assert order == ["urgent", "normal-1", "normal-2"]
