@@ -279,6 +279,25 @@ def _pillow_errors(path: Path, data: bytes | None) -> Iterator[None]:
         if "too large" in str(exc).lower():  # PNG text-chunk bombs raise ValueError
             raise AnalysisError(ErrorCode.DECOMPRESSION_BOMB, _bomb_message(exc)) from exc
         raise AnalysisError(ErrorCode.CORRUPT, _decode_failure_message(exc)) from exc
+    except MemoryError:
+        raise  # the worker reports it against max_worker_memory
+    except Exception as exc:
+        if _raised_by_a_decoder(exc):  # e.g. RuntimeError from the AVIF and HEIF decoders
+            raise AnalysisError(ErrorCode.CORRUPT, _decode_failure_message(exc)) from exc
+        raise
+
+
+_DECODER_MODULES: Final = ("PIL.", "pillow_heif.")
+
+
+def _raised_by_a_decoder(exc: BaseException) -> bool:
+    """Whether the exception comes from inside Pillow or pillow-heif (not from our code)."""
+    traceback = exc.__traceback__
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return str(traceback.tb_frame.f_globals.get("__name__", "")).startswith(_DECODER_MODULES)
 
 
 def _bomb_message(exc: Exception) -> str:
