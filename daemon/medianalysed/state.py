@@ -18,6 +18,7 @@ Layout under `state_dir`:
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -166,6 +167,22 @@ class ImageRecord:
         )
 
 
+# Every cache `open_durable_cache` returned, for `release_thread_connections`.
+_DURABLE_CACHES: weakref.WeakSet[diskcache.Cache] = weakref.WeakSet()
+
+
+def release_thread_connections() -> None:
+    """Close the calling thread's SQLite connection to every durable cache.
+
+    diskcache opens one connection per thread and cache, and a thread that ends does not
+    reliably close them: each short-lived thread that used a cache (a batch actor) leaked
+    its file descriptors (the soak benchmark found one or two per finished batch). Call
+    this last in such a thread; a later use from the same thread simply reopens.
+    """
+    for cache in list(_DURABLE_CACHES):
+        cache.close()  # diskcache closes only the calling thread's connection
+
+
 def open_durable_cache(directory: Path, *, what: str, cache_pages: int = 256) -> diskcache.Cache:
     """A diskcache that never evicts, tuned for a long-running, many-threaded process.
 
@@ -173,7 +190,7 @@ def open_durable_cache(directory: Path, *, what: str, cache_pages: int = 256) ->
         StateError: naming `what` and the directory when it cannot be opened.
     """
     try:
-        return diskcache.Cache(
+        cache = diskcache.Cache(
             str(directory),
             eviction_policy="none",
             size_limit=2**62,
@@ -186,6 +203,8 @@ def open_durable_cache(directory: Path, *, what: str, cache_pages: int = 256) ->
         )
     except Exception as exc:
         raise StateError(f"cannot open {what} at {directory}: {exc}") from exc
+    _DURABLE_CACHES.add(cache)
+    return cache
 
 
 class StateStore:

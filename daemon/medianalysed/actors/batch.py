@@ -43,7 +43,13 @@ from medianalysed.models import (
     utc_now_iso,
 )
 from medianalysed.readiness import group_of, iter_batch_entries
-from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
+from medianalysed.state import (
+    PATH_CHUNK_SIZE,
+    BatchRecord,
+    ImageRecord,
+    StateStore,
+    release_thread_connections,
+)
 from medianalysed.urllist import URL_PATH_PREFIX, entries_with_urls, shown_url
 
 logger = logging.getLogger(__name__)
@@ -123,8 +129,13 @@ class BatchActor(pykka.ThreadingActor):
         """Defer the real work to a message, so a failure reaches `on_failure`."""
         self.actor_ref.tell(_Begin())
 
+    def on_stop(self) -> None:
+        """This thread ends: close its SQLite connections (diskcache leaks them otherwise)."""
+        release_thread_connections()
+
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         """Tell the supervisor; the batch resumes from its persisted state when restarted."""
+        release_thread_connections()
         self._supervisor.tell(
             BatchCrashed(
                 batch_id=self._batch_id,
