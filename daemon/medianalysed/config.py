@@ -72,6 +72,7 @@ class ProcessingConfig:
 class AnalysisConfig:
     dominant_colors: int = 5
     near_duplicate_distance: int = 6
+    max_duplicates_listed: int = 10
     gps: bool = True
 
 
@@ -591,6 +592,9 @@ def _read_analysis(table: _Table) -> AnalysisConfig:
         near_duplicate_distance=table.integer(
             "near_duplicate_distance", default.near_duplicate_distance, at_least=0, at_most=32
         ),
+        max_duplicates_listed=table.integer(
+            "max_duplicates_listed", default.max_duplicates_listed, at_least=0, at_most=1000
+        ),
         gps=table.boolean("gps", default.gps),
     )
 
@@ -869,6 +873,9 @@ def config_fingerprint(config: Config) -> str:
         },
         "analysis": dataclasses.asdict(config.analysis),
     }
+    # How many matches a record lists changes no analysis, count or group: left out, so the
+    # fingerprints of earlier summaries stay comparable.
+    del relevant["analysis"]["max_duplicates_listed"]
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -83,7 +83,12 @@ def test_values_are_read_into_their_types() -> None:
     loaded = config_from_dict(
         {
             "processing": {"workers": 4, "image_timeout_seconds": 2.5, "max_file_size": "1.5GiB"},
-            "analysis": {"gps": False, "dominant_colors": 32, "near_duplicate_distance": 0},
+            "analysis": {
+                "gps": False,
+                "dominant_colors": 32,
+                "near_duplicate_distance": 0,
+                "max_duplicates_listed": 0,
+            },
             "metrics": {"listen": "[::1]:9464"},
             "webhook": {"url": "https://hooks.example.com/x", "backoff_seconds": [0, 1.5]},
             "inbox": [
@@ -99,7 +104,7 @@ def test_values_are_read_into_their_types() -> None:
     assert loaded.processing.image_timeout_seconds == 2.5
     assert loaded.processing.max_file_size == 1_610_612_736
     assert loaded.analysis == AnalysisConfig(
-        gps=False, dominant_colors=32, near_duplicate_distance=0
+        gps=False, dominant_colors=32, near_duplicate_distance=0, max_duplicates_listed=0
     )
     assert loaded.metrics.listen == "[::1]:9464"
     assert loaded.webhook.backoff_seconds == (0.0, 1.5)
@@ -228,6 +233,16 @@ ERROR_CASES: list[tuple[dict[str, object], str, str]] = [
         {"analysis": {"near_duplicate_distance": 33}},
         "analysis.near_duplicate_distance",
         "must be between 0 and 32, got 33",
+    ),
+    (
+        {"analysis": {"max_duplicates_listed": -1}},
+        "analysis.max_duplicates_listed",
+        "must be between 0 and 1000, got -1",
+    ),
+    (
+        {"analysis": {"max_duplicates_listed": "ten"}},
+        "analysis.max_duplicates_listed",
+        "expected an integer, got string 'ten'",
     ),
     ({"inbox": [{"settle_seconds": -1}]}, "inbox[0].settle_seconds", "must be >= 0, got -1"),
     ({"inbox": [{"rescan_seconds": 0}]}, "inbox[0].rescan_seconds", "must be > 0, got 0"),
@@ -690,7 +705,7 @@ def test_render_round_trips_the_defaults(tmp_path: Path, monkeypatch: pytest.Mon
         config_from_dict(tomllib.loads(text), base_dir=Path("/elsewhere"), source=None) == defaults
     )
     key_lines = [line for line in text.splitlines() if " = " in line and not line.startswith("#")]
-    assert len(key_lines) == 3 + 9 + 3 + 1 + 5 + 3 + 11
+    assert len(key_lines) == 3 + 9 + 4 + 1 + 5 + 3 + 11
     assert all(line.endswith("  # default") for line in key_lines)
 
 
@@ -814,6 +829,7 @@ def test_fingerprint_ignores_operational_settings() -> None:
         {
             "daemon": {"log_level": "debug"},
             "processing": {"workers": 7, "max_retries": 0, "image_timeout_seconds": 5},
+            "analysis": {"max_duplicates_listed": 3},
             "metrics": {"listen": ""},
             "inbox": [{"path": "/elsewhere/in", "settle_seconds": 1}],
         },
