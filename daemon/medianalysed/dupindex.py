@@ -268,12 +268,13 @@ class HistoryIndex:
         return np.unique(np.array(self._id_list(key), dtype=np.int64))
 
     def near_ids(
-        self, query: int, *, max_distance: int, limit: int
+        self, query: int, *, max_distance: int, limit: int, exclude_batch: str | None = None
     ) -> tuple[IntArray, IntArray, bool]:
         """Ids of the current-version images within `max_distance` of the pHash `query`.
 
-        Returns (ids, distances, capped), sorted by distance then id. At most `limit` candidate
-        entries of the multi-index are verified; `capped` says that some were left out.
+        Returns (ids, distances, capped), sorted by distance then id, leaving out the images
+        of `exclude_batch`. At most `limit` candidate entries of the multi-index are verified;
+        `capped` says that some were left out.
         """
         if max_distance < 0:
             raise ValueError(f"max_distance must be >= 0, got {max_distance}")
@@ -296,6 +297,9 @@ class HistoryIndex:
             keep = (columns.flags[rows] == SEARCHABLE) & (
                 columns.version[rows] == self.analysis_version
             )
+            excluded = None if exclude_batch is None else self._batch_codes.get(exclude_batch)
+            if excluded is not None:
+                keep &= columns.batch[rows] != excluded
             ids = columns.ids[rows[keep]]
             distances = distances[keep]
         order = np.lexsort((ids, distances))

@@ -1,0 +1,654 @@
+"""The duplicates of one batch, all at once: bounded lists, counts and groups in near-linear time.
+
+Asking the index once per image is quadratic when every image resembles every other (blank
+scans, product shots on white): each of N images has N matches to verify, read and write. Here
+the batch is searched per distinct content instead, and every answer is shared:
+
+- images with the same (sha256, pixel digest, pHash) — a *signature* — have the same matches,
+  except themselves; so lists and counts are computed once per signature;
+- the near search runs once per distinct pHash, over the batch's distinct pHashes (a multi-index
+  of its own, weighted by how many images share each) and once against the history;
+- a record lists at most `listed` matches, taken from per-class "heads" (the first few members
+  of each class) so that no list ever walks a whole class.
+
+What the numbers mean (SPEC §4 "Duplicates"; tiers as in `dupindex`: each pair of images has one
+tier, the best that applies):
+
+- `duplicate_count`: every image, in this batch and in earlier ones (history), that matches the
+  record in some tier — what an unlimited `HistoryIndex.find` would return. Exact, unless one of
+  its pHash searches had more candidates than the verification cap (`MAX_BATCH_CANDIDATES`
+  distinct hashes in the batch, `MAX_HISTORY_CANDIDATES` entries in the history); then it counts
+  the verified ones (a lower bound) and the summary's `duplicates_capped` says how many records.
+- groups are formed within the batch only (history matches are listed and counted, never
+  grouped): `exact` groups are images with the same sha256; `same_pixels` groups are images with
+  the same pixels in at least two different files; `near` groups are the connected components of
+  near matches (A~B and B~C put A, B, C in one group even when A and C are farther apart).
+  Same bytes imply same pixels imply the same pHash, so these nest: a record's
+  `duplicate_group` is its coarsest group (near, else same_pixels, else exact), named by that
+  group's first path; null when nothing in the batch matches it.
+- listed matches come best tier first, then by pHash distance, then images from earlier batches
+  (oldest first) before this batch's (in path order).
+
+Work is done in steps (`steps()` is a generator), so the batch actor can interleave a stop.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from medianalysed.dupindex import HASH_NAMES, HistoryIndex, ImageRef, evidence
+from medianalysed.dupsearch import (
+    NO_DISTANCE,
+    TIER_RANK,
+    BucketTables,
+    IntArray,
+    Tier,
+    mih_radius,
+    phash_value,
+    popcount64,
+)
+
+MAX_BATCH_CANDIDATES = 1 << 13  # distinct-pHash candidates verified per distinct pHash
+MAX_HISTORY_CANDIDATES = 1 << 22  # history index entries verified per distinct pHash
+_VALUES_PER_STEP = 256
+_SIGNATURES_PER_STEP = 256
+_HISTORY_RECORDS_CACHED = 4096
+
+_HASH_COLUMNS = len(HASH_NAMES)
+_MAX_COLUMN_HEX = 16  # a hash wider than 64 bits is compared as text
+
+
+@dataclass(frozen=True, slots=True)
+class BatchImage:
+    """What the planner needs about one done image of the batch."""
+
+    path: str
+    sha256: str
+    pixel_digest: str | None
+    hashes: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDuplicates:
+    """The duplicates part of one per-image record."""
+
+    matches: list[dict[str, Any]]
+    count: int
+    group: str | None
+    capped: bool
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class _Entry:
+    """One listed match, ordered as the record lists them."""
+
+    tier_rank: int
+    distance: int  # NO_DISTANCE when unknown
+    source: int  # 0: history (ordered by id), 1: this batch (ordered by path index)
+    order: int
+    tier: Tier = field(compare=False)
+
+
+@dataclass(slots=True)
+class _Signature:
+    sha: int
+    pix: int
+    value: int  # index into the distinct pHashes, -1 without one
+    entries: list[_Entry] = field(default_factory=list)
+    count: int = 0
+    capped: bool = False
+
+
+@dataclass(slots=True)
+class _History:
+    """What the history holds for one sha256 or pixel digest (current batch left out)."""
+
+    ids: IntArray
+    distances: IntArray  # to the signature's pHash; NO_DISTANCE when not comparable
+
+
+class DuplicatePlanner:
+    """Collects a batch's done images (in path order), then computes every record's duplicates.
+
+    Use: `add` each image, run `steps()` to the end, then `duplicates(i)` for the i-th image
+    added and `groups()` for summary.json.
+    """
+
+    def __init__(
+        self, history: HistoryIndex, *, batch_id: str, max_distance: int, listed: int
+    ) -> None:
+        """Plan against `history` (which already holds this batch's images, or not)."""
+        if max_distance < 0:
+            raise ValueError(f"max_distance must be >= 0, got {max_distance}")
+        self._history = history
+        self._batch_id = batch_id
+        self._max_distance = max_distance
+        self._listed = listed
+        self._keep = listed + 1  # one more: a signature's list may hold the record itself
+        self.paths: list[str] = []
+        self._sha_codes: dict[str, int] = {}
+        self._pix_codes: dict[str, int] = {}
+        self._pix_digests: list[str | None] = []
+        self._shas: list[str] = []
+        self._sha_of: list[int] = []
+        self._pix_of: list[int] = []
+        self._phash_of: list[int] = []
+        self._has_phash: list[bool] = []
+        self._columns: list[list[int]] = []
+        self._lengths: list[list[int]] = []
+        self._odd_hashes: dict[int, dict[str, str]] = {}
+        self._signatures: list[_Signature] = []
+        self._signature_of: IntArray = np.zeros(0, dtype=np.int64)
+        self._group_of: IntArray = np.zeros(0, dtype=np.int64)
+        self._group_paths: dict[Tier, list[list[str]]] = {tier: [] for tier in TIER_RANK}
+        self._ready = False
+
+    # -- collecting ----------------------------------------------------------------------
+
+    def add(self, image: BatchImage) -> None:
+        """One done image; images must come in path order.
+
+        Raises:
+            ValueError: the pHash is not 64 bits of hex.
+        """
+        index = len(self.paths)
+        self.paths.append(image.path)
+        sha = self._sha_codes.setdefault(image.sha256, len(self._sha_codes))
+        if sha == len(self._shas):
+            self._shas.append(image.sha256)
+        # Without a pixel digest an image has no same_pixels match: its class is its bytes.
+        key = image.pixel_digest if image.pixel_digest is not None else "\0" + image.sha256
+        pix = self._pix_codes.setdefault(key, len(self._pix_codes))
+        if pix == len(self._pix_digests):
+            self._pix_digests.append(image.pixel_digest)
+        self._sha_of.append(sha)
+        self._pix_of.append(pix)
+        phash = phash_value(image.hashes)
+        self._phash_of.append(0 if phash is None else phash)
+        self._has_phash.append(phash is not None)
+        row, lengths = _hash_columns(image.hashes)
+        self._columns.append(row)
+        self._lengths.append(lengths)
+        if lengths.count(-1) or set(image.hashes) - set(HASH_NAMES):
+            self._odd_hashes[index] = dict(image.hashes)
+
+    # -- computing -----------------------------------------------------------------------
+
+    def steps(self) -> Iterator[tuple[str, int, int]]:
+        """Do the work in short steps; yields (stage, done, total) after each."""
+        if not self.paths:
+            self._ready = True
+            return
+        self._prepare()
+        yield ("grouping", 0, len(self._values))
+        for start in range(0, len(self._values), _VALUES_PER_STEP):
+            self._search_values(start, min(start + _VALUES_PER_STEP, len(self._values)))
+            yield ("grouping", min(start + _VALUES_PER_STEP, len(self._values)), len(self._values))
+        signatures = self._signatures
+        for start in range(0, len(signatures), _SIGNATURES_PER_STEP):
+            for signature in signatures[start : start + _SIGNATURES_PER_STEP]:
+                self._plan_signature(signature)
+            done = min(start + _SIGNATURES_PER_STEP, len(signatures))
+            yield ("matching", done, len(signatures))
+        self._form_groups()
+        self._ready = True
+
+    def _prepare(self) -> None:
+        n = len(self.paths)
+        self._sha = np.array(self._sha_of, dtype=np.int64)
+        self._pix = np.array(self._pix_of, dtype=np.int64)
+        phash = np.array(self._phash_of, dtype=np.uint64)
+        has_phash = np.array(self._has_phash, dtype=bool)
+        self._ev = np.array(self._columns, dtype=np.uint64).reshape(n, _HASH_COLUMNS)
+        self._ev_len = np.array(self._lengths, dtype=np.int8).reshape(n, _HASH_COLUMNS)
+        del self._sha_of, self._pix_of, self._phash_of, self._has_phash
+        del self._columns, self._lengths
+        values, inverse, counts = np.unique(
+            phash[has_phash], return_inverse=True, return_counts=True
+        )
+        self._values: npt.NDArray[np.uint64] = values
+        self._value_weight: IntArray = counts.astype(np.int64)
+        self._value = np.full(n, -1, dtype=np.int64)
+        self._value[has_phash] = inverse.reshape(-1)
+        self._sha_size = np.bincount(self._sha, minlength=len(self._shas))
+        self._pix_size = np.bincount(self._pix, minlength=len(self._pix_digests))
+        members = np.arange(n, dtype=np.int64)
+        self._sha_head = _Heads(self._sha, None, members, per_key=self._keep, cap=self._keep)
+        self._pix_head = _Heads(
+            self._pix, self._sha, members, per_key=self._keep, cap=2 * self._keep
+        )
+        with_phash = members[has_phash]
+        self._value_head = _Heads(
+            self._value[with_phash],
+            self._pix[with_phash],
+            with_phash,
+            per_key=self._keep,
+            cap=2 * self._keep,
+        )
+        self._value_first = _Heads(
+            self._value[with_phash], None, with_phash, per_key=self._keep, cap=self._keep
+        )
+        self._signatures = self._collect_signatures()
+        # Per distinct pHash: how many batch images lie within the distance (itself included),
+        # the nearest images of other pHashes, whether the search was capped, its component.
+        count = len(values)
+        self._within = np.zeros(count, dtype=np.int64)
+        self._far: list[list[tuple[int, int]]] = [[] for _ in range(count)]
+        self._value_capped = np.zeros(count, dtype=bool)
+        self._parent = np.arange(count, dtype=np.int64)
+        self._tables = BucketTables(values, np.arange(count, dtype=np.uint32), count)
+
+    def _collect_signatures(self) -> list[_Signature]:
+        keys = np.stack((self._sha, self._pix, self._value), axis=1)
+        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+        self._signature_of = inverse.reshape(-1)
+        return [_Signature(int(s), int(p), int(v)) for s, p, v in unique.tolist()]
+
+    def _search_values(self, start: int, stop: int) -> None:
+        """Near search of distinct pHashes [start, stop) among the batch's distinct pHashes."""
+        values = self._values
+        radius = mih_radius(self._max_distance)
+        for value in range(start, stop):
+            query = int(values[value])
+            if radius is not None:
+                total = self._tables.candidate_count(query, radius)
+                rows = self._tables.candidates(query, radius, limit=MAX_BATCH_CANDIDATES)
+            else:
+                total = len(values)
+                rows = np.arange(min(total, MAX_BATCH_CANDIDATES), dtype=np.int64)
+            self._value_capped[value] = total > MAX_BATCH_CANDIDATES
+            distances = popcount64(values[rows] ^ np.uint64(query)).astype(np.int64)
+            near = distances <= self._max_distance
+            rows, index = np.unique(rows[near], return_index=True)
+            distances = distances[near][index]
+            self._within[value] = int(self._value_weight[rows].sum())
+            self._union(np.append(rows, value))
+            self._far[value] = self._nearest_others(value, rows, distances)
+
+    def _union(self, values: IntArray) -> None:
+        roots = _roots(self._parent, values)
+        lowest = roots.min()
+        if (roots != lowest).any():
+            self._parent[roots] = lowest
+
+    def _nearest_others(
+        self, value: int, rows: IntArray, distances: IntArray
+    ) -> list[tuple[int, int]]:
+        """The first `keep` images of other pHashes by (distance, path), as (distance, index)."""
+        other = rows != value
+        rows, distances = rows[other], distances[other]
+        if len(rows) == 0:
+            return []
+        # An image of a pHash ranked past `keep` by its first member cannot be in the top `keep`.
+        rank = distances * (len(self.paths) + 1) + self._value_first.first(rows)
+        if len(rank) > self._keep:
+            chosen = np.argpartition(rank, self._keep)[: self._keep]
+        else:
+            chosen = np.arange(len(rank))
+        entries = [
+            (int(distances[pick]), member)
+            for pick in chosen.tolist()
+            for member in self._value_first.members(int(rows[pick]))
+        ]
+        entries.sort()
+        return entries[: self._keep]
+
+    def _plan_signature(self, signature: _Signature) -> None:
+        sha, pix, value = signature.sha, signature.pix, signature.value
+        query = None if value < 0 else int(self._values[value])
+        entries = self._batch_entries(signature)
+        exact = self._history_content(self._shas[sha], None, query)
+        pixels = _History(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        digest = self._pix_digests[pix]
+        if digest is not None:
+            pixels = self._history_content(None, digest, query)
+            unlike = ~np.isin(pixels.ids, exact.ids)
+            pixels = _History(pixels.ids[unlike], pixels.distances[unlike])
+        count = int(self._sha_size[sha]) - 1 + len(exact.ids) + len(pixels.ids)
+        entries += _history_entries(exact, "exact", self._keep)
+        entries += _history_entries(pixels, "same_pixels", self._keep)
+        same_pixels = int(self._pix_size[pix])
+        count += same_pixels - self._same_pair_size(sha, pix)
+        capped = False
+        if query is not None:
+            count += int(self._within[value]) - same_pixels - int(self._sha_size[sha])
+            count += self._same_pair_size(sha, pix)
+            capped = bool(self._value_capped[value])
+            near, history_capped = self._history_near(query, exact.ids, pixels.ids)
+            count += near.count
+            capped = capped or history_capped
+            entries += near.entries
+        entries.sort()
+        signature.entries = entries[: self._keep]
+        signature.count = count
+        signature.capped = capped
+
+    def _same_pair_size(self, sha: int, pix: int) -> int:
+        """How many batch images have this sha256 and this pixel class (normally: the sha's)."""
+        return int(self._pair_sizes.get((sha, pix), 0))
+
+    @functools.cached_property
+    def _pair_sizes(self) -> dict[tuple[int, int], int]:
+        pairs, counts = np.unique(
+            np.stack((self._sha, self._pix), axis=1), axis=0, return_counts=True
+        )
+        return {
+            (int(s), int(p)): int(c)
+            for (s, p), c in zip(pairs.tolist(), counts.tolist(), strict=True)
+        }
+
+    def _batch_entries(self, signature: _Signature) -> list[_Entry]:
+        keep = self._keep
+        value = signature.value
+        entries: list[_Entry] = []
+        zero = 0 if value >= 0 else NO_DISTANCE
+        for member in self._sha_head.members(signature.sha):
+            # Same bytes, same pHash: distance 0 (unknown without a pHash).
+            entries.append(_Entry(TIER_RANK["exact"], zero, 1, member, "exact"))
+        pixel_members = [
+            member
+            for member in self._pix_head.members(signature.pix)
+            if self._sha_of_member(member) != signature.sha
+        ][:keep]
+        entries.extend(
+            _Entry(TIER_RANK["same_pixels"], zero, 1, member, "same_pixels")
+            for member in pixel_members
+        )
+        if value >= 0:
+            same_value = [
+                member
+                for member in self._value_head.members(value)
+                if self._pix_of_member(member) != signature.pix
+                and self._sha_of_member(member) != signature.sha
+            ][:keep]
+            entries.extend(_Entry(TIER_RANK["near"], 0, 1, m, "near") for m in same_value)
+            entries.extend(
+                _Entry(TIER_RANK["near"], distance, 1, member, "near")
+                for distance, member in self._far[value]
+            )
+        return entries
+
+    def _sha_of_member(self, member: int) -> int:
+        return int(self._sha[member])
+
+    def _pix_of_member(self, member: int) -> int:
+        return int(self._pix[member])
+
+    # -- the history ---------------------------------------------------------------------
+
+    def _history_content(
+        self, sha256: str | None, digest: str | None, query: int | None
+    ) -> _History:
+        ids = self._history.content_ids(sha256=sha256, pixel_digest=digest)
+        info = self._history.rows_info(ids)
+        keep = np.ones(len(info.ids), dtype=bool)
+        code = self._history.batch_code(self._batch_id)
+        if code is not None:
+            keep &= info.batch != code
+        current = info.version == self._history.analysis_version
+        if digest is not None:  # same_pixels compares only images of this analysis version
+            keep &= current
+        distances = np.full(len(info.ids), NO_DISTANCE, dtype=np.int64)
+        if query is not None:
+            comparable = info.searchable & current
+            distances[comparable] = popcount64(info.phash[comparable] ^ np.uint64(query))
+        order = np.lexsort((info.ids[keep], distances[keep]))
+        return _History(info.ids[keep][order], distances[keep][order])
+
+    def _history_near(
+        self, query: int, exact: IntArray, pixels: IntArray
+    ) -> tuple[_NearHistory, bool]:
+        ids, distances, capped = self._near_history(query)
+        skip = np.union1d(exact, pixels)
+        if len(skip):
+            keep = ~np.isin(ids, skip)
+            ids, distances = ids[keep], distances[keep]
+        entries = [
+            _Entry(TIER_RANK["near"], int(distance), 0, int(image_id), "near")
+            for image_id, distance in zip(
+                ids[: self._keep].tolist(), distances[: self._keep].tolist(), strict=True
+            )
+        ]
+        return _NearHistory(len(ids), entries), capped
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - the planner lives as long as one finalising
+    def _near_history(self, query: int) -> tuple[IntArray, IntArray, bool]:
+        return self._history.near_ids(
+            query,
+            max_distance=self._max_distance,
+            limit=MAX_HISTORY_CANDIDATES,
+            exclude_batch=self._batch_id,
+        )
+
+    # -- groups ----------------------------------------------------------------------------
+
+    def _form_groups(self) -> None:
+        n = len(self.paths)
+        self._group_of = np.full(n, -1, dtype=np.int64)
+        self._group_paths = {tier: [] for tier in TIER_RANK}
+        exact = self._sha_size[self._sha] >= 2
+        self._add_groups("exact", self._sha, exact)
+        pix_shas = np.bincount(
+            np.unique(np.stack((self._pix, self._sha), axis=1), axis=0)[:, 0],
+            minlength=len(self._pix_digests),
+        )
+        pixels = pix_shas[self._pix] >= 2
+        self._add_groups("same_pixels", self._pix, pixels)
+        component = np.full(n, -1, dtype=np.int64)
+        has_value = self._value >= 0
+        roots = _roots(self._parent, np.arange(len(self._values), dtype=np.int64))
+        component[has_value] = roots[self._value[has_value]]
+        spans = np.unique(np.stack((component[has_value], self._pix[has_value]), axis=1), axis=0)
+        classes = np.bincount(spans[:, 0], minlength=len(self._values)) if len(spans) else None
+        near = np.zeros(n, dtype=bool)
+        if classes is not None:
+            near[has_value] = classes[component[has_value]] >= 2
+        self._add_groups("near", component, near)
+
+    def _add_groups(self, tier: Tier, keys: IntArray, members: npt.NDArray[np.bool_]) -> None:
+        """Groups of the images in `members` by `keys`, in order of their first path."""
+        chosen = np.flatnonzero(members)
+        if len(chosen) == 0:
+            return
+        order = chosen[np.lexsort((chosen, keys[chosen]))]
+        starts = np.flatnonzero(np.diff(keys[order], prepend=-2))
+        groups = np.split(order, starts[1:])
+        groups.sort(key=lambda group: int(group[0]))
+        for group in groups:
+            # Coarser tiers come later and overwrite: a record's group is its coarsest.
+            self._group_of[group] = int(group[0])
+            self._group_paths[tier].append([self.paths[i] for i in group.tolist()])
+
+    # -- results ---------------------------------------------------------------------------
+
+    def groups(self) -> dict[str, list[list[str]]]:
+        """Per tier, the groups of paths (each sorted, groups by first path)."""
+        self._check_ready()
+        return {tier: list(groups) for tier, groups in self._group_paths.items()}
+
+    @property
+    def capped(self) -> int:
+        """How many records have a `duplicate_count` that is a lower bound."""
+        self._check_ready()
+        return sum(
+            int(count)
+            for signature, count in zip(
+                self._signatures,
+                np.bincount(self._signature_of, minlength=len(self._signatures)).tolist(),
+                strict=True,
+            )
+            if signature.capped
+        )
+
+    def duplicates(self, index: int) -> RecordDuplicates:
+        """The duplicates of the `index`-th image added."""
+        self._check_ready()
+        signature = self._signatures[int(self._signature_of[index])]
+        entries = [e for e in signature.entries if not (e.source == 1 and e.order == index)]
+        matches = [self._render(index, entry) for entry in entries[: self._listed]]
+        group = int(self._group_of[index])
+        return RecordDuplicates(
+            matches=[match for match in matches if match is not None],
+            count=signature.count,
+            group=None if group < 0 else self.paths[group],
+            capped=signature.capped,
+        )
+
+    def _render(self, index: int, entry: _Entry) -> dict[str, Any] | None:
+        if entry.source == 1:
+            return {
+                "tier": entry.tier,
+                "path": self.paths[entry.order],
+                "seen_in": None,
+                "distances": self._evidence(index, entry.order),
+            }
+        stored = self._history_record(entry.order)
+        if stored is None:  # removed since the search
+            return None
+        ref, hashes, version = stored
+        query = self._hashes_of(index)
+        distances = (
+            evidence(query, hashes)
+            if version == self._history.analysis_version
+            else dict.fromkeys(evidence(query, {}))
+        )
+        return {
+            "tier": entry.tier,
+            "path": ref.path,
+            "seen_in": ref.batch_id,
+            "distances": distances,
+        }
+
+    @functools.lru_cache(maxsize=_HISTORY_RECORDS_CACHED)  # noqa: B019 - see _near_history
+    def _history_record(self, image_id: int) -> tuple[ImageRef, dict[str, str], int] | None:
+        return self._history.records([image_id]).get(image_id)
+
+    def _evidence(self, left: int, right: int) -> dict[str, int | None]:
+        if left in self._odd_hashes or right in self._odd_hashes:
+            return evidence(self._hashes_of(left), self._hashes_of(right))
+        lengths = self._ev_len[left]
+        comparable = (lengths > 0) & (lengths == self._ev_len[right])
+        bits = popcount64(self._ev[left] ^ self._ev[right]).tolist()
+        return {
+            name: int(bits[column]) if comparable[column] else None
+            for column, name in enumerate(HASH_NAMES)
+        }
+
+    def _hashes_of(self, index: int) -> dict[str, str]:
+        odd = self._odd_hashes.get(index)
+        if odd is not None:
+            return odd
+        return {
+            name: f"{int(self._ev[index, column]):0{int(self._ev_len[index, column])}x}"
+            for column, name in enumerate(HASH_NAMES)
+            if self._ev_len[index, column] > 0
+        }
+
+    def _check_ready(self) -> None:
+        if not self._ready:
+            raise RuntimeError("run steps() to the end first")
+
+
+@dataclass(frozen=True, slots=True)
+class _NearHistory:
+    count: int
+    entries: list[_Entry]
+
+
+class _Heads:
+    """For each class, its first members (in member order), at most `per_key` of each key.
+
+    With `cap >= 2 * per_key`, the first `per_key` members whose key differs from any one key
+    are among them: at most `per_key` of them have that key.
+    """
+
+    def __init__(
+        self,
+        classes: IntArray,
+        keys: IntArray | None,
+        members: IntArray,
+        *,
+        per_key: int,
+        cap: int,
+    ) -> None:
+        if keys is not None:
+            order = np.lexsort((members, keys, classes))
+            order = order[_rank_in_runs(classes[order], keys[order]) < per_key]
+        else:
+            order = np.arange(len(members))
+        order = order[np.lexsort((members[order], classes[order]))]
+        order = order[_rank_in_runs(classes[order]) < cap]
+        self._members = members[order]
+        size = int(classes.max()) + 1 if len(classes) else 0
+        self._offsets = np.searchsorted(classes[order], np.arange(size + 1))
+
+    def members(self, cls: int) -> list[int]:
+        """The head of one class."""
+        head: list[int] = self._members[self._offsets[cls] : self._offsets[cls + 1]].tolist()
+        return head
+
+    def first(self, classes: IntArray) -> IntArray:
+        """The first member of each class (every class has one)."""
+        first: IntArray = self._members[self._offsets[classes]]
+        return first
+
+
+def _rank_in_runs(*sorted_keys: IntArray) -> IntArray:
+    """Position of each element within its run of equal keys (keys sorted together)."""
+    n = len(sorted_keys[0])
+    starts_here = np.zeros(n, dtype=bool)
+    if n:
+        starts_here[0] = True
+    for keys in sorted_keys:
+        starts_here[1:] |= keys[1:] != keys[:-1]
+    positions = np.arange(n, dtype=np.int64)
+    starts = np.where(starts_here, positions, 0)
+    np.maximum.accumulate(starts, out=starts)
+    ranks: IntArray = positions - starts
+    return ranks
+
+
+def _roots(parent: IntArray, items: IntArray) -> IntArray:
+    """Union-find roots of `items`, compressing the paths it walks."""
+    roots = parent[items]
+    while True:
+        above = parent[roots]
+        if np.array_equal(above, roots):
+            break
+        roots = above
+    parent[items] = roots
+    return roots
+
+
+def _history_entries(found: _History, tier: Tier, keep: int) -> list[_Entry]:
+    return [
+        _Entry(TIER_RANK[tier], int(distance), 0, int(image_id), tier)
+        for image_id, distance in zip(
+            found.ids[:keep].tolist(), found.distances[:keep].tolist(), strict=True
+        )
+    ]
+
+
+def _hash_columns(hashes: Mapping[str, str]) -> tuple[list[int], list[int]]:
+    """The hashes as 64-bit ints with their hex lengths (0: absent, -1: not representable)."""
+    row: list[int] = []
+    lengths: list[int] = []
+    for name in HASH_NAMES:
+        text = hashes.get(name)
+        if text is None:
+            row.append(0)
+            lengths.append(0)
+            continue
+        try:
+            value = int(text, 16) if 0 < len(text) <= _MAX_COLUMN_HEX else -1
+        except ValueError:
+            value = -1
+        row.append(max(value, 0))
+        lengths.append(len(text) if value >= 0 else -1)
+    return row, lengths
