@@ -80,6 +80,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "hashes.whash",
     "hashes.colorhash",
     "duplicates",
+    "duplicate_count",
+    "duplicate_group",
     "analysis_version",
 )
 # Spreadsheets run a cell starting with one of these as a formula (CSV injection); EXIF strings
@@ -291,6 +293,51 @@ def _json_line(record: Mapping[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+class ResultsWriter:
+    """Appends records to the temporary `results.jsonl` and `results.csv` (see `open_results`)."""
+
+    def __init__(self, jsonl: IO[str], csv_file: IO[str]) -> None:
+        self._jsonl = jsonl
+        self._csv = csv.writer(csv_file, lineterminator="\n")
+        self._csv.writerow(CSV_COLUMNS)
+        self._previous: str | None = None
+        self.count = 0
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Add one record; records must come sorted by `path`, each path once.
+
+        Raises:
+            ValueError: a record out of order or repeated (a bug; nothing will be written).
+        """
+        path = str(record["path"])
+        if self._previous is not None and path <= self._previous:
+            msg = (
+                f"results must be sorted by path without repeats: {path!r} after {self._previous!r}"
+            )
+            raise ValueError(msg)
+        self._previous = path
+        self._jsonl.write(_json_line(record))
+        self._csv.writerow(_csv_cells(record))
+        self.count += 1
+
+
+@contextlib.contextmanager
+def open_results(batch_dir: Path) -> Iterator[ResultsWriter]:
+    """A writer whose files replace `results.jsonl` and `results.csv` when the block ends.
+
+    Both files appear only once every record is written; on any error, or when the block is
+    left by GeneratorExit (a finalising step abandoned at shutdown), nothing is left behind.
+
+    Raises:
+        OutboxError: a file could not be written.
+    """
+    with (
+        _atomic_text(batch_dir / RESULTS_JSONL) as jsonl,
+        _atomic_text(batch_dir / RESULTS_CSV) as csv_file,
+    ):
+        yield ResultsWriter(jsonl, csv_file)
+
+
 def write_results(batch_dir: Path, records: Iterable[Mapping[str, Any]]) -> int:
     """Stream `records` into `results.jsonl` and `results.csv`, both atomically; return the count.
 
@@ -301,24 +348,10 @@ def write_results(batch_dir: Path, records: Iterable[Mapping[str, Any]]) -> int:
         OutboxError: a file could not be written; no temporary file is left behind.
         ValueError: records out of order or repeated (a bug; nothing is written).
     """
-    count = 0
-    previous: str | None = None
-    with (
-        _atomic_text(batch_dir / RESULTS_JSONL) as jsonl,
-        _atomic_text(batch_dir / RESULTS_CSV) as csv_file,
-    ):
-        writer = csv.writer(csv_file, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
+    with open_results(batch_dir) as writer:
         for record in records:
-            path = str(record["path"])
-            if previous is not None and path <= previous:
-                msg = f"results must be sorted by path without repeats: {path!r} after {previous!r}"
-                raise ValueError(msg)
-            previous = path
-            jsonl.write(_json_line(record))
-            writer.writerow(_csv_cells(record))
-            count += 1
-    return count
+            writer.write(record)
+    return writer.count
 
 
 # --- summary and status ----------------------------------------------------------------------
@@ -400,11 +433,12 @@ class _GroupStats:
         }
 
 
-class _SummaryAccumulator:
-    """Everything `summary.json` aggregates, in one pass over the records."""
+class SummaryBuilder:
+    """Everything `summary.json` aggregates, in one pass over the records (see `summarize`)."""
 
     def __init__(self) -> None:
         self.failures: Counter[str] = Counter()
+        self.run = RunStats()
         self.duplicates = {tier: _UnionFind() for tier in DUPLICATE_TIERS}
         self.groups: dict[str, _GroupStats] = {}
         self.formats: Counter[str] = Counter()
@@ -414,6 +448,7 @@ class _SummaryAccumulator:
 
     def add(self, record: Mapping[str, Any]) -> None:
         path = str(record["path"])
+        self.run.add(record)
         self._add_failure(record)
         self._add_duplicates(path, record.get("duplicates"))
         image, exif, file = (_section(record, name) for name in ("image", "exif", "file"))
@@ -454,7 +489,32 @@ class _SummaryAccumulator:
         if self.last_date is None or value > self.last_date:
             self.last_date = value
 
-    def to_json(self) -> dict[str, Any]:
+    def build(
+        self,
+        *,
+        status_fields: Mapping[str, Any],
+        config_fingerprint: str,
+        duplicate_groups: Mapping[str, list[list[str]]] | None = None,
+        duplicates_capped: int | None = None,
+    ) -> dict[str, Any]:
+        """The summary document; `duplicate_groups`, when given, replaces the groups found by
+        joining the records' listed matches (which a bounded list cannot give in full)."""
+        aggregated = self._to_json()
+        if duplicate_groups is not None:
+            aggregated["duplicates"] = {
+                tier: [list(group) for group in duplicate_groups.get(tier, [])]
+                for tier in DUPLICATE_TIERS
+            }
+        if duplicates_capped is not None:
+            aggregated["duplicates_capped"] = duplicates_capped
+        return {
+            **status_fields,
+            **aggregated,
+            **self.run.to_json(),
+            "config_fingerprint": config_fingerprint,
+        }
+
+    def _to_json(self) -> dict[str, Any]:
         date_range = None
         if self.first_date is not None:
             date_range = {"first": self.first_date, "last": self.last_date}
@@ -473,27 +533,29 @@ def summarize(
     *,
     status_fields: Mapping[str, Any],
     config_fingerprint: str,
+    duplicate_groups: Mapping[str, list[list[str]]] | None = None,
+    duplicates_capped: int | None = None,
 ) -> dict[str, Any]:
     """Build `summary.json` from the final status fields and one streaming pass over the records.
 
     Adds `failures` (per error code, over failed and skipped images), `duplicates` (per tier,
-    the connected groups of paths matched within this batch; matches with a non-null `seen_in`
-    are left out), `groups` (per sub-directory), `formats`, `cameras`, `date_range` (null when no
-    image has an ISO `exif.datetime_original`), the run's figures (`runstats.RunStats`:
-    `success_rate`, `failed_ratio`, `can_retry`, `retries`, `duration_ms`) and
-    `config_fingerprint`.
+    the groups of paths within this batch, each listed once: `duplicate_groups` from
+    `dupgroups` when given, else the connected groups of the records' listed matches; matches
+    with a non-null `seen_in` are left out), `groups` (per sub-directory), `formats`,
+    `cameras`, `date_range` (null when no image has an ISO `exif.datetime_original`),
+    `duplicates_capped` (when given: records whose `duplicate_count` is a lower bound), the run's
+    figures (`runstats.RunStats`: `success_rate`, `failed_ratio`, `can_retry`, `retries`,
+    `duration_ms`) and `config_fingerprint`.
     """
-    accumulator = _SummaryAccumulator()
-    run = RunStats()
+    builder = SummaryBuilder()
     for record in records:
-        accumulator.add(record)
-        run.add(record)
-    return {
-        **status_fields,
-        **accumulator.to_json(),
-        **run.to_json(),
-        "config_fingerprint": config_fingerprint,
-    }
+        builder.add(record)
+    return builder.build(
+        status_fields=status_fields,
+        config_fingerprint=config_fingerprint,
+        duplicate_groups=duplicate_groups,
+        duplicates_capped=duplicates_capped,
+    )
 
 
 _COUNT_KEYS = ("pending", "processing", "done", "failed", "skipped")
@@ -513,12 +575,16 @@ def status_document(
     counts: Mapping[str, int],
     started_at: str | None,
     updated_at: str,
+    phase: str | None = None,
+    finalizing: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the `status.json` object.
 
     `counts.total` defaults to the sum of the other counts. `percentage` is finished/total
     rounded down to one decimal, so it shows 100.0 only when every image is finished; an empty
-    batch shows 100.0 once terminal and 0.0 before.
+    batch shows 100.0 once terminal and 0.0 before. `phase` (`running`, `finalizing`, `done`)
+    and `finalizing` (`{"stage", "done", "total"}` while the outbox is being written) are added
+    when given.
     """
     normalized = {key: int(counts.get(key, 0)) for key in _COUNT_KEYS}
     total = int(counts.get("total", sum(normalized.values())))
@@ -527,7 +593,7 @@ def status_document(
         percentage = (finished * 1000 // total) / 10
     else:
         percentage = 100.0 if _is_terminal(status) else 0.0
-    return {
+    document: dict[str, Any] = {
         "batch_id": batch_id,
         "status": str(status),
         "counts": {"total": total, **normalized},
@@ -536,3 +602,8 @@ def status_document(
         "started_at": started_at,
         "updated_at": updated_at,
     }
+    if phase is not None:
+        document["phase"] = phase
+    if finalizing is not None:
+        document["finalizing"] = dict(finalizing)
+    return document
