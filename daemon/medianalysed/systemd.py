@@ -75,6 +75,9 @@ class Notifier:
             try:
                 if self._socket is None:
                     self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                    # A manager that reads slowly (its queue holds 10 datagrams by default) must
+                    # not block the main loop: a full queue drops this message instead.
+                    self._socket.setblocking(False)
                 self._socket.sendto(payload.encode(), self._address)
             except OSError as exc:
                 self._warn_once(exc)

@@ -169,6 +169,7 @@ def index(tmp_path: Path) -> Iterator[HistoryIndex]:
 )
 def test_the_planner_agrees_with_one_unlimited_find_per_image(
     tmp_path_factory: pytest.TempPathFactory,
+    *,
     seed: int,
     history: int,
     batch: int,

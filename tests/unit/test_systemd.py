@@ -176,3 +176,15 @@ def test_a_frozen_build_accepts_the_bootloader_pid(monkeypatch: pytest.MonkeyPat
     env = {"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getppid())}
 
     assert watchdog_interval(env) == 15.0
+
+
+def test_a_manager_that_does_not_read_never_blocks_the_sender(manager: socket.socket) -> None:
+    notifier = Notifier()
+    limit = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text(encoding="ascii"))
+
+    sent = [notifier.status(f"step {i}") for i in range(limit + 20)]  # would block forever
+
+    assert sent[0]
+    assert not sent[-1]  # the queue is full: dropped, not waited for
+    assert received(manager) == {"STATUS": "step 0"}
+    notifier.close()

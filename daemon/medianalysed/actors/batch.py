@@ -9,11 +9,10 @@ is archived. After SIGKILL, `phase` says where to pick up.
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pykka
 
 from medianalysed import outbox
 from medianalysed.config import InboxConfig, ProcessingConfig
+from medianalysed.dupgroups import BatchImage, DuplicatePlanner, RecordDuplicates
 from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
 from medianalysed.errors import ErrorCode, OutboxError, clip_message
 from medianalysed.messages import (
@@ -56,11 +56,20 @@ logger = logging.getLogger(__name__)
 
 STATUS_WRITE_INTERVAL_S = 0.5
 _INDEX_BATCH = 500
+FINALISE_SLICE_S = 0.05  # longest stretch of finalising work between two messages
+_PROGRESS_EVERY = 256  # records between two progress reports while finalising
+
+Progress = tuple[str, int, int]  # (stage, done, total) of the finalising
 
 
 @dataclass(frozen=True, slots=True)
 class _Begin:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _FinaliseStep:
+    """Do the next slice of the finalising; a stop message queued meanwhile comes first."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +81,7 @@ class BatchSettings:
     near_duplicate_distance: int
     config_fingerprint: str
     downloads_dir: Path
+    max_duplicates_listed: int = 10
 
 
 class BatchListener:
@@ -120,6 +130,8 @@ class BatchActor(pykka.ThreadingActor):
         self._cancelled = False
         self._status_dirty = True
         self._last_status_write = 0.0
+        self._finalising: Generator[Progress, None, dict[str, Any]] | None = None
+        self._finalising_progress: Progress = ("indexing", 0, 0)
 
     @property
     def _batch_id(self) -> str:
@@ -143,6 +155,18 @@ class BatchActor(pykka.ThreadingActor):
             )
         )
 
+    def on_stop(self) -> None:
+        """Abandon an unfinished outbox: its temporary files go; the next start redoes it."""
+        if self._finalising is not None:
+            self._finalising.close()
+            self._finalising = None
+            logger.info(
+                "batch %s: finalising interrupted at %s %d/%d, resumes at the next start",
+                self._batch_id,
+                *self._finalising_progress,
+                extra=self._log_extra(),
+            )
+
     def on_receive(self, message: Any) -> None:
         """Dispatch one message (runs in this actor's thread)."""
         match message:
@@ -156,6 +180,8 @@ class BatchActor(pykka.ThreadingActor):
                 self._on_tick()
             case CancelBatch():
                 self._cancel()
+            case _FinaliseStep():
+                self._on_finalise_step()
             case _:
                 super().on_receive(message)
 
@@ -467,18 +493,47 @@ class BatchActor(pykka.ThreadingActor):
             )
             self._store.put_batch(self._record)
         if self._record.phase == "finalizing":
-            summary = self._write_outbox()
-            # Webhooks are queued (durably, idempotently) before the phase moves on, so a
-            # crash in between re-queues them instead of losing them.
-            self._listener.batch_finished(
-                self._settings.inbox.name,
-                str(self._record.status),
-                summary,
-                callback_url=self._record.callback_url,
-                run=self._record.runs,
-            )
-            self._record = self._record.evolve(phase="written")
-            self._store.put_batch(self._record)
+            if self._finalising is None:
+                # In slices, one message each: a stop (SIGTERM) never waits for a whole batch.
+                self._finalising = self._write_outbox()
+                self._finalising_progress = ("indexing", 0, self._record.total)
+                self._write_finalising_status(force=True)
+                self.actor_ref.tell(_FinaliseStep())
+            return
+        self._finish()
+
+    def _on_finalise_step(self) -> None:
+        steps = self._finalising
+        if steps is None:
+            return
+        deadline = time.monotonic() + FINALISE_SLICE_S
+        try:
+            while True:
+                self._finalising_progress = next(steps)
+                if time.monotonic() >= deadline:
+                    break
+        except StopIteration as finished:
+            self._finalising = None
+            self._outbox_written(finished.value)
+            return
+        self._write_finalising_status()
+        self.actor_ref.tell(_FinaliseStep())
+
+    def _outbox_written(self, summary: dict[str, Any]) -> None:
+        # Webhooks are queued (durably, idempotently) before the phase moves on, so a
+        # crash in between re-queues them instead of losing them.
+        self._listener.batch_finished(
+            self._settings.inbox.name,
+            str(self._record.status),
+            summary,
+            callback_url=self._record.callback_url,
+            run=self._record.runs,
+        )
+        self._record = self._record.evolve(phase="written")
+        self._store.put_batch(self._record)
+        self._finish()
+
+    def _finish(self) -> None:
         if self._record.phase == "written":
             self._dispose_input()
         shutil.rmtree(self._settings.downloads_dir / self._batch_id, ignore_errors=True)
@@ -492,11 +547,48 @@ class BatchActor(pykka.ThreadingActor):
         self._supervisor.tell(BatchFinished(self._batch_id, str(self._record.status)))
         self.actor_ref.stop(block=False)
 
-    def _write_outbox(self) -> dict[str, Any]:
+    def _write_finalising_status(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_status_write < STATUS_WRITE_INTERVAL_S:
+            return
+        stage, done, total = self._finalising_progress
+        cancelled = self._record.status == BatchStatus.CANCELLED
+        document = outbox.status_document(
+            batch_id=self._batch_id,
+            # Not terminal before summary.json is durable.
+            status=str(BatchStatus.CANCELLED if cancelled else BatchStatus.PROCESSING),
+            counts=self._record.final_counts,
+            started_at=self._record.started_at,
+            updated_at=utc_now_iso(),
+            phase="finalizing",
+            finalizing={"stage": stage, "done": done, "total": total},
+        )
+        try:
+            outbox.write_json_atomic(Path(self._record.outbox_dir) / outbox.STATUS_FILE, document)
+        except OutboxError:
+            logger.warning("cannot write status.json", exc_info=True, extra=self._log_extra())
+        self._last_status_write = now
+
+    def _write_outbox(self) -> Generator[Progress, None, dict[str, Any]]:
+        """The outbox, as a generator of progress: results, status.json, then summary.json."""
         batch_dir = Path(self._record.outbox_dir)
         batch_dir.mkdir(parents=True, exist_ok=True)
-        self._index_done_images()
-        outbox.write_results(batch_dir, self._final_records())
+        planner = DuplicatePlanner(
+            self._history,
+            batch_id=self._batch_id,
+            max_distance=self._settings.near_duplicate_distance,
+            listed=self._settings.max_duplicates_listed,
+        )
+        yield from self._index_done_images(planner)
+        yield from planner.steps()
+        builder = outbox.SummaryBuilder()
+        total = self._record.total
+        with outbox.open_results(batch_dir) as results:
+            for record in self._final_records(planner):
+                results.write(record)
+                builder.add(record)
+                if results.count % _PROGRESS_EVERY == 0:
+                    yield ("writing", results.count, total)
         counts = self._record.final_counts
         fields = outbox.status_document(
             batch_id=self._batch_id,
@@ -504,6 +596,7 @@ class BatchActor(pykka.ThreadingActor):
             counts=counts,
             started_at=self._record.started_at,
             updated_at=self._record.completed_at or utc_now_iso(),
+            phase="done",
         )
         outbox.write_json_atomic(batch_dir / outbox.STATUS_FILE, fields)
         fields["completed_at"] = self._record.completed_at
@@ -512,25 +605,33 @@ class BatchActor(pykka.ThreadingActor):
         fields["priority"] = str(self._record.priority)
         if self._record.note:
             fields["note"] = self._record.note
-        summary = outbox.summarize(
-            _read_jsonl(batch_dir / outbox.RESULTS_JSONL),
+        summary = builder.build(
             status_fields=fields,
             config_fingerprint=self._settings.config_fingerprint,
+            duplicate_groups=planner.groups(),
+            duplicates_capped=planner.capped,
         )
         outbox.write_json_atomic(batch_dir / outbox.SUMMARY_FILE, summary)
         return summary
 
-    def _index_done_images(self) -> None:
+    def _index_done_images(self, planner: DuplicatePlanner) -> Iterator[Progress]:
+        """Store the done images in the history (a no-op for those already there, so a
+        resumed finalising adds nothing twice) and hand them to the planner, in path order."""
         pending: list[IndexedImage] = []
-        for path in self._store.iter_paths(self._record):
+        total = self._record.total
+        for seen, path in enumerate(self._store.iter_paths(self._record), start=1):
             indexed = self._indexed(path, self._store.get_image(self._batch_id, path))
             if indexed is not None:
                 pending.append(indexed)
+                planner.add(BatchImage(path, indexed.sha256, indexed.pixel_digest, indexed.hashes))
             if len(pending) >= _INDEX_BATCH:
                 self._history.add_many(pending)
                 pending = []
+            if seen % _PROGRESS_EVERY == 0:
+                yield ("indexing", seen, total)
         if pending:
             self._history.add_many(pending)
+        yield ("indexing", total, total)
 
     def _indexed(self, path: str, image: ImageRecord | None) -> IndexedImage | None:
         if image is None or image.status != ImageStatus.DONE or image.result is None:
@@ -544,29 +645,21 @@ class BatchActor(pykka.ThreadingActor):
             analysis_version=ANALYSIS_VERSION,
         )
 
-    def _final_records(self) -> Iterator[dict[str, Any]]:
+    def _final_records(self, planner: DuplicatePlanner) -> Iterator[dict[str, Any]]:
+        position = 0  # among the done images, as they were handed to the planner
         for path in self._store.iter_paths(self._record):  # stored in path order
             image = self._store.get_image(self._batch_id, path)
-            yield self._final_record(path, image)
+            duplicates = None
+            if self._indexed(path, image) is not None:
+                duplicates = planner.duplicates(position)
+                position += 1
+            yield self._final_record(path, image, duplicates)
 
-    def _final_record(self, path: str, image: ImageRecord | None) -> dict[str, Any]:
+    def _final_record(
+        self, path: str, image: ImageRecord | None, duplicates: RecordDuplicates | None = None
+    ) -> dict[str, Any]:
         image = image or ImageRecord(path=path)
         result = image.result or {}
-        duplicates = None
-        indexed = self._indexed(path, image)
-        if indexed is not None:
-            matches = self._history.find(
-                indexed, max_distance=self._settings.near_duplicate_distance
-            )
-            duplicates = [
-                {
-                    "tier": match.tier,
-                    "path": match.ref.path,
-                    "seen_in": None if match.ref.batch_id == self._batch_id else match.ref.batch_id,
-                    "distances": match.distances,
-                }
-                for match in matches
-            ]
         file_section = result.get("file")
         if file_section is None and image.source_url is not None:
             file_section = {"source_url": image.source_url}
@@ -584,7 +677,9 @@ class BatchActor(pykka.ThreadingActor):
             "exif": result.get("exif"),
             "colors": result.get("colors"),
             "hashes": result.get("hashes"),
-            "duplicates": duplicates,
+            "duplicates": None if duplicates is None else duplicates.matches,
+            "duplicate_count": None if duplicates is None else duplicates.count,
+            "duplicate_group": None if duplicates is None else duplicates.group,
             "analysis_version": ANALYSIS_VERSION,
         }
 
@@ -657,13 +752,6 @@ def _delete(source: Path) -> None:
         shutil.rmtree(source)
     else:
         source.unlink(missing_ok=True)
-
-
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
 
 
 def _duration_s(record: BatchRecord) -> float | None:
