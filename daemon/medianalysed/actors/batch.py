@@ -141,10 +141,6 @@ class BatchActor(pykka.ThreadingActor):
         """Defer the real work to a message, so a failure reaches `on_failure`."""
         self.actor_ref.tell(_Begin())
 
-    def on_stop(self) -> None:
-        """This thread ends: close its SQLite connections (diskcache leaks them otherwise)."""
-        release_thread_connections()
-
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         """Tell the supervisor; the batch resumes from its persisted state when restarted."""
         release_thread_connections()
@@ -156,7 +152,8 @@ class BatchActor(pykka.ThreadingActor):
         )
 
     def on_stop(self) -> None:
-        """Abandon an unfinished outbox: its temporary files go; the next start redoes it."""
+        """Abandon an unfinished outbox (its temporary files go; the next start redoes it),
+        then close this thread's SQLite connections (diskcache leaks them otherwise)."""
         if self._finalising is not None:
             self._finalising.close()
             self._finalising = None
@@ -166,6 +163,7 @@ class BatchActor(pykka.ThreadingActor):
                 *self._finalising_progress,
                 extra=self._log_extra(),
             )
+        release_thread_connections()
 
     def on_receive(self, message: Any) -> None:
         """Dispatch one message (runs in this actor's thread)."""
