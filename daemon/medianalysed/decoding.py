@@ -21,6 +21,7 @@ from PIL import EpsImagePlugin, Image, ImageFile, JpegImagePlugin
 HASH_MIN_SIDE: Final = 128  # the reduced decode keeps at least this many pixels on the short side
 HASH_INPUT_SIDE: Final = 128  # hashes and colours read a copy box-reduced to about this size
 WORK_MAX_SIDE: Final = 4 * HASH_MIN_SIDE  # non-JPEG decodes are box-reduced below this
+WORK_MAX_LONG_SIDE: Final = 16 * WORK_MAX_SIDE  # and their long side below this
 # PIPELINE_ID (models.py) changes whenever a constant here, in hashes.py or colours.py, or the
 # way results are computed changes: it is part of AnalysisSettings.fingerprint(), the
 # content-cache key.
@@ -64,17 +65,19 @@ def decode_working(image: Image.Image) -> Working:
         raise UnsupportedVariantError(f"no decoder for {image.format} files")
     image.load()
     has_alpha = image.has_transparency_data
-    factor = _reduce_factor(min(image.size))
+    factor = _reduce_factor(image.size)
     frame = _normalised_reduced(image, factor)
     scale *= factor
     return Working(image=frame, scale=scale, full_size=full_size, has_alpha=has_alpha)
 
 
-def _reduce_factor(short_side: int) -> int:
-    """Integer box factor that brings the short side under WORK_MAX_SIDE but not below half."""
-    if short_side < WORK_MAX_SIDE:
-        return 1
-    return short_side // (WORK_MAX_SIDE // 2)
+def _reduce_factor(size: tuple[int, int]) -> int:
+    """Integer box factor that brings the short side under WORK_MAX_SIDE but not below half,
+    and the long side under WORK_MAX_LONG_SIDE (a 245 x 100000 strip is no photo, and working
+    on its 24 Mpx whole would take imagehash ten seconds)."""
+    short_side, long_side = min(size), max(size)
+    factor = 1 if short_side < WORK_MAX_SIDE else short_side // (WORK_MAX_SIDE // 2)
+    return max(factor, -(-long_side // WORK_MAX_LONG_SIDE))
 
 
 def _draft_jpeg(image: Image.Image) -> int:

@@ -65,7 +65,7 @@ def made_up(mode: str, size: tuple[int, int], seed: int) -> Image.Image:
 @given(
     mode=st.sampled_from(MODES + MODES_8BIT),
     width=st.integers(1, 1100),
-    height=st.integers(1, 1100),
+    height=st.sampled_from([1, 7, 300, 511, 512, 1100, 2600]),
     strip_pixels=st.sampled_from([977, 65536, 1 << 20]),
     seed=st.integers(0, 2**16),
 )
@@ -73,7 +73,7 @@ def test_strips_give_the_whole_frame_conversion_exactly(
     mode: str, width: int, height: int, strip_pixels: int, seed: int
 ) -> None:
     image = made_up(mode, (width, height), seed)
-    factor = decoding._reduce_factor(min(width, height))
+    factor = decoding._reduce_factor((width, height))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(decoding, "_STRIP_PIXELS", strip_pixels)
         strips = decoding._normalised_reduced(image, factor)
@@ -88,3 +88,17 @@ def test_a_constant_negative_float_image_is_black_not_an_error() -> None:
     working = decoding.decode_working(image)
     assert working.image.mode == "L"
     assert working.image.getextrema() == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("size", "factor"),
+    [
+        ((4000, 3000), 11),  # short side 3000 // 256
+        ((511, 8192), 1),  # small enough both ways: decoded at full size
+        ((245, 100_001), 13),  # a strip: its long side decides
+        ((16_000, 1_000), 3),  # a panorama: still its short side
+    ],
+)
+def test_the_reduce_factor_bounds_both_sides(size: tuple[int, int], factor: int) -> None:
+    assert decoding._reduce_factor(size) == factor
+    assert max(size) // factor <= decoding.WORK_MAX_LONG_SIDE
