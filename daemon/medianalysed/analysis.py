@@ -25,8 +25,8 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Final
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, Final
 
 import pillow_heif
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
@@ -103,6 +103,21 @@ _ISO_BMFF_BRANDS_AVIF: Final = (b"avif", b"avis")
 
 
 @dataclass(frozen=True, slots=True)
+class OpenedFile:
+    """A file the caller opened (the worker: safely, relative to its batch); read through it only.
+
+    `name` is the file's name, for its extension; it is never opened again.
+    """
+
+    handle: BinaryIO
+    name: str
+
+
+# A trusted path (tests, tools) or a file opened by the caller.
+ImageSource = Path | OpenedFile
+
+
+@dataclass(frozen=True, slots=True)
 class FileFacts:
     """What the file itself says, before any decoding."""
 
@@ -112,31 +127,37 @@ class FileFacts:
     data: bytes | None  # the whole file when size <= IN_MEMORY_LIMIT, else None
 
 
-def read_file_facts(path: Path, settings: AnalysisSettings) -> FileFacts:
+def read_file_facts(source: ImageSource, settings: AnalysisSettings) -> FileFacts:
     """Stat, check the size limit, read (when small enough) and hash one file.
 
     Raises:
         AnalysisError: TOO_LARGE (before reading the content) or IO_ERROR.
     """
     try:
-        with path.open("rb") as handle:
-            status = os.fstat(handle.fileno())
-            if status.st_size > settings.max_file_size:
-                raise AnalysisError(
-                    ErrorCode.TOO_LARGE,
-                    f"file is {status.st_size} bytes, over max_file_size "
-                    f"({settings.max_file_size} bytes)",
-                )
-            if status.st_size <= IN_MEMORY_LIMIT:
-                data: bytes | None = handle.read()
-                assert data is not None
-                size = len(data)
-                digest = hashlib.sha256(data).hexdigest()
-            else:
-                data = None
-                size, digest = _stream_sha256(handle)
+        if isinstance(source, OpenedFile):
+            source.handle.seek(0)
+            return _read_facts(source.handle, settings)
+        with source.open("rb") as handle:
+            return _read_facts(handle, settings)
     except OSError as exc:
         raise AnalysisError(ErrorCode.IO_ERROR, _os_error_message("cannot read file", exc)) from exc
+
+
+def _read_facts(handle: BinaryIO, settings: AnalysisSettings) -> FileFacts:
+    status = os.fstat(handle.fileno())
+    if status.st_size > settings.max_file_size:
+        raise AnalysisError(
+            ErrorCode.TOO_LARGE,
+            f"file is {status.st_size} bytes, over max_file_size ({settings.max_file_size} bytes)",
+        )
+    if status.st_size <= IN_MEMORY_LIMIT:
+        data: bytes | None = handle.read()
+        assert data is not None
+        size = len(data)
+        digest = hashlib.sha256(data).hexdigest()
+    else:
+        data = None
+        size, digest = _stream_sha256(handle)
     if size > settings.max_file_size:  # the file grew since fstat
         raise AnalysisError(
             ErrorCode.TOO_LARGE,
@@ -145,7 +166,7 @@ def read_file_facts(path: Path, settings: AnalysisSettings) -> FileFacts:
     return FileFacts(size=size, sha256=digest, mtime=_utc_iso(status.st_mtime), data=data)
 
 
-def _stream_sha256(handle: io.BufferedReader) -> tuple[int, str]:
+def _stream_sha256(handle: BinaryIO) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
     while chunk := handle.read(_READ_CHUNK):
@@ -182,7 +203,9 @@ def analyse_file(
     return {"file": file_section, **analysed}
 
 
-def analyse_image(path: Path, facts: FileFacts, settings: AnalysisSettings) -> dict[str, Any]:
+def analyse_image(
+    source: ImageSource, facts: FileFacts, settings: AnalysisSettings
+) -> dict[str, Any]:
     """Analyse one image: `image`, `exif`, `colors`, `hashes` and `pixel_digest`.
 
     Not thread-safe: for the duration of the call it sets Pillow's global MAX_IMAGE_PIXELS and
@@ -192,7 +215,7 @@ def analyse_image(path: Path, facts: FileFacts, settings: AnalysisSettings) -> d
         AnalysisError: UNSUPPORTED_FORMAT, CORRUPT, DECOMPRESSION_BOMB, TOO_SMALL or IO_ERROR.
     """
     with _pillow_limits(settings.max_pixels):
-        with _pillow_errors(path, facts.data), _open_image(path, facts.data) as image:
+        with _pillow_errors(source, facts.data), _open_image(source, facts.data) as image:
             header = _read_header(image)
             _check_limits(header, settings)
             # Before decoding: a TIFF's sub-IFDs are read from its file, which loading may close.
@@ -244,21 +267,28 @@ def hamming_distance(hex_a: str, hex_b: str) -> int:
 
 
 @contextmanager
-def _open_image(path: Path, data: bytes | None) -> Iterator[Image.Image]:
-    source: Path | io.BytesIO = io.BytesIO(data) if data is not None else path
-    with Image.open(source) as image:
+def _open_image(source: ImageSource, data: bytes | None) -> Iterator[Image.Image]:
+    readable: Path | BinaryIO
+    if data is not None:
+        readable = io.BytesIO(data)
+    elif isinstance(source, OpenedFile):
+        source.handle.seek(0)
+        readable = source.handle  # Pillow leaves a file object it was given open
+    else:
+        readable = source
+    with Image.open(readable) as image:
         yield image
 
 
 @contextmanager
-def _pillow_errors(path: Path, data: bytes | None) -> Iterator[None]:
+def _pillow_errors(source: ImageSource, data: bytes | None) -> Iterator[None]:
     """Translate what Pillow raises on bad input into AnalysisError codes."""
     try:
         yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise AnalysisError(ErrorCode.DECOMPRESSION_BOMB, _bomb_message(exc)) from exc
     except UnidentifiedImageError as exc:
-        if _claims_image_format(path, data):
+        if _claims_image_format(source, data):
             raise AnalysisError(
                 ErrorCode.CORRUPT, "claims an image format but Pillow cannot identify it"
             ) from exc
@@ -311,11 +341,11 @@ def _decode_failure_message(exc: BaseException) -> str:
     return f"cannot decode: {type(exc).__name__}: {exc}"
 
 
-def _claims_image_format(path: Path, data: bytes | None) -> bool:
+def _claims_image_format(source: ImageSource, data: bytes | None) -> bool:
     """Whether the file's signature or its name says it is an image format we know."""
-    if path.suffix.lower() in _image_extensions():
+    if PurePosixPath(source.name).suffix.lower() in _image_extensions():
         return True
-    head = data[:32] if data is not None else _read_head(path)
+    head = data[:32] if data is not None else _read_head(source)
     if head.startswith(_SIGNATURES):
         return True
     brand = head[8:12] if head[4:8] == b"ftyp" else b""
@@ -328,9 +358,11 @@ def _image_extensions() -> frozenset[str]:
     return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 
 
-def _read_head(path: Path) -> bytes:
+def _read_head(source: ImageSource) -> bytes:
     try:
-        with path.open("rb") as handle:
+        if isinstance(source, OpenedFile):
+            return os.pread(source.handle.fileno(), 32, 0)
+        with source.open("rb") as handle:
             return handle.read(32)
     except OSError:
         return b""

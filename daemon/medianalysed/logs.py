@@ -6,6 +6,11 @@ traceback. Masked: every value given to `register_secret` (the webhook secret), 
 after `Authorization:` and `X-Medianalysed-Signature:`, and a URL's whole userinfo (a token
 is often the user name). httpx and httpcore log every request URL at info/debug level, with
 its tokens: they are kept at warning.
+
+A file name never forges a line (SPEC §1): in text logs a record is one line, its control
+characters escaped (`names.log_text`), and a traceback follows on lines that start with a
+space; JSON logs escape them as JSON does, plus the characters `str.splitlines` also breaks on.
+Undecodable name bytes show as `\\xNN` in both.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Final, Literal, TextIO
 
+from medianalysed import names
 from medianalysed.config import MASKED
 from medianalysed.redaction import mask_userinfo
 
@@ -73,8 +79,27 @@ class RedactingTextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        """Format the record as the stdlib would, then mask secrets."""
-        return redact(super().format(record))
+        """Format the record as the stdlib would, on one line plus an indented traceback, then
+        mask secrets.
+
+        Unlike the stdlib, the traceback text is not cached on the record: another handler
+        formats it its own way.
+        """
+        record.message = record.getMessage()
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        lines = [names.log_text(self.formatMessage(record))]
+        if record.exc_info:
+            lines.append(_indented(self.formatException(record.exc_info)))
+        elif record.exc_text:
+            lines.append(_indented(record.exc_text))
+        if record.stack_info:
+            lines.append(_indented(self.formatStack(record.stack_info)))
+        return redact("\n".join(lines))
+
+
+def _indented(text: str) -> str:
+    return "\n".join(" " + names.log_text(line) for line in text.splitlines())
 
 
 class JsonFormatter(logging.Formatter):
@@ -86,18 +111,29 @@ class JsonFormatter(logging.Formatter):
             "ts": _iso_utc(record.created),
             "level": record.levelname,
             "logger": record.name,
-            "message": redact(record.getMessage()),
+            "message": redact(names.display(record.getMessage())),
         }
         for name in JSON_EXTRA_FIELDS:
             if name in record.__dict__:
                 entry[name] = _json_value(record.__dict__[name])
         if record.exc_info:
-            entry["exc"] = redact(self.formatException(record.exc_info))
+            entry["exc"] = redact(names.display(self.formatException(record.exc_info)))
         elif record.exc_text:
-            entry["exc"] = redact(record.exc_text)
+            entry["exc"] = redact(names.display(record.exc_text))
         if record.stack_info:
             entry["stack"] = redact(self.formatStack(record.stack_info))
-        return json.dumps(entry, ensure_ascii=False)
+        return _one_json_line(entry)
+
+
+# Line breaks for str.splitlines() that JSON does not escape (C0 controls it does).
+_JSON_LINE_BREAKS: Final = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _one_json_line(entry: dict[str, object]) -> str:
+    text = json.dumps(entry, ensure_ascii=False)
+    for char, escape in _JSON_LINE_BREAKS.items():
+        text = text.replace(char, escape)  # only ever inside a JSON string
+    return text
 
 
 class _MedianalysedHandler(logging.StreamHandler[TextIO]):
@@ -148,4 +184,4 @@ def _iso_utc(created: float) -> str:
 def _json_value(value: object) -> object:
     if value is None or isinstance(value, bool | int | float):
         return value
-    return redact(str(value))
+    return redact(names.display(str(value)))

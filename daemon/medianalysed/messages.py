@@ -105,12 +105,15 @@ class AnalyseImage:
     """Analyse one image of a batch and reply to `reply_to`."""
 
     batch_id: str
-    path: str
-    file_path: str  # absolute path to read; for URLs, where to download to
+    path: str  # the record's key (names.py)
+    file_path: str  # root/relpath; for URLs, where to download to
     source_url: str | None
     attempt: int
     reply_to: pykka.ActorRef[Any]
     bypass_cache: bool = False
+    # What the worker opens: `relpath` (a key) below the folder `root`, never by the full path.
+    root: str = ""
+    relpath: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,7 @@ class ImageAnalysed:
     duration_ms: float
     cached: bool = False
     interrupted: bool = False  # the daemon is stopping: not an attempt, the image stays pending
+    file: dict[str, Any] | None = None  # on an error: the file facts read before it, if any
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,10 @@ directory, fsync'ed, then renamed over its final name, and the directory is fsyn
 so a reader sees either no file or a whole one. Write `summary.json` last: its presence means the
 batch is finished.
 
-Strings that cannot be encoded as UTF-8 (file names with undecodable bytes arrive as lone
-surrogates) are written as `\\udcXX` escapes, which JSON decodes back to the same string.
+Records name their file with `path` (UTF-8 text, undecodable bytes as `\\xNN`) and, when that
+was needed, `path_bytes` (the exact name, base64): `names.path_fields`. Any other string that
+cannot be encoded as UTF-8 (a lone surrogate) is written as a `\\udcXX` escape, which JSON
+decodes back to the same string.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
+from medianalysed import names
 from medianalysed.errors import OutboxError
 from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.readiness import group_of
@@ -38,6 +41,7 @@ DUPLICATE_TIERS: tuple[str, ...] = ("exact", "same_pixels", "near")
 
 CSV_COLUMNS: tuple[str, ...] = (
     "path",
+    "path_bytes",
     "group",
     "status",
     "error.code",
@@ -192,12 +196,8 @@ def write_json_atomic(path: Path, obj: object) -> None:
 # --- batch directories -----------------------------------------------------------------------
 
 
-def _candidate_ids(name: str) -> Iterator[str]:
-    yield name
-    suffix = 2
-    while True:
-        yield f"{name}-{suffix}"
-        suffix += 1
+def _candidate_ids(name: str, max_bytes: int = names.NAME_MAX) -> Iterator[str]:
+    return names.suffixed_names(name, max_bytes)
 
 
 def reserve_batch_dir(
@@ -207,7 +207,9 @@ def reserve_batch_dir(
 
     The id is `name`, else `name-2`, `name-3`... the first that neither exists in the outbox nor
     `is_reserved` (ids known to the state store). `mkdir` without `exist_ok` makes the reservation
-    race-free, and an existing outbox folder is never reused or overwritten.
+    race-free, and an existing outbox folder is never reused or overwritten. `name` is a key
+    (`names.py`): the id is its printable form, shortened to fit the outbox's NAME_MAX with its
+    suffix (`names.suffixed_names`).
 
     Raises:
         ValueError: `name` cannot be a directory name.
@@ -220,7 +222,7 @@ def reserve_batch_dir(
         outbox.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _outbox_error(outbox, exc) from exc
-    for batch_id in _candidate_ids(name):
+    for batch_id in _candidate_ids(name, names.name_max(outbox)):
         if is_reserved(batch_id):
             continue
         directory = outbox / batch_id
@@ -306,10 +308,13 @@ class ResultsWriter:
     def write(self, record: Mapping[str, Any]) -> None:
         """Add one record; records must come sorted by `path`, each path once.
 
+        The order is that of the key `path` and `path_bytes` stand for (`names.key_of_record`):
+        the order of `path` itself whenever no name holds undecodable bytes.
+
         Raises:
             ValueError: a record out of order or repeated (a bug; nothing will be written).
         """
-        path = str(record["path"])
+        path = names.key_of_record(str(record["path"]), record.get("path_bytes"))
         if self._previous is not None and path <= self._previous:
             msg = (
                 f"results must be sorted by path without repeats: {path!r} after {self._previous!r}"
@@ -341,8 +346,9 @@ def open_results(batch_dir: Path) -> Iterator[ResultsWriter]:
 def write_results(batch_dir: Path, records: Iterable[Mapping[str, Any]]) -> int:
     """Stream `records` into `results.jsonl` and `results.csv`, both atomically; return the count.
 
-    Records must come sorted by `path`, each path once (SPEC §4); both files appear only once
-    every record is written.
+    Records must come sorted by the key their `path` and `path_bytes` stand for (which is the
+    order of `path` itself whenever no name holds undecodable bytes), each once (SPEC §4); both
+    files appear only once every record is written.
 
     Raises:
         OutboxError: a file could not be written; no temporary file is left behind.

@@ -10,6 +10,10 @@ Layout under `state_dir`:
   claims: which input folder became which batch, so no folder is started twice.
 - `images/`: per-image records (`<batch_id>\\x00i\\x00<path>`) and the batch's ordered path
   list in chunks (`<batch_id>\\x00p\\x00<chunk>`), so a 100,000-image batch streams.
+
+Paths and claimed names are keys (`names.py`): a key holding undecodable bytes is stored as a
+bytes key (SQLite cannot hold its lone surrogates as text), every other key as text, exactly
+as earlier versions stored it.
 - `content/`: the content cache (analysis by sha256 and settings), written by workers.
 - `control/`: commands from the CLI (`retry`, `cancel`, `pause`...), a FIFO deque.
 - `history/`: the duplicate index (owned by `dupindex`).
@@ -26,6 +30,7 @@ from typing import Any, cast
 
 import diskcache
 
+from medianalysed import names
 from medianalysed.errors import StateError
 from medianalysed.models import STATE_SCHEMA_VERSION, BatchStatus, ImageStatus, Priority
 
@@ -136,9 +141,10 @@ class ImageRecord:
     duration_ms: float | None = None
     source_url: str | None = None
     next_attempt_at: float | None = None  # wall-clock epoch seconds of the next retry
+    file: dict[str, Any] | None = None  # size/sha256/mtime read before a failure or a skip
 
     def to_json(self) -> str:
-        """Serialise for storage."""
+        """Serialise for storage (the path is a key: it may hold undecodable bytes)."""
         data = {
             "path": self.path,
             "status": str(self.status),
@@ -148,8 +154,9 @@ class ImageRecord:
             "duration_ms": self.duration_ms,
             "source_url": self.source_url,
             "next_attempt_at": self.next_attempt_at,
+            "file": self.file,
         }
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return names.storable_json(data)
 
     @classmethod
     def from_json(cls, text: str) -> ImageRecord:
@@ -164,6 +171,7 @@ class ImageRecord:
             duration_ms=data["duration_ms"],
             source_url=data["source_url"],
             next_attempt_at=data.get("next_attempt_at"),
+            file=data.get("file"),
         )
 
 
@@ -181,6 +189,11 @@ def release_thread_connections() -> None:
     """
     for cache in list(_DURABLE_CACHES):
         cache.close()  # diskcache closes only the calling thread's connection
+
+
+def _claim_key(claim_key: str) -> str | bytes:
+    """The stored key of a claim (`<inbox>\\x00<name>`: the name may hold undecodable bytes)."""
+    return names.storage_key(_CLAIM_PREFIX + claim_key)
 
 
 def open_durable_cache(directory: Path, *, what: str, cache_pages: int = 256) -> diskcache.Cache:
@@ -276,9 +289,10 @@ class StateStore:
     def iter_batches(self) -> Iterator[BatchRecord]:
         """Every batch record, in insertion order."""
         for key in list(self._batches.iterkeys()):
-            if cast(str, key).startswith(_CLAIM_PREFIX):
+            # Claims are the other keys: text under _CLAIM_PREFIX, or bytes (names.storage_key).
+            if not isinstance(key, str) or key.startswith(_CLAIM_PREFIX):
                 continue
-            record = self.get_batch(cast(str, key))
+            record = self.get_batch(key)
             if record is not None:
                 yield record
 
@@ -287,13 +301,13 @@ class StateStore:
         claim = json.dumps({"batch_id": record.batch_id, "id": identity})
         with self._batches.transact():
             self._batches.set(record.batch_id, record.to_json())
-            self._batches.set(_CLAIM_PREFIX + claim_key, claim)
+            self._batches.set(_claim_key(claim_key), claim)
 
     # -- claims --------------------------------------------------------------------
 
     def claim_for(self, claim_key: str) -> tuple[str, str] | None:
         """(batch_id, identity) of the batch that claimed an input, or None."""
-        text = self._batches.get(_CLAIM_PREFIX + claim_key)
+        text = self._batches.get(_claim_key(claim_key))
         if text is None:
             return None
         data = json.loads(cast(str, text))
@@ -301,13 +315,13 @@ class StateStore:
 
     def release_claim(self, claim_key: str) -> None:
         """Forget a claim, so a new folder of that name becomes a new batch."""
-        self._batches.delete(_CLAIM_PREFIX + claim_key)
+        self._batches.delete(_claim_key(claim_key))
 
     # -- images --------------------------------------------------------------------
 
     @staticmethod
-    def _image_key(batch_id: str, path: str) -> str:
-        return f"{batch_id}{_SEP}i{_SEP}{path}"
+    def _image_key(batch_id: str, path: str) -> str | bytes:
+        return names.storage_key(f"{batch_id}{_SEP}i{_SEP}{path}")
 
     @staticmethod
     def _chunk_key(batch_id: str, chunk: int) -> str:

@@ -4,21 +4,29 @@ The image actors hand each image to a pebble process pool: the CPU work escapes 
 GIL, and a decode that hangs or crashes is killed after `image_timeout_seconds` and its
 process replaced, without harming the daemon. Everything here returns plain data
 (exceptions with custom constructors do not survive pickling).
+
+A file is opened once, relative to its batch folder and without following links out of it
+(`safeopen`); the analysis reads that descriptor only. Whatever was learnt about the file
+before a failure (size, mtime, sha256) comes back with the error, so the record keeps it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import multiprocessing
 import os
 import resource
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any, BinaryIO
 
+from medianalysed import names, safeopen
 from medianalysed.config import format_size
 from medianalysed.errors import AnalysisError, ErrorCode
 from medianalysed.models import AnalysisSettings
@@ -36,9 +44,10 @@ _memory_limit: int | None = None  # what apply_memory_limit set in this process
 
 @dataclass(frozen=True, slots=True)
 class WorkerJob:
-    """One image to analyse in a worker process."""
+    """One image to analyse in a worker process: `relpath` (a key) below the folder `root`."""
 
-    file_path: str
+    root: str
+    relpath: str
     settings: AnalysisSettings
     content_dir: str | None
     source_url: str | None = None
@@ -63,7 +72,10 @@ def _cache(directory: str | None) -> Any:
 
 
 def run_job(job: WorkerJob) -> dict[str, Any]:
-    """Analyse one file: {"result", "cached", "elapsed_ms"} or {"error", "elapsed_ms"}."""
+    """Analyse one file: {"result", "cached", "elapsed_ms"} or {"error", "file", "elapsed_ms"}.
+
+    `file` (on errors) is what could be learnt about the file before the failure, or None.
+    """
     started = time.perf_counter()
     outcome = _outcome(job)
     outcome["elapsed_ms"] = (time.perf_counter() - started) * 1000
@@ -71,40 +83,94 @@ def run_job(job: WorkerJob) -> dict[str, Any]:
 
 
 def _outcome(job: WorkerJob) -> dict[str, Any]:
+    learnt: dict[str, Any] = {}
     try:
-        return _run(job)
+        return _run(job, learnt)
     except AnalysisError as exc:
-        return {"error": exc.to_json()}
+        error = exc.to_json()
     except MemoryError:
-        return {"error": _error(ErrorCode.DECOMPRESSION_BOMB, _out_of_memory_message())}
+        error = _error(ErrorCode.DECOMPRESSION_BOMB, _out_of_memory_message())
     except Exception as exc:
-        logger.exception("analysis of %s failed unexpectedly", job.file_path)
-        return {"error": _error(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")}
+        logger.exception("analysis of %s failed unexpectedly", names.log_text(job.relpath))
+        error = _error(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+    return {"error": error, "file": learnt.get("file")}
 
 
-def _run(job: WorkerJob) -> dict[str, Any]:
+def _run(job: WorkerJob, learnt: dict[str, Any]) -> dict[str, Any]:
+    """Analyse the file; `learnt["file"]` holds the file section as soon as anything is known."""
+    with _open_safely(job) as handle:
+        status = os.fstat(handle.fileno())
+        # Known before the content is read: kept if reading or the size limit stops us.
+        learnt["file"] = _file_section(status.st_size, None, status.st_mtime, job.source_url)
+        return _analyse(job, handle, learnt)
+
+
+def _analyse(job: WorkerJob, handle: BinaryIO, learnt: dict[str, Any]) -> dict[str, Any]:
     # Imported here: only worker processes need the imaging stack (preloaded by the fork
     # server, so this costs nothing per job); the daemon process stays small.
-    from medianalysed.analysis import analyse_image, read_file_facts  # noqa: PLC0415
+    from medianalysed.analysis import (  # noqa: PLC0415
+        OpenedFile,
+        analyse_image,
+        read_file_facts,
+    )
 
-    path = Path(job.file_path)
-    facts = read_file_facts(path, job.settings)
+    source = OpenedFile(handle, PurePosixPath(job.relpath).name)
+    facts = read_file_facts(source, job.settings)
     file_section = {
         "size": facts.size,
         "sha256": facts.sha256,
         "mtime": facts.mtime,
         "source_url": job.source_url,
     }
+    learnt["file"] = file_section
     cache = _cache(job.content_dir)
     key = f"{facts.sha256}:{job.settings.fingerprint()}"
     if cache is not None and not job.bypass_cache:
         cached = _cached_sections(cache, key)
         if cached is not None:
             return {"result": {"file": file_section, **cached}, "cached": True}
-    sections = analyse_image(path, facts, job.settings)
+    sections = analyse_image(source, facts, job.settings)
     if cache is not None:
         _store_sections(cache, key, sections)
     return {"result": {"file": file_section, **sections}, "cached": False}
+
+
+def _file_section(
+    size: int, sha256: str | None, mtime: float, source_url: str | None
+) -> dict[str, Any]:
+    moment = datetime.fromtimestamp(mtime, tz=UTC).isoformat(timespec="seconds")
+    return {
+        "size": size,
+        "sha256": sha256,
+        "mtime": moment.replace("+00:00", "Z"),
+        "source_url": source_url,
+    }
+
+
+@contextlib.contextmanager
+def _open_safely(job: WorkerJob) -> Iterator[BinaryIO]:
+    """The job's file, opened below its root without following links out of it.
+
+    Raises:
+        AnalysisError: REFUSED (a link out of the batch, swapped in, or not a regular file) or
+            IO_ERROR (missing, unreadable, a folder...).
+    """
+    try:
+        with safeopen.open_root(job.root) as root:
+            fd = safeopen.open_beneath(root, job.relpath)
+    except safeopen.RefusedError as exc:
+        raise AnalysisError(ErrorCode.REFUSED, exc.reason) from exc
+    except OSError as exc:
+        raise AnalysisError(ErrorCode.IO_ERROR, _open_error_message(exc)) from exc
+    with os.fdopen(fd, "rb") as handle:
+        yield handle
+
+
+def _open_error_message(exc: OSError) -> str:
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in {errno.ENOENT, errno.ENOTDIR}:
+        return f"cannot open file: {reason} (it was moved or deleted after the batch started)"
+    return f"cannot open file: {reason}"
 
 
 def _cached_sections(cache: Any, key: str) -> dict[str, Any] | None:

@@ -251,7 +251,8 @@ def test_snapshot_tolerates_an_entry_vanishing_during_the_walk(tmp_path, monkeyp
 
     def lstat_after_delete(path, *args, **kwargs):
         # Remove the file between the directory listing and its stat, as a concurrent mv would.
-        if os.fspath(path) == os.fspath(victim) and victim.exists():
+        # (The walk stats each name relative to its directory's descriptor.)
+        if os.fsencode(path) == victim.name.encode() and victim.exists():
             victim.unlink()
         return real_lstat(path, *args, **kwargs)
 
@@ -264,13 +265,16 @@ def test_walk_tolerates_a_directory_vanishing_before_it_is_listed(tmp_path):
     root = tmp_path / "trip"
     touch(root / "a" / "1.jpg")
     touch(root / "b" / "2.jpg")
-    walk = readiness._walk(os.fspath(root), readiness._keep_everything)
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     seen = []
-    for node in walk:
-        seen.append(node.relpath)
-        if node.relpath == "b":
-            (root / "b" / "2.jpg").unlink()
-            (root / "b").rmdir()
+    try:
+        for node in readiness._walk(root_fd, readiness._keep_everything):
+            seen.append(node.relpath)
+            if node.relpath == "b":
+                (root / "b" / "2.jpg").unlink()
+                (root / "b").rmdir()
+    finally:
+        os.close(root_fd)
     assert seen == ["a", "a/1.jpg", "b"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -19,7 +20,7 @@ from typing import Any
 
 import pykka
 
-from medianalysed import outbox
+from medianalysed import names, outbox
 from medianalysed.config import InboxConfig, ProcessingConfig
 from medianalysed.dupgroups import BatchImage, DuplicatePlanner, RecordDuplicates
 from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
@@ -313,16 +314,20 @@ class BatchActor(pykka.ThreadingActor):
         source_url = None if image is None else image.source_url
         if source_url is not None:
             file_path = self._download_path(path)
+            root, relpath = file_path.parent, file_path.name
         else:
-            file_path = _input_root(self._record) / path
+            root = _input_root(self._record)
+            relpath = path
         return AnalyseImage(
             batch_id=self._batch_id,
             path=path,
-            file_path=str(file_path),
+            file_path=os.path.join(root, relpath),
             source_url=source_url,
             attempt=attempts + 1,
             reply_to=self.actor_ref,
             bypass_cache=self._record.bypass_cache,
+            root=str(root),
+            relpath=relpath,
         )
 
     def _download_path(self, path: str) -> Path:
@@ -372,6 +377,7 @@ class BatchActor(pykka.ThreadingActor):
             attempts=message.attempt,
             duration_ms=message.duration_ms,
             source_url=source_url,
+            file=message.file,
         )
         if message.result is not None:
             return _evolve_image(base, status=ImageStatus.DONE, result=message.result)
@@ -606,7 +612,7 @@ class BatchActor(pykka.ThreadingActor):
         summary = builder.build(
             status_fields=fields,
             config_fingerprint=self._settings.config_fingerprint,
-            duplicate_groups=planner.groups(),
+            duplicate_groups=_shown_groups(planner.groups()),
             duplicates_capped=planner.capped,
         )
         outbox.write_json_atomic(batch_dir / outbox.SUMMARY_FILE, summary)
@@ -658,14 +664,15 @@ class BatchActor(pykka.ThreadingActor):
     ) -> dict[str, Any]:
         image = image or ImageRecord(path=path)
         result = image.result or {}
-        file_section = result.get("file")
+        file_section = result.get("file") or image.file
         if file_section is None and image.source_url is not None:
             file_section = {"source_url": image.source_url}
         if file_section is not None and file_section.get("source_url"):
             file_section = {**file_section, "source_url": shown_url(file_section["source_url"])}
+        group = None if path.startswith(URL_PATH_PREFIX) else group_of(path)
         return {
-            "path": path,
-            "group": None if path.startswith(URL_PATH_PREFIX) else group_of(path),
+            **names.path_fields(path),
+            "group": None if group is None else names.display(group),
             "status": str(image.status),
             "error": image.error if image.status != ImageStatus.DONE else None,
             "attempts": image.attempts,
@@ -675,9 +682,13 @@ class BatchActor(pykka.ThreadingActor):
             "exif": result.get("exif"),
             "colors": result.get("colors"),
             "hashes": result.get("hashes"),
-            "duplicates": None if duplicates is None else duplicates.matches,
+            "duplicates": None if duplicates is None else _shown_matches(duplicates.matches),
             "duplicate_count": None if duplicates is None else duplicates.count,
-            "duplicate_group": None if duplicates is None else duplicates.group,
+            "duplicate_group": (
+                None
+                if duplicates is None or duplicates.group is None
+                else names.display(duplicates.group)
+            ),
             "analysis_version": ANALYSIS_VERSION,
         }
 
@@ -701,11 +712,10 @@ class BatchActor(pykka.ThreadingActor):
         target_root.mkdir(parents=True, exist_ok=True)
         if target_root.resolve() in source.resolve().parents:
             return source  # a rerun from the archive: it is where it belongs already
-        target = target_root / self._batch_id
-        suffix = 2
-        while target.exists():
-            target = target_root / f"{self._batch_id}-{suffix}"
-            suffix += 1
+        candidates = names.suffixed_names(self._batch_id, names.name_max(target_root))
+        target = next(
+            target_root / name for name in candidates if not os.path.lexists(target_root / name)
+        )
         if self._record.loose_file:
             # Keep the file's name, so a rerun finds the path its results refer to.
             target.mkdir()
@@ -719,14 +729,32 @@ class BatchActor(pykka.ThreadingActor):
 
 def _local_entries(source: Path, inbox: InboxConfig) -> Iterator[tuple[str, ImageRecord | None]]:
     for entry in iter_batch_entries(source, inbox.ready_marker, inbox.ignore):
-        if entry.refused is None:
-            yield entry.relpath, None
-        else:
+        if entry.refused is not None:
             error = {"code": "REFUSED", "message": clip_message(entry.refused), "retryable": False}
-            yield (
-                entry.relpath,
-                ImageRecord(path=entry.relpath, status=ImageStatus.FAILED, error=error),
-            )
+        elif entry.unreadable is not None:
+            # Not retried image by image: listing it again takes `reprocess`.
+            error = {
+                "code": "IO_ERROR",
+                "message": clip_message(entry.unreadable),
+                "retryable": False,
+            }
+        else:
+            yield entry.relpath, None
+            continue
+        yield entry.relpath, ImageRecord(path=entry.relpath, status=ImageStatus.FAILED, error=error)
+
+
+def _shown_matches(matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Duplicate matches name their file as records do (`path`, and `path_bytes` if needed)."""
+    return [{**match, **names.path_fields(str(match["path"]))} for match in matches]
+
+
+def _shown_groups(groups: dict[str, list[list[str]]]) -> dict[str, list[list[str]]]:
+    """The summary's duplicate groups, their paths in the records' `path` form."""
+    return {
+        tier: [[names.display(path) for path in group] for group in found]
+        for tier, found in groups.items()
+    }
 
 
 def _evolve_image(base: ImageRecord, **changes: Any) -> ImageRecord:
@@ -742,7 +770,8 @@ def _input_root(record: BatchRecord) -> Path:
 
 
 def _safe_name(path: str) -> str:
-    return path.replace("/", "_").replace("#", "_")
+    """The download file name of a `urls.txt#L<n>` path: one short, plain component."""
+    return names.shortened(names.safe_folder_name(path).replace("#", "_"), names.NAME_MAX)
 
 
 def _delete(source: Path) -> None:

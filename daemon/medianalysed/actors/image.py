@@ -161,7 +161,8 @@ class ImageActor(pykka.ThreadingActor):
 
     def _schedule(self, job: AnalyseImage, started: float) -> None:
         work = WorkerJob(
-            file_path=job.file_path,
+            root=job.root,
+            relpath=job.relpath,
             settings=self._settings,
             content_dir=self._content_dir,
             source_url=None if job.source_url is None else shown_url(job.source_url),
@@ -228,6 +229,7 @@ class ImageActor(pykka.ThreadingActor):
             outcome.get("error"),
             cached=bool(outcome.get("cached")),
             elapsed_ms=outcome.get("elapsed_ms"),
+            file=outcome.get("file"),
         )
 
     def _reply(
@@ -239,6 +241,7 @@ class ImageActor(pykka.ThreadingActor):
         cached: bool = False,
         interrupted: bool = False,
         elapsed_ms: float | None = None,
+        file: dict[str, Any] | None = None,
     ) -> None:
         entry = self._in_flight.pop(job)
         if entry.timer is not None:
@@ -254,6 +257,7 @@ class ImageActor(pykka.ThreadingActor):
                 duration_ms=round(elapsed_ms, 1),
                 cached=cached,
                 interrupted=interrupted,
+                file=file,
             )
         )
         self._supervisor.tell(WorkerIdle(worker=self.actor_ref))

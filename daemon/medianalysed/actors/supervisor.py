@@ -24,7 +24,7 @@ from typing import Any
 
 import pykka
 
-from medianalysed import outbox
+from medianalysed import names, outbox
 from medianalysed.actors.batch import BatchActor, BatchListener, BatchSettings
 from medianalysed.actors.image import SLOTS_PER_WORKER
 from medianalysed.batchoptions import BatchOptions, read_batch_options
@@ -317,7 +317,7 @@ class SupervisorActor(pykka.ThreadingActor):
         except OSError:
             return
         loose = path.is_file()
-        name = path.stem if loose else path.name
+        name = names.from_os(path.stem if loose else path.name)
         batch_id = self._unique_batch_id(inbox, name)
         options = BatchOptions() if loose else read_batch_options(path)
         if options.note:
@@ -343,12 +343,13 @@ class SupervisorActor(pykka.ThreadingActor):
         self._start_queued()
 
     def _unique_batch_id(self, inbox: InboxConfig, name: str) -> str:
-        candidate = name
-        suffix = 2
-        while self._store.has_batch(candidate) or (inbox.outbox / candidate).exists():
-            candidate = f"{name}-{suffix}"
-            suffix += 1
-        return candidate
+        """The first free id for a dropped name (a key): printable, and short enough to be a
+        folder name with its `-N` suffix (`names.suffixed_names`)."""
+        for candidate in names.suffixed_names(name, names.name_max(inbox.outbox)):
+            taken = self._store.has_batch(candidate)
+            if not taken and not os.path.lexists(inbox.outbox / candidate):
+                return candidate
+        raise AssertionError  # pragma: no cover - suffixed_names never ends
 
     def _start_queued(self) -> None:
         if self._stopping or not self._queued or len(self._active) >= MAX_ACTIVE_BATCHES:
