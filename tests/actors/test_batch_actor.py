@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import queue
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from medianalysed import safeopen
 from medianalysed.actors.batch import BatchActor, BatchSettings
 from medianalysed.config import InboxConfig, ProcessingConfig
 from medianalysed.dupindex import HistoryIndex
@@ -198,3 +201,101 @@ def test_resume_after_restart_does_not_redo_finished_images(env):
     second = expect(env["worker_q"], AnalyseImage)
     expect(env["supervisor_q"], SlotReturned)
     assert len({first.path, second.path}) == 2
+
+
+def _answer_all(env, batch, count: int, answer) -> list[AnalyseImage]:
+    jobs = []
+    for _ in range(count):
+        jobs.append(_grant_and_answer(env, batch, answer))
+    return jobs
+
+
+def _records(env, batch_id: str = "b1") -> dict[str, dict[str, Any]]:
+    outbox = env["inbox"].outbox / batch_id
+    lines = (outbox / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    return {json.loads(line)["path"]: json.loads(line) for line in lines}
+
+
+def test_failed_and_skipped_records_keep_the_file_facts(env):
+    facts = {"size": 3, "sha256": "ab" * 32, "mtime": "2025-01-01T00:00:00Z", "source_url": None}
+    codes = {"a.jpg": "CORRUPT", "b.jpg": "TOO_LARGE", "sub/c.jpg": "TOO_SMALL"}
+    batch = _start(env)
+    expect(env["supervisor_q"], WorkWanted)
+    _answer_all(
+        env,
+        batch,
+        3,
+        lambda job: ImageAnalysed(
+            path=job.path,
+            attempt=job.attempt,
+            result=None,
+            error={"code": codes[job.path], "message": "m", "retryable": False},
+            duration_ms=1.0,
+            file=facts,
+        ),
+    )
+    expect(env["supervisor_q"], BatchFinished)
+    records = _records(env)
+    assert {path: r["status"] for path, r in records.items()} == {
+        "a.jpg": "failed",
+        "b.jpg": "skipped",
+        "sub/c.jpg": "skipped",
+    }
+    assert all(r["file"] == facts for r in records.values())
+
+
+def test_undecodable_names_are_opened_by_root_and_key_and_reported_exactly(env, tmp_path):
+    batch_dir = Path(env["record"].source)
+    for name in (b"a.jpg", b"b.jpg", b"sub/c.jpg"):
+        os.unlink(os.fsencode(batch_dir) + b"/" + name)
+    os.mkdir(os.fsencode(batch_dir) + b"/s\xfe")
+    for name in (b"\xff.jpg", b"s\xfe/x\n.jpg"):
+        with open(os.fsencode(batch_dir) + b"/" + name, "wb") as handle:
+            handle.write(b"x")
+    batch = _start(env)
+    expect(env["supervisor_q"], WorkWanted)
+    jobs = _answer_all(
+        env,
+        batch,
+        2,
+        lambda job: ImageAnalysed(
+            path=job.path,
+            attempt=1,
+            result=_result(job.path, job.path.encode("utf-8", "surrogateescape").hex()),
+            error=None,
+            duration_ms=1.0,
+        ),
+    )
+    for job in jobs:
+        assert job.root == str(batch_dir)
+        with safeopen.open_root(job.root) as root:
+            os.close(safeopen.open_beneath(root, job.relpath))
+    expect(env["supervisor_q"], BatchFinished, where=lambda m: m.status == "completed")
+    records = _records(env)
+    assert set(records) == {"s\\xfe/x\n.jpg", "\\xff.jpg"}
+    for path, exact in (("s\\xfe/x\n.jpg", b"s\xfe/x\n.jpg"), ("\\xff.jpg", b"\xff.jpg")):
+        assert base64.b64decode(records[path]["path_bytes"]) == exact
+    assert records["s\\xfe/x\n.jpg"]["group"] == "s\\xfe"
+
+
+def test_a_255_byte_batch_archived_twice_gets_a_shortened_name(env, tmp_path):
+    batch_id = "n" * 255
+    source = env["inbox"].path / batch_id
+    Path(env["record"].source).rename(source)
+    env["record"] = env["record"].evolve(
+        batch_id=batch_id, source=str(source), outbox_dir=str(env["inbox"].outbox / batch_id)
+    )
+    (env["inbox"].archive / batch_id).mkdir(parents=True)  # the first drop of that name
+    batch = _start(env)
+    expect(env["supervisor_q"], WorkWanted)
+    _answer_all(
+        env,
+        batch,
+        3,
+        lambda job: ImageAnalysed(
+            path=job.path, attempt=1, result=_result(job.path, job.path), error=None, duration_ms=1
+        ),
+    )
+    expect(env["supervisor_q"], BatchFinished)
+    assert (env["inbox"].archive / ("n" * 253 + "-2") / "sub" / "c.jpg").is_file()
+    assert env["store"].get_batch(batch_id).archived_to.endswith("n" * 253 + "-2")

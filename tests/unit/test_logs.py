@@ -186,3 +186,63 @@ def test_cleared_secrets_are_no_longer_masked() -> None:
     clear_secrets()
 
     assert redact(SECRET) == SECRET
+
+
+# --- names never forge a line (SPEC §1) ------------------------------------------------------
+
+FORGING_NAME = (
+    b"trip\n2026-01-01 00:00:00,000 ERROR medianalysed: forged\r\x1b[2K\xff\xfe\xe2\x80\xa8x"
+).decode("utf-8", "surrogateescape")
+_RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
+
+
+def test_a_name_with_line_breaks_and_escapes_stays_on_its_text_line() -> None:
+    stream = io.StringIO()
+    setup_logging("info", "text", stream)
+
+    logging.getLogger("medianalysed.actors.supervisor").info("batch queued from %s", FORGING_NAME)
+
+    text = stream.getvalue()
+    text.encode("utf-8")  # undecodable bytes are shown as \xNN, not written as surrogates
+    [line] = text.splitlines()
+    assert line.endswith(
+        r"batch queued from trip\n2026-01-01 00:00:00,000 ERROR medianalysed: forged"
+        r"\r\x1b[2K\xff\xfe\u2028x"
+    )
+
+
+def test_a_traceback_cannot_forge_a_record_either() -> None:
+    stream = io.StringIO()
+    setup_logging("info", "text", stream)
+    try:
+        raise FileNotFoundError(2, "gone", FORGING_NAME)
+    except FileNotFoundError as exc:
+        logging.getLogger("medianalysed.x").exception("cannot open: %s", exc.strerror)
+    try:
+        raise ValueError(f"bad name {FORGING_NAME}")
+    except ValueError:
+        logging.getLogger("medianalysed.x").exception("analysis crashed")
+
+    lines = stream.getvalue().splitlines()
+    starts = [line for line in lines if not line.startswith(" ")]
+    assert len(starts) == 2, lines
+    assert all(_RECORD_START.match(line) for line in starts)
+    assert any("Traceback (most recent call last):" in line for line in lines)
+    assert not any("forged" in line and _RECORD_START.match(line) for line in lines[1:])
+
+
+def test_json_lines_stay_one_object_per_line_whatever_the_name() -> None:
+    stream = io.StringIO()
+    setup_logging("info", "json", stream)
+
+    logging.getLogger("medianalysed.x").info(
+        "image %s\x85failed", FORGING_NAME, extra={"path": FORGING_NAME}
+    )
+
+    raw = stream.getvalue()
+    raw.encode("utf-8")
+    assert len(raw.splitlines()) == 1  # also splits on U+2028, U+0085, \x1c...
+    [entry] = json_lines(stream)
+    assert entry["path"] == (
+        "trip\n2026-01-01 00:00:00,000 ERROR medianalysed: forged\r\x1b[2K\\xff\\xfe\u2028x"
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from medianalysed import names
 from medianalysed.errors import OutboxError
 from medianalysed.outbox import (
     CSV_COLUMNS,
@@ -193,6 +194,23 @@ def test_reserve_batch_dir_in_an_unwritable_place_raises_outbox_error(tmp_path):
         reserve_batch_dir(blocker, "trip")
 
 
+def test_reserve_batch_dir_shortens_a_255_byte_name_instead_of_failing(tmp_path):
+    outbox = tmp_path / "outbox"
+    name = "é" * 127 + "x"  # 255 bytes of UTF-8
+    assert reserve_batch_dir(outbox, name)[0] == name
+    second, directory = reserve_batch_dir(outbox, name)
+    assert second == "é" * 126 + "-2", "cut on a character boundary, suffix kept"
+    assert directory.is_dir()
+
+
+def test_reserve_batch_dir_names_undecodable_and_control_names_printably(tmp_path):
+    outbox = tmp_path / "outbox"
+    key = names.from_bytes(b"bad\xff\xfe\nname")
+    batch_id, directory = reserve_batch_dir(outbox, key)
+    assert batch_id == "bad\\xff\\xfe\\nname"
+    assert directory.name == batch_id
+
+
 # --- results ---------------------------------------------------------------------------------
 
 FULL = record(
@@ -279,6 +297,23 @@ def test_write_results_jsonl_and_csv(tmp_path):
     assert rows[1]["exif.model"] == "Canon EOS R5"
     assert rows[2]["error.code"] == "CORRUPT"
     assert temp_files(tmp_path) == []
+
+
+def test_write_results_orders_by_the_exact_names_and_keeps_path_bytes(tmp_path):
+    # Stored order is the keys' order; "\\xff" shown for a byte sorts apart from "]" here.
+    keys = sorted(names.from_bytes(raw) for raw in (b"a]", b"a\xff", b"a\\xff"))
+    records = [record(**names.path_fields(key)) for key in keys]
+    assert write_results(tmp_path, records) == 3
+    lines = (tmp_path / RESULTS_JSONL).read_text(encoding="utf-8").splitlines()
+    written = [json.loads(line) for line in lines]
+    assert [names.key_of_record(r["path"], r.get("path_bytes")) for r in written] == keys
+    with (tmp_path / RESULTS_CSV).open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["path"], row["path_bytes"]) for row in rows] == [
+        ("a\\xff", ""),
+        ("a]", ""),
+        ("a\\xff", "Yf8="),
+    ]
 
 
 def test_write_results_of_nothing_writes_headers_only(tmp_path):
