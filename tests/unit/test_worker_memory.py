@@ -40,7 +40,9 @@ def limited_pool() -> Iterator[pebble.ProcessPool]:
 
 
 def analyse(pool: pebble.ProcessPool, path: Path) -> dict[str, object]:
-    job = WorkerJob(file_path=str(path), settings=AnalysisSettings(), content_dir=None)
+    job = WorkerJob(
+        root=str(path.parent), relpath=path.name, settings=AnalysisSettings(), content_dir=None
+    )
     outcome: dict[str, object] = pool.schedule(run_job, args=(job,)).result(timeout=JOB_TIMEOUT_S)
     return outcome
 
