@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from medianalysed import __version__, outbox
+from medianalysed import __version__, names, outbox
 from medianalysed.config import (
     Config,
     InboxConfig,
@@ -280,7 +280,7 @@ def _explain(config: Config, path: Path) -> int:
     store = StateStore(config.daemon.state_dir)
     try:
         for line in explain(config, store, path):
-            print(line)
+            print(names.log_text(line))  # a name never breaks the line or the terminal
     finally:
         store.close()
     return ExitCode.OK

@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from medianalysed import outbox
+from medianalysed import names, outbox
 from medianalysed.config import Config, InboxConfig
 from medianalysed.readiness import (
     BUILTIN_IGNORES,
@@ -197,13 +197,13 @@ def _image_lines(record: BatchRecord, store: StateStore, relpath: str) -> list[s
 def _final_record(record: BatchRecord, relpath: str) -> dict[str, Any] | None:
     results = Path(record.outbox_dir) / outbox.RESULTS_JSONL
     # results.jsonl is compact JSON: a cheap text test skips parsing every other line.
-    needle = '"path":' + json.dumps(relpath, ensure_ascii=False)
+    needle = '"path":' + json.dumps(names.display(relpath), ensure_ascii=False)
     try:
         with results.open(encoding="utf-8") as handle:
             for line in handle:
                 if needle in line:
                     found: dict[str, Any] = json.loads(line)
-                    if found.get("path") == relpath:
+                    if names.key_of_record(found["path"], found.get("path_bytes")) == relpath:
                         return found
     except (OSError, ValueError):
         return None

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from medianalysed import names
 from medianalysed.config import Config, config_from_dict
 from medianalysed.explain import explain
 from medianalysed.models import BatchStatus, ImageStatus
@@ -270,3 +271,25 @@ def test_paths_outside_everything(config: Config, store: StateStore, tmp_path: P
     out = text(config, store, tmp_path / "archive" / "stray")
     assert "in inbox default's archive" in out
     assert "no batch in the state store refers to it" in out
+
+
+FROM_RESULTS = {"code": "IO_ERROR", "message": "as results.jsonl has it", "retryable": True}
+
+
+def test_an_undecodable_name_finds_its_record(
+    config: Config, store: StateStore, tmp_path: Path
+) -> None:
+    key = names.from_bytes(b"IMG\xff.jpg")
+    literal = names.from_bytes(b"IMG\\xff.jpg")  # the same `path`, told apart by path_bytes
+    add_batch(
+        store,
+        tmp_path,
+        {key: ImageStatus.FAILED, literal: ImageStatus.DONE},
+        results=[
+            result(**names.path_fields(literal), status="done"),
+            result(**names.path_fields(key), status="failed", error=FROM_RESULTS),
+        ],
+    )
+    out = text(config, store, tmp_path / "archive" / "house" / key)
+    assert "failed after 1 attempt(s)" in out
+    assert "IO_ERROR: as results.jsonl has it" in out, "found in results.jsonl by its exact name"
