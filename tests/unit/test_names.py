@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medianalysed import names
+from medianalysed.readiness import iter_batch_entries
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
 
 # Any name Linux allows: 1-255 bytes, no "/" and no NUL.
@@ -159,3 +160,36 @@ def test_valid_text_keys_are_stored_as_before(tmp_path: Path) -> None:
 def test_key_of_record_rejects_broken_path_bytes(bad: str) -> None:
     with pytest.raises(ValueError, match="base64"):
         names.key_of_record("x", bad)
+
+
+# Names made visible (not hidden, not junk, not a control file) by a leading "n".
+VISIBLE = NAME_BYTES.map(lambda raw: (b"n" + raw)[:255])
+TREES = st.dictionaries(
+    st.lists(VISIBLE, min_size=1, max_size=3).map(tuple), st.just(b""), max_size=12
+)
+
+
+@settings(deadline=None, max_examples=40)
+@given(TREES)
+def test_any_tree_of_byte_names_enumerates_exactly_in_key_order(tmp_path_factory, tree) -> None:
+    root = os.fsencode(tmp_path_factory.mktemp("batch"))
+    files: set[bytes] = set()
+    for parts in tree:
+        *folders, leaf = parts
+        prefix = root
+        ok = True
+        for folder in folders:
+            prefix += b"/" + folder
+            if os.path.isfile(prefix):
+                ok = False  # a file already holds that name
+                break
+            os.makedirs(prefix, exist_ok=True)
+        target = prefix + b"/" + leaf
+        if ok and not os.path.isdir(target):
+            with open(target, "wb"):
+                pass
+            files.add(b"/".join(parts))
+    got = [entry.relpath for entry in iter_batch_entries(Path(os.fsdecode(root)), ".ready")]
+    assert got == sorted(got), "streamed in key order (the order results.jsonl is written in)"
+    assert {names.to_bytes(key) for key in got} == files
+    assert len(got) == len(files)
