@@ -77,8 +77,11 @@ def open_root(root: str | Path) -> BatchRoot:
     """Open a batch folder: its parent as configured, the folder itself without following a link.
 
     Raises:
-        OSError: the folder cannot be opened (ENOTDIR when it was replaced by a link or a file).
+        OSError: the folder cannot be opened (ENOTDIR when it was replaced by a link or a file;
+            ENOENT for an empty path, never taken to mean the current directory).
     """
+    if not os.fspath(root):
+        raise FileNotFoundError(errno.ENOENT, "no batch folder given")
     raw = os.fsencode(os.path.abspath(root))
     parent, _, name = raw.rpartition(b"/")
     if not name:  # the filesystem root

@@ -139,6 +139,12 @@ def test_a_folder_in_place_of_a_file_is_an_io_error(batch: Path) -> None:
     assert analyse(batch, "kitchen")["error"]["code"] == "IO_ERROR"
 
 
+def test_an_empty_root_is_not_the_current_directory(batch: Path, monkeypatch) -> None:
+    monkeypatch.chdir(batch)
+    job = WorkerJob(root="", relpath="a.jpg", settings=AnalysisSettings(), content_dir=None)
+    assert run_job(job)["error"]["code"] == "IO_ERROR"
+
+
 def test_a_swapped_batch_folder_is_not_followed(batch: Path, tmp_path: Path) -> None:
     moved = tmp_path / "moved"
     batch.rename(moved)
