@@ -114,6 +114,7 @@ class AnalyseImage:
     # What the worker opens: `relpath` (a key) below the folder `root`, never by the full path.
     root: str = ""
     relpath: str = ""
+    follow_links: bool = True  # symlinks inside `root` are followed (a batch folder's own)
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,15 +95,18 @@ def open_root(root: str | Path) -> BatchRoot:
     return BatchRoot(fd, os.path.normpath(raw))
 
 
-def open_beneath(root: BatchRoot, relpath: str) -> int:
+def open_beneath(root: BatchRoot, relpath: str, *, follow_links: bool = True) -> int:
     """Open the regular file at `relpath` (a key) below `root` for reading; return its fd.
+
+    With `follow_links` False any symlink on the way is refused (a loose file's "batch" is the
+    file alone: the folder it sits in is the inbox, shared with other batches).
 
     Raises:
         RefusedError: a link leads out of the batch, loops or dangles; the target is not a
             regular file; or it was swapped while being opened.
         OSError: the file cannot be reached or read (EACCES, ENOENT, EIO...).
     """
-    parent, name, status = _resolve(root, names.to_bytes(relpath))
+    parent, name, status = _resolve(root, names.to_bytes(relpath), follow_links=follow_links)
     try:
         if stat.S_ISDIR(status.st_mode):
             raise IsADirectoryError(errno.EISDIR, "is a folder, not a file")
@@ -200,7 +203,9 @@ def _open_directory(parent: int, name: bytes) -> int:
     return fd
 
 
-def _resolve(root: BatchRoot, relpath: bytes) -> tuple[int, bytes, os.stat_result]:
+def _resolve(
+    root: BatchRoot, relpath: bytes, *, follow_links: bool = True
+) -> tuple[int, bytes, os.stat_result]:
     """(parent fd, name, lstat of the final non-link) for `relpath`, links resolved inside.
 
     The parent fd is the caller's to close (unless it is `root.fd`).
@@ -220,6 +225,8 @@ def _resolve(root: BatchRoot, relpath: bytes) -> tuple[int, bytes, os.stat_resul
             status = os.fstat(fd)
             if stat.S_ISLNK(status.st_mode):
                 os.close(fd)
+                if not follow_links:
+                    raise RefusedError(REFUSED_OUTSIDE)
                 links += 1
                 if links > MAX_LINKS:
                     raise RefusedError(REFUSED_UNRESOLVABLE)

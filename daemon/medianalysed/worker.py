@@ -52,6 +52,7 @@ class WorkerJob:
     content_dir: str | None
     source_url: str | None = None
     bypass_cache: bool = False
+    follow_links: bool = True  # links inside `root` (a batch folder); False for a loose file
 
 
 def _cache(directory: str | None) -> Any:
@@ -157,7 +158,7 @@ def _open_safely(job: WorkerJob) -> Iterator[BinaryIO]:
     """
     try:
         with safeopen.open_root(job.root) as root:
-            fd = safeopen.open_beneath(root, job.relpath)
+            fd = safeopen.open_beneath(root, job.relpath, follow_links=job.follow_links)
     except safeopen.RefusedError as exc:
         raise AnalysisError(ErrorCode.REFUSED, exc.reason) from exc
     except OSError as exc:

@@ -108,6 +108,26 @@ def test_links_that_stay_inside_the_batch_are_followed(batch: Path) -> None:
     assert analyse(batch, "absolute.jpg")["result"]["image"]["width"] == 64
 
 
+def test_a_loose_file_swapped_for_a_link_to_another_batch_is_refused(batch: Path) -> None:
+    inbox = batch.parent
+    (inbox / "loose.jpg").write_bytes(jpeg((7, 7, 7)))
+    job = WorkerJob(
+        root=str(inbox),
+        relpath="loose.jpg",
+        settings=AnalysisSettings(),
+        content_dir=None,
+        follow_links=False,
+    )
+    assert run_job(job)["result"]["image"]["width"] == 64
+    (inbox / "loose.jpg").unlink()
+    (inbox / "loose.jpg").symlink_to("trip/a.jpg")  # inside the inbox, but another batch's
+    assert run_job(job)["error"] == {
+        "code": "REFUSED",
+        "message": safeopen.REFUSED_OUTSIDE,
+        "retryable": False,
+    }
+
+
 def test_a_link_loop_swapped_in_is_refused(batch: Path) -> None:
     (batch / "a.jpg").unlink()
     (batch / "a.jpg").symlink_to("loop.jpg")

@@ -328,6 +328,8 @@ class BatchActor(pykka.ThreadingActor):
             bypass_cache=self._record.bypass_cache,
             root=str(root),
             relpath=relpath,
+            # A loose file's folder is the inbox: no link in it belongs to this batch.
+            follow_links=source_url is None and not self._record.loose_file,
         )
 
     def _download_path(self, path: str) -> Path:

@@ -163,6 +163,7 @@ class ImageActor(pykka.ThreadingActor):
         work = WorkerJob(
             root=job.root,
             relpath=job.relpath,
+            follow_links=job.follow_links,
             settings=self._settings,
             content_dir=self._content_dir,
             source_url=None if job.source_url is None else shown_url(job.source_url),
