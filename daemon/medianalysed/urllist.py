@@ -18,6 +18,7 @@ with its credentials stays in the state database only, for the download itself.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 import logging
@@ -193,19 +194,24 @@ def _top_names(source: Path) -> list[str]:
 
 
 def _check_host(host: str) -> None:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return
+    if not _valid_host(host):
+        raise _bad("the host name is not a valid domain name")
+
+
+@functools.lru_cache(maxsize=4096)  # a list's URLs mostly share a few hosts
+def _valid_host(host: str) -> bool:
+    if ":" in host or host.replace(".", "").isdigit():
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return ":" not in host  # "1.2.3" is a (numeric) name to the resolver
+        return True
     try:
         ascii_host = host.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise _bad("the host name is not a valid domain name") from exc
+    except UnicodeError:
+        return False
     labels = ascii_host.lower().removesuffix(".").split(".")
-    if len(ascii_host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
-        raise _bad("the host name is not a valid domain name")
+    return len(ascii_host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 def _reason(exc: ValueError) -> str:
