@@ -229,6 +229,7 @@ def main() -> None:
     parser.add_argument("--together-side", type=int, default=256, help="pixels a side")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scenarios", default="alone,behind,high,together")
+    parser.add_argument("--label", default="", help="suffix of the results file name")
     args = parser.parse_args()
     runners = {
         "alone": lambda: small_alone(args),
@@ -241,7 +242,8 @@ def main() -> None:
         print(" | ".join(f"{key}: {value}" for key, value in row.items()))
     out = REPO / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
-    (out / "fairness.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    name = f"fairness{'-' + args.label if args.label else ''}.json"
+    (out / name).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
