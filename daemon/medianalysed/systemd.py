@@ -22,6 +22,10 @@ from collections.abc import Mapping
 logger = logging.getLogger(__name__)
 
 NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"
+# A manager that does not read fills its queue (net.unix.max_dgram_qlen, often 10) and
+# a blocking send would stop the main loop, its signals and its watchdog pings. STATUS
+# lines are dropped at once then; other notifications wait at most this long.
+SEND_TIMEOUT_S = 1.0
 
 
 class Notifier:
@@ -66,18 +70,19 @@ class Notifier:
     def notify(self, **fields: object) -> bool:
         """Send `KEY=value` lines in one datagram; return whether it was sent.
 
-        Newlines inside a value would start a new field, so they become spaces.
+        Newlines inside a value would start a new field, so they become spaces. Never
+        blocks for long: a manager that does not read loses STATUS lines at once and other
+        notifications after `SEND_TIMEOUT_S`.
         """
         if self._address is None or not fields:
             return False
         payload = "\n".join(f"{key}={_one_line(value)}" for key, value in fields.items())
+        status_only = fields.keys() == {"STATUS"}
         with self._lock:
             try:
                 if self._socket is None:
                     self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                    # A manager that reads slowly (its queue holds 10 datagrams by default) must
-                    # not block the main loop: a full queue drops this message instead.
-                    self._socket.setblocking(False)
+                self._socket.settimeout(0.0 if status_only else SEND_TIMEOUT_S)
                 self._socket.sendto(payload.encode(), self._address)
             except OSError as exc:
                 self._warn_once(exc)

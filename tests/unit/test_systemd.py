@@ -188,3 +188,17 @@ def test_a_manager_that_does_not_read_never_blocks_the_sender(manager: socket.so
     assert not sent[-1]  # the queue is full: dropped, not waited for
     assert received(manager) == {"STATUS": "step 0"}
     notifier.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_full_queue_delays_a_watchdog_ping_at_most_the_send_timeout(
+    manager: socket.socket,
+) -> None:
+    notifier = Notifier()
+    while notifier.status("filler"):  # fill the manager's queue
+        pass
+
+    assert notifier.watchdog() is False  # waited SEND_TIMEOUT_S, not for ever
+    received(manager)  # the manager reads one: room again
+    assert notifier.watchdog() is True
+    notifier.close()
