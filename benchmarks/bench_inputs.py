@@ -7,7 +7,7 @@ the time and peak Python memory of turning it into entries; for the largest batc
 accepted (64 KB), the time to screen it (nesting scan, then tomllib) at the worst shapes;
 and how long a download from a server that drips one byte every 50 ms takes to give up
 with `[downloads] timeout_seconds = 1` (the total deadline), against the per-read timeout
-that let it run for ever before.
+that let it run for ever before; and the peak memory of a gzip bomb download.
 """
 
 from __future__ import annotations
@@ -84,6 +84,33 @@ def deadline_figure() -> None:
     print(f"dripping server, timeout_seconds = 1: gave up after {elapsed:.2f} s with {code}")
 
 
+def bomb_figure() -> None:
+    import gzip
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.scripted_http import answer, scripted_server
+
+    bomb = gzip.compress(b"\0" * 200_000_000)
+    config = DownloadsConfig(timeout_seconds=30, max_bytes=1_000_000, allow_private_networks=True)
+    downloader = Downloader(config)
+    try:
+        route = answer(200, bomb, {"Content-Encoding": "gzip"})
+        with scripted_server({"/bomb": route}) as server:
+            tracemalloc.start()
+            try:
+                downloader.fetch(f"{server.base}/bomb", Path("/tmp/bench-inputs-bomb"))
+            except AnalysisError as exc:
+                code = exc.code
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+    finally:
+        downloader.close()
+    print(
+        f"gzip bomb ({len(bomb) / 1e3:.0f} KB -> 200 MB), max_bytes 1 MB: {code}, "
+        f"peak Python memory {peak / 1e6:.1f} MB"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=100_000)
@@ -91,6 +118,7 @@ def main() -> None:
     urls_figures(args.lines)
     toml_figures()
     deadline_figure()
+    bomb_figure()
 
 
 if __name__ == "__main__":

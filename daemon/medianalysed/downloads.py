@@ -5,6 +5,8 @@
   allow_private_networks = true`) and that very address is connected to. Redirects are
   followed by hand, up to `MAX_REDIRECTS`, each hop checked the same way.
 - One download, redirects included, gets `[downloads] timeout_seconds` in total.
+- The body is decoded (gzip, deflate) in bounded steps (`contentcoding`), so the size cap
+  also stops a decompression bomb.
 - Every failure, whatever raised it, becomes an `AnalysisError` with the SPEC §3 code; the
   messages show URLs without their userinfo.
 - Downloads run on a small pool of threads (`submit`), never on an actor's thread; the
@@ -26,6 +28,7 @@ import httpx
 
 from medianalysed import __version__
 from medianalysed.config import DownloadsConfig
+from medianalysed.contentcoding import ACCEPT_ENCODING, BoundedDecoder, ContentCodingError
 from medianalysed.errors import AnalysisError, ErrorCode
 from medianalysed.pinning import (
     AddressRefusedError,
@@ -125,7 +128,8 @@ class Downloader:
         raise AnalysisError(ErrorCode.BAD_REQUEST, f"more than {MAX_REDIRECTS} redirects")
 
     def _fetch_once(self, url: str, destination: Path) -> str | None:
-        with self._client.stream("GET", url) as response:
+        headers = {"Accept-Encoding": ACCEPT_ENCODING}
+        with self._client.stream("GET", url, headers=headers) as response:
             if response.is_redirect:
                 return str(response.headers.get("location", ""))
             _raise_for_status(response)
@@ -141,18 +145,21 @@ class Downloader:
             )
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(destination.name + ".part")
+        decoder = BoundedDecoder(response.headers.get("content-encoding", ""), _CHUNK)
         received = 0
         try:
             with partial.open("wb") as handle:
-                for chunk in response.iter_bytes(_CHUNK):
-                    if self._closing.is_set():
-                        raise _InterruptedError
-                    received += len(chunk)
-                    if received > limit:
-                        raise AnalysisError(
-                            ErrorCode.TOO_LARGE, f"remote file exceeds max_bytes {limit}"
-                        )
-                    handle.write(chunk)
+                for raw in response.iter_raw(_CHUNK):
+                    for chunk in decoder.feed(raw):
+                        if self._closing.is_set():
+                            raise _InterruptedError
+                        received += len(chunk)
+                        if received > limit:
+                            raise AnalysisError(
+                                ErrorCode.TOO_LARGE, f"remote file exceeds max_bytes {limit}"
+                            )
+                        handle.write(chunk)
+                decoder.finish()
             os.replace(partial, destination)
         finally:
             partial.unlink(missing_ok=True)
@@ -178,10 +185,8 @@ def _as_analysis_error(exc: Exception, timeout_s: float) -> AnalysisError:
             f"download took longer than [downloads] timeout_seconds ({timeout_s:g} s): "
             f"{type(exc).__name__}",
         )
-    if isinstance(exc, httpx.DecodingError):
-        return AnalysisError(
-            ErrorCode.REMOTE_ERROR, f"the remote sent a body that cannot be decoded: {detail}"
-        )
+    if isinstance(exc, ContentCodingError | httpx.DecodingError):
+        return AnalysisError(ErrorCode.REMOTE_ERROR, f"the remote's body: {detail}")
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | httpx.LocalProtocolError):
         return AnalysisError(ErrorCode.BAD_REQUEST, f"{type(exc).__name__}: {detail}")
     if isinstance(exc, httpx.HTTPError):

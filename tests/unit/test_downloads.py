@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import ipaddress
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medianalysed.config import DownloadsConfig
+from medianalysed.contentcoding import BoundedDecoder, ContentCodingError
 from medianalysed.downloads import Downloader, DownloadOutcome
 from medianalysed.errors import AnalysisError, ErrorCode
 from medianalysed.pinning import Address
@@ -220,3 +223,70 @@ def test_any_text_ends_in_an_analysis_error_never_another_exception(text: str) -
     finally:
         guarded.close()
     assert caught.value.code in {ErrorCode.BAD_REQUEST, ErrorCode.REFUSED}
+
+
+def test_a_gzip_encoded_download_lands_decoded(downloader: Downloader, tmp_path: Path) -> None:
+    body = JPEG * 100
+    encoded = answer(200, gzip.compress(body), {"Content-Encoding": "gzip"})
+    with scripted_server({"/g.jpg": encoded}) as server:
+        downloader.fetch(f"{server.base}/g.jpg", tmp_path / "g")
+        (request,) = server.recorded()
+    assert (tmp_path / "g").read_bytes() == body
+    assert request.headers["accept-encoding"] == "gzip, deflate"
+
+
+def test_a_decompression_bomb_stops_at_max_bytes(tmp_path: Path) -> None:
+    bomb = gzip.compress(b"\0" * 50_000_000)  # 50 MB in ~50 KB
+    capped = Downloader(
+        DownloadsConfig(timeout_seconds=5.0, max_bytes=1_000_000, allow_private_networks=True)
+    )
+    try:
+        route = answer(200, bomb, {"Content-Encoding": "gzip"})
+        with scripted_server({"/b.jpg": route}) as web, pytest.raises(AnalysisError) as caught:
+            capped.fetch(f"{web.base}/b.jpg", tmp_path / "b")
+    finally:
+        capped.close()
+    assert caught.value.code == ErrorCode.TOO_LARGE
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_encoding_we_did_not_ask_for_is_a_remote_error(
+    downloader: Downloader, tmp_path: Path
+) -> None:
+    with scripted_server({"/br.jpg": answer(200, JPEG, {"Content-Encoding": "br"})}) as server:
+        assert code_of(downloader, f"{server.base}/br.jpg", tmp_path / "b") == (
+            ErrorCode.REMOTE_ERROR
+        )
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate", "identity"])
+def test_the_decoder_never_yields_more_than_a_step(encoding: str) -> None:
+    body = bytes(range(256)) * 4000 + b"\0" * 3_000_000
+    if encoding == "gzip":
+        data = gzip.compress(body)
+    elif encoding == "deflate":
+        data = zlib.compress(body)
+    elif encoding == "raw-deflate":
+        packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        data = packer.compress(body) + packer.flush()
+        encoding = "deflate"
+    else:
+        data = body
+    decoder = BoundedDecoder(encoding, step=4096)
+    pieces = [
+        piece
+        for start in range(0, len(data), 65536)
+        for piece in decoder.feed(data[start : start + 65536])
+    ]
+    decoder.finish()
+    assert max(len(piece) for piece in pieces) <= 4096
+    assert b"".join(pieces) == body
+
+
+def test_a_truncated_or_unknown_coding_is_reported() -> None:
+    decoder = BoundedDecoder("gzip")
+    list(decoder.feed(gzip.compress(JPEG * 100)[:40]))
+    with pytest.raises(ContentCodingError, match="truncated"):
+        decoder.finish()
+    with pytest.raises(ContentCodingError, match="unsupported"):
+        BoundedDecoder("zstd")
