@@ -45,7 +45,7 @@ from medianalysed.logs import clear_secrets, register_secret, setup_logging
 from medianalysed.messages import ControlCommand, InboxesChanged, Shutdown, Snapshot, Tick
 from medianalysed.metrics import Metrics, MetricsServer
 from medianalysed.models import ANALYSIS_VERSION, AnalysisSettings
-from medianalysed.outbox import STATUS_FILE
+from medianalysed.outbox import STATUS_FILE, finalizing_note
 from medianalysed.state import StateStore
 from medianalysed.systemd import Notifier, watchdog_interval
 from medianalysed.watch import InboxWatcher
@@ -541,7 +541,8 @@ def _batch_progress(daemon: Daemon, batch_id: str) -> str:
         failed = int(live["counts"]["failed"])
     except (OSError, ValueError, KeyError, TypeError):
         return batch_id
-    return f"{batch_id} {progress}" + (f" ({failed} failed)" if failed else "")
+    failed_text = f" ({failed} failed)" if failed else ""
+    return f"{batch_id} {progress}{failed_text}{finalizing_note(live)}"
 
 
 # Sections (or keys) a reload does not apply: the parts that use them are built at start.

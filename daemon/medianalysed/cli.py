@@ -205,6 +205,7 @@ def _status_text(document: dict[str, Any]) -> str:
     failed_text = f" ({failed} failed)" if failed else ""
     return (
         f"{document['batch_id']}: {document['status']} {document.get('progress', '')}{failed_text}"
+        + outbox.finalizing_note(document)
     )
 
 

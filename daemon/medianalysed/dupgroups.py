@@ -304,7 +304,7 @@ class DuplicatePlanner:
         query = None if value < 0 else int(self._values[value])
         entries = self._batch_entries(signature)
         exact = self._history_content(self._shas[sha], None, query)
-        pixels = _History(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        pixels = _NO_HISTORY
         digest = self._pix_digests[pix]
         if digest is not None:
             pixels = self._history_content(None, digest, query)
@@ -386,6 +386,8 @@ class DuplicatePlanner:
         self, sha256: str | None, digest: str | None, query: int | None
     ) -> _History:
         ids = self._history.content_ids(sha256=sha256, pixel_digest=digest)
+        if len(ids) == 0:
+            return _NO_HISTORY
         info = self._history.rows_info(ids)
         keep = np.ones(len(info.ids), dtype=bool)
         code = self._history.batch_code(self._batch_id)
@@ -394,6 +396,8 @@ class DuplicatePlanner:
         current = info.version == self._history.analysis_version
         if digest is not None:  # same_pixels compares only images of this analysis version
             keep &= current
+        if not keep.any():  # the usual case: the only copy is this batch's own image
+            return _NO_HISTORY
         distances = np.full(len(info.ids), NO_DISTANCE, dtype=np.int64)
         if query is not None:
             comparable = info.searchable & current
@@ -405,8 +409,8 @@ class DuplicatePlanner:
         self, query: int, exact: IntArray, pixels: IntArray
     ) -> tuple[_NearHistory, bool]:
         ids, distances, capped = self._near_history(query)
-        skip = np.union1d(exact, pixels)
-        if len(skip):
+        skip = np.union1d(exact, pixels) if len(exact) or len(pixels) else exact
+        if len(skip) and len(ids):
             keep = ~np.isin(ids, skip)
             ids, distances = ids[keep], distances[keep]
         entries = [
@@ -553,6 +557,9 @@ class DuplicatePlanner:
     def _check_ready(self) -> None:
         if not self._ready:
             raise RuntimeError("run steps() to the end first")
+
+
+_NO_HISTORY = _History(np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 @dataclass(frozen=True, slots=True)

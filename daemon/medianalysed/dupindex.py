@@ -265,7 +265,7 @@ class HistoryIndex:
             raise ValueError("give exactly one of sha256 and pixel_digest")
         self._check_open()
         key = _sha_key(sha256) if sha256 is not None else _pix_key(cast("str", pixel_digest))
-        return np.unique(np.array(self._id_list(key), dtype=np.int64))
+        return np.array(sorted(set(self._id_list(key))), dtype=np.int64)
 
     def near_ids(
         self, query: int, *, max_distance: int, limit: int, exclude_batch: str | None = None

@@ -613,3 +613,13 @@ def status_document(
     if finalizing is not None:
         document["finalizing"] = dict(finalizing)
     return document
+
+
+def finalizing_note(document: Mapping[str, Any]) -> str:
+    """`" finalizing: writing 3000/10000"` for a status.json written while finalising, else ""."""
+    if document.get("phase") != "finalizing":
+        return ""
+    stage = document.get("finalizing")
+    if not isinstance(stage, Mapping):
+        return " finalizing"
+    return f" finalizing: {stage.get('stage')} {stage.get('done')}/{stage.get('total')}"

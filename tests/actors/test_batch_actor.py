@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import queue
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from medianalysed import safeopen
+from medianalysed.actors import batch as batch_module
 from medianalysed.actors.batch import BatchActor, BatchSettings
 from medianalysed.config import InboxConfig, ProcessingConfig
 from medianalysed.dupindex import HistoryIndex
@@ -26,6 +29,7 @@ from medianalysed.messages import (
     WorkWanted,
 )
 from medianalysed.state import BatchRecord, StateStore
+from tests.e2e.harness import wait_for
 from tests.recording import RecordingActor, expect
 
 pytestmark = pytest.mark.timeout(30)
@@ -299,3 +303,96 @@ def test_a_255_byte_batch_archived_twice_gets_a_shortened_name(env, tmp_path):
     expect(env["supervisor_q"], BatchFinished)
     assert (env["inbox"].archive / ("n" * 253 + "-2") / "sub" / "c.jpg").is_file()
     assert env["store"].get_batch(batch_id).archived_to.endswith("n" * 253 + "-2")
+class GatedHistory(HistoryIndex):
+    """Holds the finalising inside its first `add_many` until the test lets it go."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, analysis_version=1)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.gated = True
+
+    def add_many(self, images: Any) -> None:
+        if self.gated:
+            self.entered.set()
+            assert self.release.wait(20)
+        super().add_many(images)
+
+
+def _answer_three(env: dict[str, Any], batch: Any) -> None:
+    expect(env["supervisor_q"], WorkWanted)
+    for index in range(3):
+        _grant_and_answer(
+            env,
+            batch,
+            lambda job, i=index: ImageAnalysed(
+                path=job.path,
+                attempt=job.attempt,
+                result=_result(job.path, f"sha{i % 2}"),
+                error=None,
+                duration_ms=1.0,
+            ),
+        )
+
+
+def test_a_stop_during_finalising_leaves_no_outbox_and_the_restart_finishes_once(
+    env, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(batch_module, "FINALISE_SLICE_S", 0.0)  # one step per message
+    gated = GatedHistory(tmp_path / "gated-history")
+    env["history"] = gated
+    try:
+        batch = _start(env)
+        _answer_three(env, batch)
+        assert gated.entered.wait(20)
+        batch.stop(block=False)  # queued while a finalising step runs: handled before the next
+        gated.release.set()
+        wait_for(lambda: not batch.is_alive(), what="the batch actor stopped")
+
+        outbox_dir = env["inbox"].outbox / "b1"
+        assert sorted(p.name for p in outbox_dir.iterdir()) == ["status.json"]
+        live = json.loads((outbox_dir / "status.json").read_text())
+        assert live["phase"] == "finalizing"
+        assert live["progress"] == "3/3"
+        stored = env["store"].get_batch("b1")
+        assert stored is not None
+        assert stored.phase == "finalizing"
+
+        gated.gated = False
+        env["record"] = stored
+        _start(env)
+        expect(env["supervisor_q"], BatchFinished)
+        lines = (outbox_dir / "results.jsonl").read_text().splitlines()
+        assert [json.loads(line)["path"] for line in lines] == ["a.jpg", "b.jpg", "sub/c.jpg"]
+        summary = json.loads((outbox_dir / "summary.json").read_text())
+        assert summary["phase"] == "done"
+        assert summary["duplicates"]["exact"] == [["a.jpg", "sub/c.jpg"]]
+        assert len(gated) == 3
+    finally:
+        gated.close()
+
+
+def test_records_carry_bounded_matches_counts_and_groups(env):
+    env["settings"] = dataclasses.replace(env["settings"], max_duplicates_listed=1)
+    batch = _start(env)
+    _answer_three(env, batch)
+    expect(env["supervisor_q"], BatchFinished)
+
+    outbox_dir = env["inbox"].outbox / "b1"
+    records = {
+        json.loads(line)["path"]: json.loads(line)
+        for line in (outbox_dir / "results.jsonl").read_text().splitlines()
+    }
+    # a and c: same sha (exact); b: same pHash, other bytes (near). One group of three.
+    assert [(d["tier"], d["path"]) for d in records["a.jpg"]["duplicates"]] == [
+        ("exact", "sub/c.jpg")
+    ]
+    assert {path: r["duplicate_count"] for path, r in records.items()} == {
+        "a.jpg": 2,
+        "b.jpg": 2,
+        "sub/c.jpg": 2,
+    }
+    assert {r["duplicate_group"] for r in records.values()} == {"a.jpg"}
+    summary = json.loads((outbox_dir / "summary.json").read_text())
+    assert summary["duplicates"]["near"] == [["a.jpg", "b.jpg", "sub/c.jpg"]]
+    assert summary["duplicates_capped"] == 0

@@ -18,6 +18,8 @@ from medianalysed.outbox import (
     RESULTS_CSV,
     RESULTS_JSONL,
     csv_row,
+    finalizing_note,
+    open_results,
     reserve_batch_dir,
     status_document,
     summarize,
@@ -454,7 +456,61 @@ def test_duplicate_groups_merge_transitively_in_any_order():
     ]
 
 
+def test_planner_groups_replace_the_groups_of_listed_matches():
+    # A bounded list cannot show every member: the planner's groups are the truth.
+    records = [record("a.jpg", duplicates=[dup("near", "b.jpg")]), record("b.jpg")]
+    groups = {"near": [["a.jpg", "b.jpg", "c.jpg"]], "exact": [["c.jpg", "d.jpg"]]}
+
+    summary = summarize(
+        records,
+        status_fields={},
+        config_fingerprint="",
+        duplicate_groups=groups,
+        duplicates_capped=0,
+    )
+
+    assert summary["duplicates"] == {
+        "exact": [["c.jpg", "d.jpg"]],
+        "same_pixels": [],
+        "near": [["a.jpg", "b.jpg", "c.jpg"]],
+    }
+    assert summary["duplicates_capped"] == 0
+
+
+def test_results_abandoned_midway_leave_no_file(tmp_path):
+    def writing() -> Iterator[int]:
+        with open_results(tmp_path) as results:
+            for index in range(10):
+                results.write(record(f"{index:02d}.jpg"))
+                yield index
+
+    steps = writing()
+    assert next(steps) == 0
+    assert next(steps) == 1
+    steps.close()  # what BatchActor.on_stop does with an unfinished outbox
+
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- status ----------------------------------------------------------------------------------
+
+
+def test_status_while_finalizing_says_how_far_it_got():
+    doc = status_document(
+        batch_id="b",
+        status="processing",
+        counts={"total": 10, "done": 10},
+        started_at=None,
+        updated_at="2025-01-01T00:00:05.000Z",
+        phase="finalizing",
+        finalizing={"stage": "writing", "done": 4, "total": 10},
+    )
+
+    assert doc["phase"] == "finalizing"
+    assert doc["finalizing"] == {"stage": "writing", "done": 4, "total": 10}
+    assert doc["progress"] == "10/10"
+    assert finalizing_note(doc) == " finalizing: writing 4/10"
+    assert finalizing_note({**doc, "phase": "done"}) == ""
 
 
 def test_status_document_progress_and_percentage():

@@ -8,6 +8,7 @@ is archived. After SIGKILL, `phase` says where to pick up.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import os
@@ -58,6 +59,7 @@ logger = logging.getLogger(__name__)
 STATUS_WRITE_INTERVAL_S = 0.5
 _INDEX_BATCH = 500
 FINALISE_SLICE_S = 0.05  # longest stretch of finalising work between two messages
+FINALISING_STATUS_INTERVAL_S = 1.0  # each status.json costs an fsync: not every slice
 _PROGRESS_EVERY = 256  # records between two progress reports while finalising
 
 Progress = tuple[str, int, int]  # (stage, done, total) of the finalising
@@ -503,6 +505,8 @@ class BatchActor(pykka.ThreadingActor):
                 # In slices, one message each: a stop (SIGTERM) never waits for a whole batch.
                 self._finalising = self._write_outbox()
                 self._finalising_progress = ("indexing", 0, self._record.total)
+                with contextlib.suppress(OSError):  # if it fails, _write_outbox says why
+                    Path(self._record.outbox_dir).mkdir(parents=True, exist_ok=True)
                 self._write_finalising_status(force=True)
                 self.actor_ref.tell(_FinaliseStep())
             return
@@ -555,7 +559,7 @@ class BatchActor(pykka.ThreadingActor):
 
     def _write_finalising_status(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._last_status_write < STATUS_WRITE_INTERVAL_S:
+        if not force and now - self._last_status_write < FINALISING_STATUS_INTERVAL_S:
             return
         stage, done, total = self._finalising_progress
         cancelled = self._record.status == BatchStatus.CANCELLED

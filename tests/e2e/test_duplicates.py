@@ -1,0 +1,176 @@
+"""End-to-end: batches whose images all resemble each other (issue 15), on the real daemon.
+
+Blank scans and product shots on white: every image is a near duplicate of every other. The
+outbox must stay proportional to the batch (bounded lists, each group once in the summary),
+and finalising must report progress and give way to SIGTERM, resuming exactly once.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from medianalysed.models import BatchStatus, ImageStatus
+from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
+from tests.e2e.harness import DaemonProcess, wait_for, write_config
+from tests.e2e.test_operations import (
+    GRACE_S,
+    StartDaemon,
+    drop,
+    exits_within,
+    read_json,
+    start_daemon,  # noqa: F401 - the fixture
+    summary_where,
+)
+
+pytestmark = pytest.mark.e2e
+
+LOOK_ALIKES = 240
+LISTED = 10
+
+
+def solid_png(index: int) -> bytes:
+    """A small PNG of one colour, different for every index."""
+    colour = (index % 256, (index * 7) % 256, (index * 13) % 256 // 2 + index // 256)
+    buffer = io.BytesIO()
+    Image.new("RGB", (24, 24), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def results(process: DaemonProcess, batch_id: str) -> list[dict[str, Any]]:
+    text = (process.outbox / batch_id / "results.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_a_batch_of_look_alikes_lists_ten_counts_all_and_forms_one_group(
+    start_daemon: StartDaemon,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path, inbox={"settle_seconds": 0.5})
+    process = start_daemon(config)
+    files: dict[str, Path | bytes] = {f"{i:04d}.png": solid_png(i) for i in range(LOOK_ALIKES)}
+    drop(process.inbox, "blank", files)
+
+    summary = summary_where(process, "blank", timeout=240)
+
+    records = results(process, "blank")
+    paths = sorted(files)
+    assert [r["path"] for r in records] == paths
+    assert all(r["status"] == "done" for r in records)
+    phash = {r["path"]: int(r["hashes"]["phash"], 16) for r in records}
+    assert len(set(phash.values())) <= 2  # black's pHash is 0, every other colour's 1 bit away
+    for record in records:
+        path = record["path"]
+        assert record["duplicate_count"] == LOOK_ALIKES - 1, path
+        assert record["duplicate_group"] == paths[0]
+        # Closest first (pHash distance), then path order; ten of them.
+        closest = sorted(
+            (p for p in paths if p != path), key=lambda p: (phash[p] ^ phash[path]).bit_count()
+        )
+        assert [d["path"] for d in record["duplicates"]] == closest[:LISTED]
+        assert {d["tier"] for d in record["duplicates"]} == {"near"}
+    assert summary["duplicates"] == {"exact": [], "same_pixels": [], "near": [paths]}
+    assert summary["duplicates_capped"] == 0
+    assert summary["phase"] == "done"
+    # Proportional: a record with ten matches, not 239 (each match is ~150 bytes).
+    size = (process.outbox / "blank" / "results.jsonl").stat().st_size
+    assert size < LOOK_ALIKES * (1500 + LISTED * 250)
+    status = read_json(process.outbox / "blank" / "status.json")
+    assert status is not None
+    assert status["status"] == "completed"
+    assert status["phase"] == "done"
+    assert process.terminate() == 0
+
+
+def _seed_finalizing_batch(root: Path, count: int) -> None:
+    """A batch of `count` analysed look-alikes, stopped just before finalising (as after a
+    crash): the daemon resumes it at start. Seeded in state so the test need not analyse
+    thousands of images first."""
+    store = StateStore(root / "state")
+    try:
+        paths = [f"scan-{index:06d}.png" for index in range(count)]
+        for chunk, start in enumerate(range(0, count, PATH_CHUNK_SIZE)):
+            part = paths[start : start + PATH_CHUNK_SIZE]
+            store.put_path_chunk("many", chunk, part)
+            store.put_images("many", [_analysed(path, start + i) for i, path in enumerate(part)])
+        counts = {"total": count, "pending": 0, "processing": 0, "done": count}
+        record = BatchRecord(
+            batch_id="many",
+            inbox="default",
+            source=str(root / "inbox" / "many"),  # gone: nothing to archive
+            outbox_dir=str(root / "outbox" / "many"),
+            status=BatchStatus.COMPLETED,
+            phase="finalizing",
+            total=count,
+            chunks=-(-count // PATH_CHUNK_SIZE),
+            created_at="2026-01-01T00:00:00.000Z",
+            started_at="2026-01-01T00:00:00.000Z",
+            completed_at="2026-01-01T00:10:00.000Z",
+            final_counts={**counts, "failed": 0, "skipped": 0},
+        )
+        store.put_batch(record)
+        (root / "outbox" / "many").mkdir(parents=True)
+    finally:
+        store.close()
+
+
+def _analysed(path: str, index: int) -> ImageRecord:
+    sha = f"{index:064x}"
+    result = {
+        "file": {"size": 100, "sha256": sha, "mtime": "2026-01-01T00:00:00Z", "source_url": None},
+        "image": {"format": "PNG", "mime": "image/png", "width": 24, "height": 24, "mode": "RGB"},
+        "exif": None,
+        "colors": {"dominant": [{"hex": "#ffffff", "ratio": 1.0}], "average": "#ffffff"},
+        "hashes": {
+            "ahash": "0000000000000000",
+            "phash": "8000000000000000",
+            "dhash": "0000000000000000",
+            "whash": "0000000000000000",
+            "colorhash": f"{index % 2**40:011x}",
+        },
+        "pixel_digest": f"px{index}",
+    }
+    return ImageRecord(
+        path=path, status=ImageStatus.DONE, attempts=1, result=result, duration_ms=1.0
+    )
+
+
+def test_sigterm_during_finalising_exits_0_promptly_and_the_restart_finishes_exactly_once(
+    start_daemon: StartDaemon,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    count = 10_000
+    config = write_config(tmp_path)
+    _seed_finalizing_batch(tmp_path, count)
+    process = start_daemon(config)
+    status_file = process.outbox / "many" / "status.json"
+
+    def finalising() -> dict[str, Any] | None:
+        process._check_alive()
+        document = read_json(status_file)
+        return document if document is not None and document.get("phase") == "finalizing" else None
+
+    live = wait_for(finalising, what="status.json showing the finalising")
+    assert live["progress"] == f"{count}/{count}"
+    assert live["status"] == "processing"  # not terminal before summary.json
+
+    process.send(signal.SIGTERM)
+    assert exits_within(process, GRACE_S) == 0
+    assert "finalising interrupted" in process.log_text()
+    assert sorted(p.name for p in (process.outbox / "many").iterdir()) == ["status.json"]
+
+    restarted = start_daemon(config)
+    summary = summary_where(restarted, "many", timeout=300)
+    records = results(restarted, "many")
+    assert len(records) == len({r["path"] for r in records}) == count
+    assert {r["duplicate_count"] for r in records} == {count - 1}
+    assert {len(r["duplicates"]) for r in records} == {LISTED}
+    assert summary["duplicates"]["near"] == [[r["path"] for r in records]]
+    assert summary["counts"]["done"] == count
+    assert restarted.terminate() == 0
