@@ -303,6 +303,8 @@ def test_a_255_byte_batch_archived_twice_gets_a_shortened_name(env, tmp_path):
     expect(env["supervisor_q"], BatchFinished)
     assert (env["inbox"].archive / ("n" * 253 + "-2") / "sub" / "c.jpg").is_file()
     assert env["store"].get_batch(batch_id).archived_to.endswith("n" * 253 + "-2")
+
+
 class GatedHistory(HistoryIndex):
     """Holds the finalising inside its first `add_many` until the test lets it go."""
 
