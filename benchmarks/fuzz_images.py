@@ -106,7 +106,9 @@ def run_cases(args: argparse.Namespace, pool: pebble.ProcessPool, scratch: Path)
             how, data = damage(rng, originals[source])
             path = scratch / f"{index:06d}{source.suffix}"
             path.write_bytes(data)
-            job = WorkerJob(file_path=str(path), settings=AnalysisSettings(), content_dir=None)
+            job = WorkerJob(
+                root=str(scratch), relpath=path.name, settings=AnalysisSettings(), content_dir=None
+            )
             future = pool.schedule(run_job, args=(job,), timeout=args.timeout)
             pending.append((index, f"{source.name}, {how}", path, future))
         for index, case, path, future in pending:

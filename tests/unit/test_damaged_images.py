@@ -69,7 +69,7 @@ def check(pool: pebble.ProcessPool, name: str, data: bytes) -> None:
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / name
         path.write_bytes(data)
-        job = WorkerJob(file_path=str(path), settings=AnalysisSettings(), content_dir=None)
+        job = WorkerJob(root=directory, relpath=name, settings=AnalysisSettings(), content_dir=None)
         outcome = pool.schedule(run_job, args=(job,), timeout=CASE_TIMEOUT_S).result()
         peak = pool.schedule(peak_rss_kb).result(timeout=CASE_TIMEOUT_S)
     assert outcome_problem(outcome) is None, (name, outcome)
@@ -81,7 +81,9 @@ def test_every_seed_analyses_undamaged(pool: pebble.ProcessPool) -> None:
         with tempfile.TemporaryDirectory() as directory:
             path = Path(directory) / name
             path.write_bytes(data)
-            job = WorkerJob(file_path=str(path), settings=AnalysisSettings(), content_dir=None)
+            job = WorkerJob(
+                root=directory, relpath=name, settings=AnalysisSettings(), content_dir=None
+            )
             outcome = pool.schedule(run_job, args=(job,)).result(timeout=CASE_TIMEOUT_S)
         assert "result" in outcome, (name, outcome)
     assert len(SEED_BYTES) == len(SEED_FILES) >= 12
