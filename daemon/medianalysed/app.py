@@ -46,6 +46,7 @@ from medianalysed.messages import ControlCommand, InboxesChanged, Shutdown, Snap
 from medianalysed.metrics import Metrics, MetricsServer
 from medianalysed.models import ANALYSIS_VERSION, AnalysisSettings
 from medianalysed.outbox import STATUS_FILE, finalizing_note
+from medianalysed.stalls import ProgressClock
 from medianalysed.state import StateStore
 from medianalysed.systemd import Notifier, watchdog_interval
 from medianalysed.watch import InboxWatcher
@@ -153,6 +154,7 @@ class Daemon:
         # Why the daemon is unhealthy, from memory: other parts add probes or reasons here.
         self.health = HealthBoard()
         self.state_probe: StateProbe | None = None
+        self.progress = ProgressClock()
         self.ready = threading.Event()
         # When the supervisor last answered an ask (the main loop asks every second).
         self.last_answer = time.monotonic()
@@ -164,11 +166,13 @@ class Daemon:
         """Start every part in order; raises StartupError with a remedy on failure."""
         config = self.config
         self.store = StateStore(config.daemon.state_dir)
+        self.store.begin_incarnation()
         self.state_probe = StateProbe(
             self.health, self.store.writable, f"state_dir {config.daemon.state_dir}"
         )
         self.state_probe.start()
         self.health.add_probe("daemon", self._own_health_reasons)
+        self.health.add_probe("stalls", self._stall_reasons)
         self.history = HistoryIndex(self.store.history_dir, analysis_version=ANALYSIS_VERSION)
         self.metrics = Metrics.create(__version__, [inbox.name for inbox in config.inboxes])
         self.metrics.workers.set(config.processing.effective_workers)
@@ -270,6 +274,8 @@ class Daemon:
             on_settled=on_settled,
             on_gauges=on_gauges,
             scan_inboxes=self._watch_enabled,
+            progress=self.progress,
+            on_lifecycle=metrics.count_lifecycle if metrics is not None else lambda _event: None,
         )
 
     # -- health ------------------------------------------------------------------------
@@ -281,6 +287,13 @@ class Daemon:
     def healthy(self) -> bool:
         """Whether `health_reasons()` is empty."""
         return not self.health_reasons()
+
+    def _stall_reasons(self) -> list[str]:
+        limit = self.config.processing.stall_seconds
+        return [
+            f"batch {batch_id} made no progress for over {limit:g} s (stall_seconds)"
+            for batch_id in self.progress.stalled()
+        ]
 
     def _own_health_reasons(self) -> list[str]:
         """Supervisor answering, watchers and process pool alive."""
@@ -409,6 +422,10 @@ class Daemon:
         if self.state_probe is not None:
             self.state_probe.stop()
         if self.store is not None:
+            try:
+                self.store.end_incarnation()  # an orderly stop: not a death (crashloop.py)
+            except Exception:
+                logger.exception("cannot record the orderly stop in state")
             self.store.close()
         self.notifier.close()
 

@@ -144,11 +144,13 @@ def _config(args: argparse.Namespace) -> int:
 def _status(config: Config, batch_id: str | None, *, as_json: bool) -> int:
     records: list[BatchRecord] = []
     paused = False
+    set_aside: list[dict[str, Any]] = []
     if config.daemon.state_dir.is_dir():  # a never-started daemon has no state: nothing to show
         store = StateStore(config.daemon.state_dir)
         try:
             records = list(store.iter_batches())
             paused = store.is_paused()
+            set_aside = store.set_aside_entries()
         finally:
             store.close()
     records = [r for r in records if batch_id is None or r.batch_id == batch_id]
@@ -157,12 +159,16 @@ def _status(config: Config, batch_id: str | None, *, as_json: bool) -> int:
         return ExitCode.FAILURE
     documents = [_status_of(record) for record in records]
     dead_letters = read_dead_letters(config.daemon.state_dir / "webhooks")
+    if batch_id is not None:
+        set_aside = [entry for entry in set_aside if entry.get("batch_id") == batch_id]
     if as_json:
-        print(
-            json.dumps(
-                {"batches": documents, "paused": paused, "dead_letters": dead_letters}, indent=2
-            )
-        )
+        document = {
+            "batches": documents,
+            "paused": paused,
+            "dead_letters": dead_letters,
+            "set_aside": set_aside,
+        }
+        print(json.dumps(document, indent=2))
         return ExitCode.OK
     if paused:
         print("paused: new batches are not started (medianalysed resume)")
@@ -172,7 +178,16 @@ def _status(config: Config, batch_id: str | None, *, as_json: bool) -> int:
         print(_status_text(document))
     for letter in dead_letters:
         print(_dead_letter_text(letter))
+    for entry in set_aside:
+        print(_set_aside_text(entry))
     return ExitCode.OK
+
+
+def _set_aside_text(entry: dict[str, Any]) -> str:
+    return (
+        f"set aside: {entry.get('batch_id')}: {entry.get('reason')}; its input is left at "
+        f"{entry.get('source')}; `medianalysed reprocess {entry.get('batch_id')}` runs it again"
+    )
 
 
 def _dead_letter_text(letter: dict[str, Any]) -> str:

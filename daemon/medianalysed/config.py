@@ -61,6 +61,7 @@ class ProcessingConfig:
     # Per worker process; 0 = no limit. The largest image max_pixels admits takes 4 bytes a
     # pixel once decoded (716 MB at the default), a worker's own data about 200 MB.
     max_worker_memory: int = 2_000_000_000
+    stall_seconds: float = 600
 
     @property
     def effective_workers(self) -> int:
@@ -580,6 +581,7 @@ def _read_processing(table: _Table) -> ProcessingConfig:
         max_worker_memory=table.size(
             "max_worker_memory", default.max_worker_memory, zero_means_none=True
         ),
+        stall_seconds=table.number("stall_seconds", default.stall_seconds, above=True),
     )
 
 

@@ -129,3 +129,12 @@ class AnalysisError(MedianalysedError):
     def to_json(self) -> dict[str, object]:
         """The `error` object of a per-image record."""
         return {"code": str(self.code), "message": self.message, "retryable": self.retryable}
+
+
+def internal_error(exc: BaseException, doing: str) -> dict[str, object]:
+    """The INTERNAL record of an input whose handling raised (SPEC §3: the type is named).
+
+    The message is the exception's type and text only, clipped: never a traceback, so no
+    secret from a local variable can reach an outbox.
+    """
+    return AnalysisError(ErrorCode.INTERNAL, f"{doing}: {type(exc).__name__}: {exc}").to_json()

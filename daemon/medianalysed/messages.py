@@ -153,6 +153,8 @@ class BatchFinished:
 
     batch_id: str
     status: str
+    # Slots it took before stopping; later grants were never seen and go back to the pool.
+    grants_received: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,7 @@ class BatchCrashed:
 
     batch_id: str
     reason: str
+    grants_received: int = 0  # as in BatchFinished
 
 
 @dataclass(frozen=True, slots=True)

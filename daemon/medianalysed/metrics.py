@@ -180,11 +180,50 @@ class Metrics:
         )
         self.up = Gauge("medianalysed_up", "1 while the daemon runs.", registry=r)
 
+        # Every started batch ends: how often that needed help.
+        self.batches_stalled = Counter(
+            "medianalysed_batches_stalled_total",
+            "Batches that made no progress for [processing] stall_seconds (once per stall).",
+            registry=r,
+        )
+        self.batch_restarts = Counter(
+            "medianalysed_batch_restarts_total",
+            "Batch actors restarted after a crash.",
+            registry=r,
+        )
+        self.batches_salvaged = Counter(
+            "medianalysed_batches_salvaged_total",
+            "Batches finalised with their unfinished images as INTERNAL after repeated crashes.",
+            registry=r,
+        )
+        self.crash_loops = Counter(
+            "medianalysed_crash_loops_total",
+            "Batches the daemon died on twice at the same step, set aside at the next start.",
+            registry=r,
+        )
+        self.batches_set_aside = Counter(
+            "medianalysed_batches_set_aside_total",
+            "Batches set aside as failed: a crash loop, or they could not be finalised.",
+            registry=r,
+        )
+
         self._preinitialise()
         self.build_info.labels(version=version).set(1)
         self.up.set(1)
         for name in inbox_names:
             self.add_inbox(name)
+
+    def count_lifecycle(self, event: str) -> None:
+        """Count a lifecycle event of the supervisor (see SupervisorParts.on_lifecycle)."""
+        counter = {
+            "stalled": self.batches_stalled,
+            "restarted": self.batch_restarts,
+            "salvaged": self.batches_salvaged,
+            "set_aside": self.batches_set_aside,
+            "crash_loop": self.crash_loops,
+        }.get(event)
+        if counter is not None:
+            counter.inc()
 
     @classmethod
     def create(cls, version: str, inbox_names: Sequence[str]) -> Metrics:

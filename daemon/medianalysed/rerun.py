@@ -1,18 +1,30 @@
 """`retry` and `reprocess`: put a finished batch back to work from where its input now is.
 
-Both run inside the supervisor (a control command), so they never race a running batch
-actor. The outbox folder stays the batch's own: its `summary.json` is removed first (its
+The supervisor records the rerun (`begin_rerun`, a control command, so it never races a
+running batch actor); the batch actor it then starts resets the images (`finish_rerun`).
+The outbox folder stays the batch's own: its `summary.json` is removed first (its
 presence means "finished") and written again when the rerun ends.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 from medianalysed import outbox
+from medianalysed.crashpoints import crash_point
 from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
+
+if TYPE_CHECKING:
+    from medianalysed.dupindex import HistoryIndex
+
+logger = logging.getLogger(__name__)
+
+RERUN_PHASE: Final = "resetting"
+_RESET_CHUNK = 500
 
 
 class RerunError(Exception):
@@ -72,40 +84,82 @@ def current_input(record: BatchRecord) -> Path | None:
 
 
 def start_rerun(
+    store: StateStore,
+    batch_id: str,
+    *,
+    only_failed: bool,
+    force: bool = False,
+    history: HistoryIndex | None = None,
+) -> BatchRecord:
+    """Put a batch back to work at once: `begin_rerun`, then `finish_rerun`."""
+    return finish_rerun(
+        store, begin_rerun(store, batch_id, only_failed=only_failed, force=force), history
+    )
+
+
+def begin_rerun(
     store: StateStore, batch_id: str, *, only_failed: bool, force: bool = False
 ) -> BatchRecord:
-    """Reset the batch's images and record, ready for a batch actor to pick up."""
+    """Record the rerun (phase `resetting`) before anything is reset; quick.
+
+    From then on the batch is no longer "done": a kill at any later step resumes the rerun
+    (`finish_rerun`, run by the batch actor) instead of leaving a finished batch whose
+    stored results were half wiped. What to reset is in the record: `status` retrying
+    means only the failed images, `bypass_cache` means `--force`.
+    """
     plan = plan_rerun(store, batch_id, only_failed=only_failed)
     record = store.get_batch(batch_id)
     assert record is not None
-    resets: list[ImageRecord] = []
-    for path in store.iter_paths(record):
-        image = store.get_image(batch_id, path) or ImageRecord(path=path)
-        if only_failed and image.status != ImageStatus.FAILED:
-            continue
-        resets.append(
-            replace(
-                image, status=ImageStatus.PENDING, error=None, result=None, next_attempt_at=None
-            )
-        )
-        if len(resets) >= 500:
-            store.put_images(batch_id, resets)
-            resets = []
-    if resets:
-        store.put_images(batch_id, resets)
     source = str(plan.input_path)
-    loose = record.loose_file and Path(source).is_file()
-    updated = record.evolve(
-        phase="running",
+    intent = record.evolve(
+        phase=RERUN_PHASE,
         status=BatchStatus.RETRYING if only_failed else BatchStatus.PROCESSING,
         source=source,
-        loose_file=loose,
+        loose_file=record.loose_file and Path(source).is_file(),
         completed_at=None,
         final_counts={},
         archived_to=None,
         bypass_cache=force,
         runs=record.runs + 1,
     )
-    store.put_batch(updated)
+    store.put_batch(intent)
+    store.clear_set_aside(batch_id)  # run again on purpose: no longer set aside
+    crash_point("rerun:intent", batch_id)
+    # Its presence means "finished"; it is written again when the rerun ends.
     (Path(record.outbox_dir) / outbox.SUMMARY_FILE).unlink(missing_ok=True)
-    return updated
+    return intent
+
+
+def finish_rerun(
+    store: StateStore, record: BatchRecord, history: HistoryIndex | None
+) -> BatchRecord:
+    """Reset the images a recorded rerun names, then reopen the batch; idempotent."""
+    if record.phase != RERUN_PHASE:
+        return record
+    batch_id = record.batch_id
+    (Path(record.outbox_dir) / outbox.SUMMARY_FILE).unlink(missing_ok=True)
+    if record.bypass_cache and history is not None:
+        removed = history.remove_batch(batch_id)
+        logger.info("reprocess --force: %d history entries of %s dropped", removed, batch_id)
+    only_failed = record.status == BatchStatus.RETRYING
+    resets: list[ImageRecord] = []
+    for path in store.iter_paths(record):
+        image = store.get_image(batch_id, path) or ImageRecord(path=path)
+        if only_failed and image.status != ImageStatus.FAILED:
+            continue
+        if image.status == ImageStatus.PENDING and image.result is None and image.error is None:
+            continue  # reset by an earlier, interrupted pass
+        resets.append(
+            replace(
+                image, status=ImageStatus.PENDING, error=None, result=None, next_attempt_at=None
+            )
+        )
+        if len(resets) >= _RESET_CHUNK:
+            store.put_images(batch_id, resets)
+            resets = []
+    if resets:
+        store.put_images(batch_id, resets)
+    crash_point("rerun:reset", batch_id)  # images reset, the batch not yet reopened
+    reopened = record.evolve(phase="running")
+    store.put_batch(reopened)
+    return reopened

@@ -37,6 +37,8 @@ from medianalysed.models import STATE_SCHEMA_VERSION, BatchStatus, ImageStatus, 
 PATH_CHUNK_SIZE = 1000
 _SEP = "\x00"
 _CLAIM_PREFIX = "\x00claim\x00"
+_STEP_PREFIX = "step\x00"
+_SET_ASIDE_PREFIX = "set_aside\x00"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,6 +227,7 @@ class StateStore:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
+        self.incarnation = 0  # set by the daemon (`begin_incarnation`); 0 for the CLI
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -380,3 +383,61 @@ class StateStore:
     def set_flag(self, key: str, value: object) -> None:
         """Store a small named value (JSON-compatible)."""
         self._flags.set(key, value)
+
+    # -- crash-loop records (see crashloop.py) ----------------------------------------
+
+    def begin_incarnation(self) -> int:
+        """Number this run of the daemon (1, 2, …), durably, and remember it."""
+        self.incarnation = int(cast(int, self._flags.get("incarnation", default=0))) + 1
+        self._flags.set("incarnation", self.incarnation)
+        return self.incarnation
+
+    def end_incarnation(self) -> None:
+        """This run stops in order: its unfinished steps were not what killed it."""
+        if self.incarnation:
+            self._flags.set("clean_exit", self.incarnation)
+
+    def last_clean_exit(self) -> int:
+        """The last incarnation that stopped in order (0: none)."""
+        return int(cast(int, self._flags.get("clean_exit", default=0)))
+
+    def step_marker(self, batch_id: str) -> dict[str, Any] | None:
+        """The risky step a batch is (or was, when the daemon died) in, or None."""
+        text = self._flags.get(_STEP_PREFIX + batch_id)
+        return None if text is None else cast(dict[str, Any], json.loads(cast(str, text)))
+
+    def put_step_marker(self, batch_id: str, marker: dict[str, Any]) -> None:
+        """Record the risky step a batch is in (before the step starts)."""
+        self._flags.set(_STEP_PREFIX + batch_id, json.dumps(marker, separators=(",", ":")))
+
+    def clear_step_marker(self, batch_id: str) -> None:
+        """The batch came through its risky step."""
+        self._flags.delete(_STEP_PREFIX + batch_id)
+
+    def step_markers(self) -> dict[str, dict[str, Any]]:
+        """Every recorded risky step, by batch id."""
+        found: dict[str, dict[str, Any]] = {}
+        for key in list(self._flags.iterkeys()):
+            if isinstance(key, str) and key.startswith(_STEP_PREFIX):
+                marker = self.step_marker(key[len(_STEP_PREFIX) :])
+                if marker is not None:
+                    found[key[len(_STEP_PREFIX) :]] = marker
+        return found
+
+    def put_set_aside(self, batch_id: str, entry: dict[str, Any]) -> None:
+        """Record that a batch was set aside (crash loop, or it could not be finalised)."""
+        self._flags.set(_SET_ASIDE_PREFIX + batch_id, json.dumps(entry, separators=(",", ":")))
+
+    def clear_set_aside(self, batch_id: str) -> None:
+        """The batch runs again (retry/reprocess): it is no longer set aside."""
+        self._flags.delete(_SET_ASIDE_PREFIX + batch_id)
+
+    def set_aside_entries(self) -> list[dict[str, Any]]:
+        """Every set-aside batch, oldest first (for `status`)."""
+        entries = []
+        for key in list(self._flags.iterkeys()):
+            if isinstance(key, str) and key.startswith(_SET_ASIDE_PREFIX):
+                text = self._flags.get(key)
+                if text is not None:
+                    entries.append(cast(dict[str, Any], json.loads(cast(str, text))))
+        return sorted(entries, key=lambda entry: str(entry.get("at", "")))

@@ -386,7 +386,7 @@ def test_status_explain_retry_and_reprocess_while_running(
     code, out, _ = cli(config, "status", "--json")
     assert code == 0
     document = json.loads(out)
-    assert set(document) == {"batches", "paused", "dead_letters"}
+    assert set(document) == {"batches", "paused", "dead_letters", "set_aside"}
     assert document["paused"] is False
     assert document["dead_letters"] == []
     assert [(b["batch_id"], b["status"], b["progress"]) for b in document["batches"]] == [

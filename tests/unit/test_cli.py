@@ -212,7 +212,7 @@ def test_status_with_nothing(capsys: pytest.CaptureFixture[str], config: Path) -
     assert run(capsys, "status", "--config", str(config)) == (0, "no batches\n", "")
     code, out, _ = run(capsys, "status", "--json", "--config", str(config))
     assert code == 0
-    assert json.loads(out) == {"batches": [], "paused": False, "dead_letters": []}
+    assert json.loads(out) == {"batches": [], "paused": False, "dead_letters": [], "set_aside": []}
 
 
 def test_status_text_and_json(
@@ -223,7 +223,7 @@ def test_status_text_and_json(
     assert (code, out) == (0, "house: partial 2/2 (1 failed)\n")
     code, out, _ = run(capsys, "status", "house", "--json", "--config", str(config))
     document = json.loads(out)
-    assert set(document) == {"batches", "paused", "dead_letters"}
+    assert set(document) == {"batches", "paused", "dead_letters", "set_aside"}
     assert [b["batch_id"] for b in document["batches"]] == ["house"]
     assert document["batches"][0]["counts"]["failed"] == 1
 

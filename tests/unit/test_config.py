@@ -82,7 +82,12 @@ def test_default_config_resolves_against_the_current_directory(
 def test_values_are_read_into_their_types() -> None:
     loaded = config_from_dict(
         {
-            "processing": {"workers": 4, "image_timeout_seconds": 2.5, "max_file_size": "1.5GiB"},
+            "processing": {
+                "workers": 4,
+                "image_timeout_seconds": 2.5,
+                "max_file_size": "1.5GiB",
+                "stall_seconds": 90,
+            },
             "analysis": {
                 "gps": False,
                 "dominant_colors": 32,
@@ -103,6 +108,7 @@ def test_values_are_read_into_their_types() -> None:
     assert loaded.processing.workers == 4
     assert loaded.processing.image_timeout_seconds == 2.5
     assert loaded.processing.max_file_size == 1_610_612_736
+    assert loaded.processing.stall_seconds == 90
     assert loaded.analysis == AnalysisConfig(
         gps=False, dominant_colors=32, near_duplicate_distance=0, max_duplicates_listed=0
     )
@@ -210,6 +216,7 @@ ERROR_CASES: list[tuple[dict[str, object], str, str]] = [
         "must be > 0, got 0",
     ),
     ({"processing": {"max_pixels": 0}}, "processing.max_pixels", "must be >= 1, got 0"),
+    ({"processing": {"stall_seconds": 0}}, "processing.stall_seconds", "must be > 0, got 0"),
     ({"webhook": {"timeout_seconds": -1}}, "webhook.timeout_seconds", "must be > 0, got -1"),
     ({"downloads": {"timeout_seconds": 0}}, "downloads.timeout_seconds", "must be > 0, got 0"),
     ({"webhook": {"max_attempts": 0}}, "webhook.max_attempts", "must be >= 1, got 0"),
@@ -705,7 +712,7 @@ def test_render_round_trips_the_defaults(tmp_path: Path, monkeypatch: pytest.Mon
         config_from_dict(tomllib.loads(text), base_dir=Path("/elsewhere"), source=None) == defaults
     )
     key_lines = [line for line in text.splitlines() if " = " in line and not line.startswith("#")]
-    assert len(key_lines) == 3 + 9 + 4 + 1 + 5 + 3 + 11
+    assert len(key_lines) == 3 + 10 + 4 + 1 + 5 + 3 + 11
     assert all(line.endswith("  # default") for line in key_lines)
 
 

@@ -23,9 +23,12 @@ import pykka
 
 from medianalysed import names, outbox
 from medianalysed.config import InboxConfig, ProcessingConfig
+from medianalysed.crashloop import enter_step, leave_step
+from medianalysed.crashpoints import crash_point
+from medianalysed.disposal import delete_input, move_input, partial_copy_path
 from medianalysed.dupgroups import BatchImage, DuplicatePlanner, RecordDuplicates
 from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
-from medianalysed.errors import ErrorCode, OutboxError, clip_message
+from medianalysed.errors import AnalysisError, ErrorCode, OutboxError, clip_message, internal_error
 from medianalysed.messages import (
     AnalyseImage,
     BatchCrashed,
@@ -45,6 +48,8 @@ from medianalysed.models import (
     utc_now_iso,
 )
 from medianalysed.readiness import group_of, iter_batch_entries
+from medianalysed.rerun import RERUN_PHASE, finish_rerun
+from medianalysed.stalls import ProgressClock
 from medianalysed.state import (
     PATH_CHUNK_SIZE,
     BatchRecord,
@@ -115,7 +120,10 @@ class BatchActor(pykka.ThreadingActor):
         supervisor: pykka.ActorRef[Any],
         listener: BatchListener | None = None,
         clock: Callable[[], float] = time.time,
+        progress: ProgressClock | None = None,
+        salvage: str = "",
     ) -> None:
+        """`salvage` (a reason) finalises at once: the actor crashed too often to go on."""
         super().__init__()
         self._record = record
         self._settings = settings
@@ -124,6 +132,8 @@ class BatchActor(pykka.ThreadingActor):
         self._supervisor = supervisor
         self._listener = listener or BatchListener()
         self._clock = clock
+        self._progress = progress or ProgressClock()
+        self._salvage = salvage
         self._cursor: Iterator[str] = iter(())
         self._in_flight: dict[str, int] = {}
         self._retry_heap: list[tuple[float, str]] = []
@@ -151,6 +161,7 @@ class BatchActor(pykka.ThreadingActor):
             BatchCrashed(
                 batch_id=self._batch_id,
                 reason=f"{getattr(exception_type, '__name__', exception_type)}: {exception_value}",
+                grants_received=self._grants_received,
             )
         )
 
@@ -172,16 +183,19 @@ class BatchActor(pykka.ThreadingActor):
         """Dispatch one message (runs in this actor's thread)."""
         match message:
             case _Begin():
+                self._progress.touch(self._batch_id)
                 self._begin()
             case SlotGranted():
-                self._on_slot(message)
+                self._guarded_slot(message)
             case ImageAnalysed():
-                self._on_analysed(message)
+                self._progress.touch(self._batch_id)
+                self._guarded_outcome(message)
             case Tick():
                 self._on_tick()
             case CancelBatch():
                 self._cancel()
             case _FinaliseStep():
+                self._progress.touch(self._batch_id)
                 self._on_finalise_step()
             case _:
                 super().on_receive(message)
@@ -189,18 +203,177 @@ class BatchActor(pykka.ThreadingActor):
     # -- start and resume --------------------------------------------------------------
 
     def _begin(self) -> None:
+        if self._salvage:
+            self._salvage_remaining()
+            return
         phase = self._record.phase
+        if phase == RERUN_PHASE:
+            enter_step(self._store, self._batch_id, "resetting")
+            self._record = finish_rerun(self._store, self._record, self._history)
+            leave_step(self._store, self._batch_id)
+            phase = self._record.phase
         if phase == "enumerating":
             self._enumerate()
             phase = self._record.phase
         if phase == "running":
             self._resume_running()
-        elif phase in {"finalizing", "written"}:
+        elif phase in {"finalizing", "written", "disposing"}:
             self._finalize()
         elif phase == "done":
-            self._supervisor.tell(BatchFinished(self._batch_id, str(self._record.status)))
+            self._tell_finished()
+
+    def _tell_finished(self) -> None:
+        self._supervisor.tell(
+            BatchFinished(
+                self._batch_id, str(self._record.status), grants_received=self._grants_received
+            )
+        )
+
+    # -- the per-input exception boundary (SPEC §1: no input can stop a batch) ---------
+
+    def _guarded_slot(self, message: SlotGranted) -> None:
+        # One input's failure is caught in `_next_job`; anything else crashes the actor,
+        # which is restarted from state (the slot goes back with the crash report).
+        self._unstarted_failed = False
+        self._on_slot(message)
+        if self._unstarted_failed:
+            self._after_change()
+
+    def _guarded_outcome(self, message: ImageAnalysed) -> None:
+        counts = dict(self._counts)
+        try:
+            self._on_analysed(message)
+        except Exception as exc:
+            if self._record.phase != "running":
+                raise  # finalising failed, not this input: a crash, restarted from state
+            logger.exception(
+                "batch %s: handling the outcome of %s failed",
+                self._batch_id,
+                message.path,
+                extra=self._log_extra(),
+            )
+            # Undo the half-applied outcome, then settle the image from what is stored.
+            self._counts = counts
+            self._in_flight.pop(message.path, None)
+            self._drop_from_retry_heap(message.path)
+            self._settle_failed_outcome(message.path, message.attempt, exc)
+
+    def _drop_from_retry_heap(self, path: str) -> None:
+        if any(entry[1] == path for entry in self._retry_heap):
+            self._retry_heap = [entry for entry in self._retry_heap if entry[1] != path]
+            heapq.heapify(self._retry_heap)
+
+    def _settle_failed_outcome(self, path: str, attempt: int, exc: Exception) -> None:
+        """The image ends as recorded if its outcome was stored, else as INTERNAL."""
+        stored = self._store.get_image(self._batch_id, path)
+        if stored is None or not stored.status.terminal:
+            stored = self._internal_record(path, attempt, exc, "recording its outcome failed")
+            self._store.put_image(self._batch_id, stored)
+            self._count_internal(stored)
+        self._counts[str(stored.status)] += 1
+        self._status_dirty = True
+        self._after_change()
+
+    def _internal_record(self, path: str, attempt: int, exc: Exception, doing: str) -> ImageRecord:
+        source_url = None
+        try:
+            previous = self._store.get_image(self._batch_id, path)
+            source_url = None if previous is None else previous.source_url
+        except Exception:  # the stored record may be what is broken
+            logger.debug("unreadable image record %s", path, exc_info=True)
+        return ImageRecord(
+            path=path,
+            status=ImageStatus.FAILED,
+            attempts=attempt,
+            error=internal_error(exc, doing),
+            source_url=source_url,
+        )
+
+    def _count_internal(self, record: ImageRecord) -> None:
+        try:
+            self._listener.image_finished(
+                self._settings.inbox.name, str(record.status), str(ErrorCode.INTERNAL)
+            )
+        except Exception:
+            logger.exception("listener failed", extra=self._log_extra())
+
+    def _fail_unstarted(self, path: str, exc: Exception) -> None:
+        """An image that could not even be dispatched: INTERNAL, and counted out of pending."""
+        logger.error(
+            "batch %s: cannot dispatch %s",
+            self._batch_id,
+            path,
+            exc_info=exc,
+            extra=self._log_extra(),
+        )
+        record = self._internal_record(path, 0, exc, "preparing its analysis failed")
+        self._store.put_image(self._batch_id, record)
+        self._count_internal(record)
+        self._counts["pending"] -= 1
+        self._counts["failed"] += 1
+        self._status_dirty = True
+        self._unstarted_failed = True
+
+    # -- salvage: the actor crashed more often than it may be restarted ----------------
+
+    def _salvage_remaining(self) -> None:
+        """Every image not terminal becomes INTERNAL, then the batch finalises as usual."""
+        logger.error(
+            "batch %s: finalising it with its unfinished images as INTERNAL (%s)",
+            self._batch_id,
+            self._salvage,
+            extra=self._log_extra(),
+        )
+        if self._record.phase == "enumerating":
+            self._record = self._record.evolve(
+                phase="running",
+                status=BatchStatus.PROCESSING,
+                chunks=self._stored_chunks(),
+                note=_joined_note(self._record.note, "its listing did not complete"),
+            )
+        if self._record.phase == "running":
+            self._counts = self._fail_unfinished()
+            self._record = self._record.evolve(total=sum(self._counts.values()))
+            self._store.put_batch(self._record)
+        self._finalize()
+
+    def _stored_chunks(self) -> int:
+        chunks = 0
+        while self._store.get_path_chunk(self._batch_id, chunks):
+            chunks += 1
+        return chunks
+
+    def _fail_unfinished(self) -> dict[str, int]:
+        counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
+        error = AnalysisError(
+            ErrorCode.INTERNAL, f"not analysed: the batch actor kept crashing ({self._salvage})"
+        ).to_json()
+        failed: list[ImageRecord] = []
+        for path in self._store.iter_paths(self._record):
+            image = self._store.get_image(self._batch_id, path)
+            if image is not None and image.status.terminal:
+                counts[str(image.status)] += 1
+                continue
+            record = ImageRecord(
+                path=path,
+                status=ImageStatus.FAILED,
+                attempts=0 if image is None else image.attempts,
+                error=error,
+                source_url=None if image is None else image.source_url,
+            )
+            failed.append(record)
+            counts["failed"] += 1
+            self._count_internal(record)
+            if len(failed) >= PATH_CHUNK_SIZE:
+                self._store.put_images(self._batch_id, failed)
+                failed = []
+        if failed:
+            self._store.put_images(self._batch_id, failed)
+        return counts
 
     def _enumerate(self) -> None:
+        enter_step(self._store, self._batch_id, "enumerating")
+        crash_point("enumerate", self._batch_id)
         source = Path(self._record.source)
         inbox = self._settings.inbox
         chunk: list[str] = []
@@ -232,6 +405,7 @@ class BatchActor(pykka.ThreadingActor):
             started_at=self._record.started_at or utc_now_iso(),
         )
         self._store.put_batch(self._record)
+        leave_step(self._store, self._batch_id)
         logger.info("batch %s: %d images", self._batch_id, total, extra=self._log_extra())
 
     def _entries(
@@ -296,20 +470,32 @@ class BatchActor(pykka.ThreadingActor):
 
     def _next_job(self) -> AnalyseImage | None:
         now = self._clock()
-        if self._retry_heap and self._retry_heap[0][0] <= now:
+        while self._retry_heap and self._retry_heap[0][0] <= now:
             _, path = heapq.heappop(self._retry_heap)
-            return self._job_for(path, self._store.get_image(self._batch_id, path))
+            try:
+                return self._job_for(path, self._store.get_image(self._batch_id, path))
+            except Exception as exc:
+                self._fail_unstarted(path, exc)
         for path in self._cursor:
             if path in self._in_flight:
                 continue
-            image = self._store.get_image(self._batch_id, path)
-            if image is not None and image.status.terminal:
+            try:
+                job = self._job_if_due(path, now)
+            except Exception as exc:
+                self._fail_unstarted(path, exc)
                 continue
-            if image is not None and image.next_attempt_at and image.next_attempt_at > now:
-                heapq.heappush(self._retry_heap, (image.next_attempt_at, path))
-                continue
-            return self._job_for(path, image)
+            if job is not None:
+                return job
         return None
+
+    def _job_if_due(self, path: str, now: float) -> AnalyseImage | None:
+        image = self._store.get_image(self._batch_id, path)
+        if image is not None and image.status.terminal:
+            return None
+        if image is not None and image.next_attempt_at and image.next_attempt_at > now:
+            heapq.heappush(self._retry_heap, (image.next_attempt_at, path))
+            return None
+        return self._job_for(path, image)
 
     def _job_for(self, path: str, image: ImageRecord | None) -> AnalyseImage:
         attempts = 0 if image is None else image.attempts
@@ -438,6 +624,9 @@ class BatchActor(pykka.ThreadingActor):
     def _on_tick(self) -> None:
         if self._record.phase != "running":
             return
+        if not self._in_flight:
+            # Waiting for a worker or a retry is not a stall: this actor answers.
+            self._progress.touch(self._batch_id)
         self._report_demand()
         self._write_status()
 
@@ -502,6 +691,8 @@ class BatchActor(pykka.ThreadingActor):
             self._store.put_batch(self._record)
         if self._record.phase == "finalizing":
             if self._finalising is None:
+                enter_step(self._store, self._batch_id, "finalizing")
+                crash_point("finalize", self._batch_id)
                 # In slices, one message each: a stop (SIGTERM) never waits for a whole batch.
                 self._finalising = self._write_outbox()
                 self._finalising_progress = ("indexing", 0, self._record.total)
@@ -544,8 +735,10 @@ class BatchActor(pykka.ThreadingActor):
         self._finish()
 
     def _finish(self) -> None:
-        if self._record.phase == "written":
+        if self._record.phase in {"written", "disposing"}:
+            enter_step(self._store, self._batch_id, "disposing")
             self._dispose_input()
+        leave_step(self._store, self._batch_id)
         shutil.rmtree(self._settings.downloads_dir / self._batch_id, ignore_errors=True)
         logger.info(
             "batch %s %s: %s",
@@ -554,7 +747,7 @@ class BatchActor(pykka.ThreadingActor):
             _progress_text(self._record.final_counts),
             extra=self._log_extra(),
         )
-        self._supervisor.tell(BatchFinished(self._batch_id, str(self._record.status)))
+        self._tell_finished()
         self.actor_ref.stop(block=False)
 
     def _write_finalising_status(self, *, force: bool = False) -> None:
@@ -699,19 +892,49 @@ class BatchActor(pykka.ThreadingActor):
         }
 
     def _dispose_input(self) -> None:
+        """Archive, delete or keep the input; resumable after a kill at any step.
+
+        The target is stored first (phase `disposing`), then the input is moved or deleted
+        by idempotent steps, then the phase becomes `done`. Resumed, the same steps finish
+        what was started: a moved input is not moved again, a half copy is redone.
+        """
+        if self._record.phase == "written":
+            self._record = self._record.evolve(
+                phase="disposing", archived_to=self._disposal_target()
+            )
+            self._store.put_batch(self._record)
+            crash_point("dispose:intent", self._batch_id)
         source = Path(self._record.source)
-        action = self._settings.inbox.on_complete
-        archived_to: str | None = None
-        if self._record.keep_input or action == "keep" or not source.exists():
-            pass
-        elif action == "delete":
-            _delete(source)
-        else:
-            archived_to = str(self._archive(source))
-        self._record = self._record.evolve(phase="done", archived_to=archived_to)
+        target = self._record.archived_to
+        if target is None:
+            if self._disposal_action() == "delete":
+                _delete(source)
+        elif Path(target) != source and not move_input(source, Path(target)):
+            logger.error(
+                "batch %s: %s exists and is not a copy of %s; the input is left where it is",
+                self._batch_id,
+                target,
+                source,
+                extra=self._log_extra(),
+            )
+            target = None
+        crash_point("dispose:moved", self._batch_id)
+        self._record = self._record.evolve(phase="done", archived_to=target)
         self._store.put_batch(self._record)
 
-    def _archive(self, source: Path) -> Path:
+    def _disposal_action(self) -> str:
+        source = Path(self._record.source)
+        if self._record.keep_input or not (source.exists() or source.is_symlink()):
+            return "keep"
+        return self._settings.inbox.on_complete
+
+    def _disposal_target(self) -> str | None:
+        """Where the input will be archived (None: deleted or kept)."""
+        if self._disposal_action() != "archive":
+            return None
+        return str(self._archive_target(Path(self._record.source)))
+
+    def _archive_target(self, source: Path) -> Path:
         inbox = self._settings.inbox
         failed = self._record.final_counts.get("failed", 0) > 0
         target_root = inbox.failed if failed and inbox.failed is not None else inbox.archive
@@ -720,13 +943,14 @@ class BatchActor(pykka.ThreadingActor):
             return source  # a rerun from the archive: it is where it belongs already
         candidates = names.suffixed_names(self._batch_id, names.name_max(target_root))
         target = next(
-            target_root / name for name in candidates if not os.path.lexists(target_root / name)
+            target_root / name
+            for name in candidates
+            if not os.path.lexists(target_root / name)
+            and not os.path.lexists(partial_copy_path(target_root / name))
         )
         if self._record.loose_file:
             # Keep the file's name, so a rerun finds the path its results refer to.
-            target.mkdir()
             target = target / source.name
-        shutil.move(str(source), str(target))
         return target
 
     def _log_extra(self) -> dict[str, Any]:
@@ -780,11 +1004,12 @@ def _safe_name(path: str) -> str:
     return names.shortened(names.safe_folder_name(path).replace("#", "_"), names.NAME_MAX)
 
 
+def _joined_note(note: str, addition: str) -> str:
+    return f"{note}; {addition}" if note else addition
+
+
 def _delete(source: Path) -> None:
-    if source.is_dir() and not source.is_symlink():
-        shutil.rmtree(source)
-    else:
-        source.unlink(missing_ok=True)
+    delete_input(source)
 
 
 def _duration_s(record: BatchRecord) -> float | None:

@@ -21,7 +21,7 @@ import pebble
 import pykka
 
 from medianalysed.downloads import Downloader, DownloadOutcome
-from medianalysed.errors import AnalysisError, ErrorCode
+from medianalysed.errors import AnalysisError, ErrorCode, internal_error
 from medianalysed.messages import AnalyseImage, ImageAnalysed, WorkerCrashed, WorkerIdle
 from medianalysed.models import AnalysisSettings
 from medianalysed.urllist import shown_url
@@ -94,7 +94,7 @@ class ImageActor(pykka.ThreadingActor):
         """Dispatch one message (runs in this actor's thread)."""
         match message:
             case AnalyseImage():
-                self._start(message)
+                self._guarded_start(message)
             case _Downloaded():
                 self._downloaded(message)
             case _JobDone():
@@ -120,6 +120,15 @@ class ImageActor(pykka.ThreadingActor):
                 reason=f"{getattr(exception_type, '__name__', exception_type)}: {exception_value}",
             )
         )
+
+    def _guarded_start(self, job: AnalyseImage) -> None:
+        # One input's failure is that input's INTERNAL record, never this actor's crash.
+        try:
+            self._start(job)
+        except Exception as exc:
+            logger.exception("starting the analysis of %s failed", job.path)
+            if job in self._in_flight:
+                self._reply(job, None, internal_error(exc, "starting its analysis failed"))
 
     def _start(self, job: AnalyseImage) -> None:
         started = time.monotonic()
@@ -249,18 +258,21 @@ class ImageActor(pykka.ThreadingActor):
             entry.timer.cancel()
         if elapsed_ms is None:  # no word from the worker: the time it was ours
             elapsed_ms = (time.monotonic() - entry.started) * 1000
-        job.reply_to.tell(
-            ImageAnalysed(
-                path=job.path,
-                attempt=job.attempt,
-                result=result,
-                error=error,
-                duration_ms=round(elapsed_ms, 1),
-                cached=cached,
-                interrupted=interrupted,
-                file=file,
-            )
+        outcome = ImageAnalysed(
+            path=job.path,
+            attempt=job.attempt,
+            result=result,
+            error=error,
+            duration_ms=round(elapsed_ms, 1),
+            cached=cached,
+            interrupted=interrupted,
+            file=file,
         )
+        try:
+            job.reply_to.tell(outcome)
+        except pykka.ActorDeadError:
+            # The batch actor crashed meanwhile; restarted, it runs this image again.
+            logger.info("batch actor of %s is gone; its outcome is dropped", job.path)
         self._supervisor.tell(WorkerIdle(worker=self.actor_ref))
 
 

@@ -29,6 +29,7 @@ from medianalysed.actors.batch import BatchActor, BatchListener, BatchSettings
 from medianalysed.actors.image import SLOTS_PER_WORKER
 from medianalysed.batchoptions import BatchOptions, read_batch_options
 from medianalysed.config import Config, InboxConfig
+from medianalysed.crashloop import in_step, review_markers
 from medianalysed.errors import ErrorCode, MedianalysedError
 from medianalysed.messages import (
     BatchCrashed,
@@ -50,8 +51,10 @@ from medianalysed.messages import (
 )
 from medianalysed.models import BatchStatus, Priority, utc_now_iso
 from medianalysed.readiness import SettleTracker, TreeSnapshot, is_batch_candidate, snapshot_tree
-from medianalysed.rerun import RerunError, start_rerun
+from medianalysed.rerun import RerunError, begin_rerun
+from medianalysed.setaside import set_aside
 from medianalysed.settling import SnapshotWalker, TreeWalked, next_walk_delay
+from medianalysed.stalls import ProgressClock
 from medianalysed.state import BatchRecord, StateStore
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,8 @@ logger = logging.getLogger(__name__)
 MAX_ACTIVE_BATCHES = 64
 MAX_WORKER_RESTARTS_PER_MINUTE = 20
 MAX_BATCH_RESTARTS = 3
+# Seconds before restart 1, 2, 3 of a crashed batch actor.
+BATCH_RESTART_BACKOFF_S = (1.0, 5.0, 25.0)
 CANDIDATE_CHECK_INTERVAL_S = 1.0
 
 
@@ -81,6 +86,16 @@ class _Demand:
     grants_sent: int = 0
     grants_received: int = 0
     last_grant: float = 0.0
+    # Workers granted and not yet acknowledged (`grants_received`), oldest first: the
+    # ones to take back when the batch stops before seeing them.
+    lent: deque[pykka.ActorRef[Any]] = field(default_factory=deque)
+    lent_base: int = 0
+
+    def acknowledge(self, grants_received: int) -> None:
+        """The batch has seen its first `grants_received` grants."""
+        while self.lent and self.lent_base < grants_received:
+            self.lent.popleft()
+            self.lent_base += 1
 
     @property
     def outstanding(self) -> int:
@@ -92,6 +107,7 @@ class _ActiveBatch:
     ref: pykka.ActorRef[Any]
     record: BatchRecord
     restarts: int = 0
+    salvaging: bool = False
 
 
 @dataclass(slots=True)
@@ -106,6 +122,9 @@ class SupervisorParts:
     listener: BatchListener = field(default_factory=BatchListener)
     on_settled: Callable[[str, float], None] = lambda _inbox, _seconds: None
     on_gauges: Callable[[dict[str, int]], None] = lambda _gauges: None
+    progress: ProgressClock = field(default_factory=ProgressClock)
+    # Lifecycle events for metrics: "stalled", "restarted", "salvaged", "set_aside".
+    on_lifecycle: Callable[[str], None] = lambda _event: None
     scan_inboxes: bool = True  # False for `analyze`: only submitted paths are batches
     snapshot: Callable[[Path, str], TreeSnapshot] = snapshot_tree  # run on walker threads
 
@@ -141,6 +160,10 @@ class SupervisorActor(pykka.ThreadingActor):
         self._last_rescan: dict[str, float] = {}
         self._stopping = False
         self._paused = False
+        # Crashed batch actors waiting for their restart: batch id -> (when, restarts, reason).
+        self._restart_due: dict[str, tuple[float, int, str]] = {}
+        # Batches the daemon died on once (crashloop.py): they run alone until through.
+        self._suspects: set[str] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -152,11 +175,29 @@ class SupervisorActor(pykka.ThreadingActor):
         for _ in range(self._config.processing.effective_workers):
             self._add_worker()
         self._paused = self._store.is_paused()
+        self._review_crash_loops()
         for record in self._store.iter_batches():
             if record.phase != "done":
                 logger.info("resuming batch %s (%s)", record.batch_id, record.phase)
                 self._queued.append(record.batch_id)
         self._start_queued()
+
+    def _review_crash_loops(self) -> None:
+        """Set aside the batches the daemon died on twice; isolate those it died on once."""
+        try:
+            review = review_markers(self._store)
+        except Exception:
+            logger.exception("cannot review the crash-loop markers; resuming every batch")
+            return
+        for batch_id, reason in review.set_aside.items():
+            self._parts.on_lifecycle("crash_loop")
+            self._set_aside(batch_id, reason)
+        self._suspects = set(review.suspects)
+        if self._suspects:
+            logger.warning(
+                "the last run died while %s were in a risky step; they run one at a time",
+                ", ".join(sorted(self._suspects)),
+            )
 
     def on_stop(self) -> None:
         """Stop batches, then workers; unfinished images stay pending in state."""
@@ -179,7 +220,7 @@ class SupervisorActor(pykka.ThreadingActor):
             case InboxesChanged():
                 self._on_inboxes_changed(message)
             case SubmitBatch():
-                self._create_batch(self._inboxes[message.inbox], Path(message.path))
+                self._submit(message)
             case WorkWanted():
                 self._on_work_wanted(message)
             case SlotReturned():
@@ -247,9 +288,10 @@ class SupervisorActor(pykka.ThreadingActor):
                 continue
             try:
                 self._check_candidate(key, candidate, now)
-            except (OSError, MedianalysedError) as exc:
-                # An unreadable state store: report it and try again later.
-                logger.error("cannot check %s yet: %s", candidate.path, exc)
+            except Exception as exc:
+                # The supervisor never dies of one folder (SPEC §1). An unreadable state
+                # store, or a bug: report it and try again later.
+                _log_folder_failure("cannot check %s yet", candidate.path, exc)
                 candidate.next_walk = now + CANDIDATE_CHECK_INTERVAL_S
 
     def _check_candidate(self, key: str, candidate: _Candidate, now: float) -> None:
@@ -288,9 +330,17 @@ class SupervisorActor(pykka.ThreadingActor):
             self._parts.on_settled(candidate.inbox.name, now - candidate.first_seen)
             self._forget_candidate(message.key)
             self._create_batch(candidate.inbox, candidate.path)
-        except (OSError, MedianalysedError) as exc:
-            # An unwritable outbox or state: report it; the next rescan finds the folder again.
-            logger.error("cannot start %s yet: %s", candidate.path, exc)
+        except Exception as exc:
+            # The supervisor never dies of one folder (SPEC §1). An unwritable outbox or
+            # state, or a bug (its batch.toml, its name): report it; the next rescan
+            # finds the folder again.
+            _log_folder_failure("cannot start %s yet", candidate.path, exc)
+
+    def _submit(self, message: SubmitBatch) -> None:
+        try:
+            self._create_batch(self._inboxes[message.inbox], Path(message.path))
+        except Exception as exc:
+            _log_folder_failure("cannot start %s", Path(message.path), exc)
 
     def _forget_candidate(self, key: str) -> None:
         self._candidates.pop(key, None)
@@ -354,18 +404,40 @@ class SupervisorActor(pykka.ThreadingActor):
     def _start_queued(self) -> None:
         if self._stopping or not self._queued or len(self._active) >= MAX_ACTIVE_BATCHES:
             return
+        if self._suspects and self._isolating():
+            return
         ordered = sorted(self._queued, key=self._queue_rank)
+        suspects_waiting = any(batch_id in self._suspects for batch_id in ordered)
         for batch_id in ordered:
             if len(self._active) >= MAX_ACTIVE_BATCHES:
                 break
+            if suspects_waiting and (batch_id not in self._suspects or self._active):
+                continue  # a suspect runs alone, before anything new starts
             self._queued.remove(batch_id)
             self._queue_ranks.pop(batch_id, None)
-            record = self._store.get_batch(batch_id)
-            if record is None or record.phase == "done":
-                continue
-            self._start_batch(record)
+            try:
+                record = self._store.get_batch(batch_id)
+                if record is None or record.phase == "done":
+                    continue
+                self._start_batch(record)
+            except Exception:
+                logger.exception("batch %s cannot be started; trying again later", batch_id)
+                self._schedule_restart(batch_id, 1, "it could not be started")
+            if batch_id in self._suspects:
+                break  # it runs alone
         for stale in self._queue_ranks.keys() - set(self._queued):
             del self._queue_ranks[stale]  # removed from the queue elsewhere (cancel)
+
+    def _isolating(self) -> bool:
+        """Whether a suspect runs and is not through its risky step yet."""
+        for batch_id in list(self._suspects):
+            if batch_id in self._active:
+                if in_step(self._store, batch_id):
+                    return True
+                self._suspects.discard(batch_id)  # through the step it was suspected of
+            elif batch_id not in self._queued and batch_id not in self._restart_due:
+                self._suspects.discard(batch_id)  # ended, set aside, or gone
+        return False
 
     def _queue_rank(self, batch_id: str) -> tuple[int, str]:
         """High priority first, then oldest; read from state once per queued batch."""
@@ -376,7 +448,7 @@ class SupervisorActor(pykka.ThreadingActor):
             self._queue_ranks[batch_id] = rank
         return rank
 
-    def _start_batch(self, record: BatchRecord, restarts: int = 0) -> None:
+    def _start_batch(self, record: BatchRecord, restarts: int = 0, salvage: str = "") -> None:
         inbox = self._inboxes.get(record.inbox)
         if inbox is None:
             logger.error(
@@ -392,13 +464,18 @@ class SupervisorActor(pykka.ThreadingActor):
             history=self._parts.history,
             supervisor=self.actor_ref,
             listener=self._parts.listener,
+            progress=self._parts.progress,
+            salvage=salvage,
         )
-        self._active[record.batch_id] = _ActiveBatch(ref=ref, record=record, restarts=restarts)
+        self._active[record.batch_id] = _ActiveBatch(
+            ref=ref, record=record, restarts=restarts, salvaging=bool(salvage)
+        )
         self._demand[record.batch_id] = _Demand(priority=record.priority)
 
     def _on_batch_finished(self, message: BatchFinished) -> None:
         active = self._active.pop(message.batch_id, None)
-        self._demand.pop(message.batch_id, None)
+        self._reclaim_slots(self._demand.pop(message.batch_id, None), message.grants_received)
+        self._parts.progress.forget(message.batch_id)
         record = self._store.get_batch(message.batch_id)
         if record is not None and record.phase == "done" and record.claim_key:
             moved = record.archived_to is not None or not Path(record.source).exists()
@@ -411,15 +488,103 @@ class SupervisorActor(pykka.ThreadingActor):
         self._schedule()
 
     def _on_batch_crashed(self, message: BatchCrashed) -> None:
-        active = self._active.pop(message.batch_id, None)
-        self._demand.pop(message.batch_id, None)
-        logger.error("batch actor %s crashed: %s", message.batch_id, message.reason)
-        record = self._store.get_batch(message.batch_id)
-        restarts = 0 if active is None else active.restarts + 1
-        if record is None or restarts > MAX_BATCH_RESTARTS:
-            logger.error("batch %s left as is after %d restarts", message.batch_id, restarts)
+        """Restart with backoff; then finalise what is left as INTERNAL; then set aside.
+
+        Every started batch ends (SPEC §1): after MAX_BATCH_RESTARTS restarts the actor
+        runs once more in salvage mode (its unfinished images become INTERNAL records and
+        the outbox is written); if even that crashes, the batch is set aside as failed.
+        """
+        batch_id = message.batch_id
+        active = self._active.pop(batch_id, None)
+        self._reclaim_slots(self._demand.pop(batch_id, None), message.grants_received)
+        self._parts.progress.forget(batch_id)
+        logger.error("batch actor %s crashed: %s", batch_id, message.reason)
+        if active is not None and active.salvaging:
+            self._set_aside(batch_id, f"finalising it failed too: {message.reason}")
+        else:
+            restarts = 1 if active is None else active.restarts + 1
+            self._schedule_restart(batch_id, restarts, message.reason)
+        self._start_queued()
+        self._schedule()
+
+    def _schedule_restart(self, batch_id: str, restarts: int, reason: str) -> None:
+        delays = BATCH_RESTART_BACKOFF_S
+        delay = delays[min(restarts, len(delays)) - 1]
+        self._restart_due[batch_id] = (self._clock() + delay, restarts, reason)
+
+    def _restart_due_batches(self, now: float) -> None:
+        for batch_id, (when, restarts, reason) in list(self._restart_due.items()):
+            if now < when or len(self._active) >= MAX_ACTIVE_BATCHES:
+                continue
+            del self._restart_due[batch_id]
+            try:
+                self._restart(batch_id, restarts, reason)
+            except Exception as exc:
+                logger.exception("batch %s cannot be restarted", batch_id)
+                self._set_aside(batch_id, f"it cannot be restarted: {type(exc).__name__}: {exc}")
+
+    def _restart(self, batch_id: str, restarts: int, reason: str) -> None:
+        record = self._store.get_batch(batch_id)
+        if record is None or record.phase == "done":
             return
+        if restarts > MAX_BATCH_RESTARTS:
+            logger.error(
+                "batch %s crashed %d times; finalising it with what is left as INTERNAL",
+                batch_id,
+                restarts,
+            )
+            self._parts.on_lifecycle("salvaged")
+            self._start_batch(record, restarts=restarts, salvage=f"{restarts} crashes, {reason}")
+            return
+        logger.warning("restarting batch %s (restart %d)", batch_id, restarts)
+        self._parts.on_lifecycle("restarted")
         self._start_batch(record, restarts=restarts)
+
+    def _set_aside(self, batch_id: str, reason: str) -> None:
+        try:
+            set_aside(self._store, batch_id, reason, self._parts.listener)
+        except Exception:
+            logger.exception("batch %s could not even be set aside", batch_id)
+            return
+        self._parts.on_lifecycle("set_aside")
+
+    def _reclaim_slots(self, demand: _Demand | None, grants_received: int) -> None:
+        """Workers granted to a batch that stopped before it saw the grant are free again."""
+        if demand is None:
+            return
+        demand.acknowledge(grants_received)
+        for worker in list(demand.lent):
+            self._free_slot(worker)
+        demand.lent.clear()
+
+    def _free_slot(self, worker: pykka.ActorRef[Any]) -> None:
+        if self._busy[worker.actor_urn] > 0:
+            self._busy[worker.actor_urn] -= 1
+            if worker in self._workers:
+                self._idle.append(worker)
+
+    def _tell_batch(self, batch_id: str, message: object) -> bool:
+        """Tell an active batch; False when its actor is gone (its crash report is coming)."""
+        active = self._active.get(batch_id)
+        if active is None:
+            return False
+        try:
+            active.ref.tell(message)
+        except pykka.ActorDeadError:
+            return False
+        return True
+
+    def _check_stalls(self) -> None:
+        stall_seconds = self._config.processing.stall_seconds
+        for batch_id, idle in self._parts.progress.check(stall_seconds):
+            logger.error(
+                "batch %s stalled: no progress for %.0f s (stall_seconds = %g)",
+                batch_id,
+                idle,
+                stall_seconds,
+                extra={"batch_id": batch_id},
+            )
+            self._parts.on_lifecycle("stalled")
 
     # -- worker scheduling -------------------------------------------------------------
 
@@ -434,6 +599,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         demand.ready = message.ready
         demand.grants_received = message.grants_received
+        demand.acknowledge(message.grants_received)
         self._schedule()
 
     def _on_worker_free(self, worker: pykka.ActorRef[Any]) -> None:
@@ -450,10 +616,14 @@ class SupervisorActor(pykka.ThreadingActor):
                 break
             worker = self._idle.popleft()
             demand = self._demand[batch_id]
+            if not self._tell_batch(batch_id, SlotGranted(worker=worker)):
+                self._idle.appendleft(worker)
+                demand.ready = 0  # gone: nothing more goes to it before its crash report
+                continue
             demand.grants_sent += 1
             demand.last_grant = self._clock()
+            demand.lent.append(worker)
             self._busy[worker.actor_urn] += 1
-            self._active[batch_id].ref.tell(SlotGranted(worker=worker))
         self._publish_gauges()
 
     def _analyses_in_flight(self) -> int:
@@ -477,7 +647,8 @@ class SupervisorActor(pykka.ThreadingActor):
             self._workers.remove(message.worker)
         self._idle = deque(slot for slot in self._idle if slot != message.worker)
         for job in message.jobs:
-            job.reply_to.tell(
+            _tell_quietly(
+                job.reply_to,
                 ImageAnalysed(
                     path=job.path,
                     attempt=job.attempt,
@@ -488,7 +659,7 @@ class SupervisorActor(pykka.ThreadingActor):
                         "retryable": False,
                     },
                     duration_ms=0.0,
-                )
+                ),
             )
         now = self._clock()
         self._worker_restarts.append(now)
@@ -514,8 +685,10 @@ class SupervisorActor(pykka.ThreadingActor):
             if last is None or now - last >= inbox.rescan_seconds:
                 self._rescan(inbox)
         self._check_candidates(now)
-        for active in self._active.values():
-            active.ref.tell(message)
+        self._restart_due_batches(now)
+        for batch_id in list(self._active):
+            self._tell_batch(batch_id, message)
+        self._check_stalls()
         self._start_queued()
         self._schedule()
 
@@ -531,26 +704,23 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _rerun(self, message: ControlCommand) -> None:
         batch_id = message.batch_id
-        if batch_id in self._active or batch_id in self._queued:
+        if batch_id in self._active or batch_id in self._queued or batch_id in self._restart_due:
             logger.warning("%s %s refused: the batch is still running", message.verb, batch_id)
             return
         only_failed = message.verb == "retry"
         try:
-            start_rerun(self._store, batch_id, only_failed=only_failed, force=message.force)
+            # Only the intent here; the batch actor resets the images (off this thread).
+            begin_rerun(self._store, batch_id, only_failed=only_failed, force=message.force)
         except RerunError as exc:
             logger.warning("%s refused: %s", message.verb, exc)
             return
-        if message.force:
-            removed = self._parts.history.remove_batch(batch_id)
-            logger.info("reprocess --force: %d history entries of %s dropped", removed, batch_id)
         logger.info("%s: batch %s queued again", message.verb, batch_id)
         self._queued.append(batch_id)
         self._start_queued()
 
     def _cancel(self, batch_id: str) -> None:
-        active = self._active.get(batch_id)
-        if active is not None:
-            active.ref.tell(CancelBatch())
+        if batch_id in self._active:
+            self._tell_batch(batch_id, CancelBatch())
             return
         if batch_id in self._queued:
             record = self._store.get_batch(batch_id)
@@ -560,7 +730,7 @@ class SupervisorActor(pykka.ThreadingActor):
             self._queued.remove(batch_id)
             if record is not None:
                 self._start_batch(record.evolve(status=BatchStatus.CANCELLED))
-                self._active[batch_id].ref.tell(CancelBatch())
+                self._tell_batch(batch_id, CancelBatch())
 
     def _publish_gauges(self) -> None:
         self._parts.on_gauges(
@@ -568,7 +738,9 @@ class SupervisorActor(pykka.ThreadingActor):
                 "workers": len(self._workers),
                 "workers_busy": self._analyses_in_flight(),
                 "queue_depth": sum(d.outstanding for d in self._demand.values()),
-                "batches_in_progress": len(self._active) + len(self._queued),
+                "batches_in_progress": len(self._active)
+                + len(self._queued)
+                + len(self._restart_due),
             }
         )
 
@@ -583,9 +755,28 @@ class SupervisorActor(pykka.ThreadingActor):
             "demand": {batch_id: d.outstanding for batch_id, d in self._demand.items()},
             "workers": len(self._workers),
             "workers_busy": self._analyses_in_flight(),
+            "restarting": sorted(self._restart_due),
+            "suspects": sorted(self._suspects),
+            "stalled": self._parts.progress.stalled(),
             "paused": self._paused,
             "stopping": self._stopping,
         }
+
+
+def _tell_quietly(ref: pykka.ActorRef[Any], message: object) -> None:
+    """Tell an actor that may have died meanwhile (then there is no one left to tell)."""
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        logger.debug("%s is gone; %s dropped", ref, type(message).__name__)
+
+
+def _log_folder_failure(what: str, path: Path, exc: Exception) -> None:
+    """Name the folder and the error; a traceback only for what is not an I/O problem."""
+    expected = isinstance(exc, OSError | MedianalysedError)
+    logger.error(
+        "%s (%s: %s)", what % path, type(exc).__name__, exc, exc_info=None if expected else exc
+    )
 
 
 def _write_queued_status(record: BatchRecord) -> None:
