@@ -13,16 +13,17 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
 from medianalysed.crashpoints import CRASH_ENV, CRASH_EXIT_CODE
 from tests.e2e.harness import DaemonProcess, free_port, run_cli, wait_for, write_config
+from tests.scripted_http import answer, hold, scripted_server
 
 pytestmark = pytest.mark.e2e
 
@@ -238,36 +239,41 @@ def test_a_batch_that_kills_the_daemon_twice_is_set_aside_and_the_rest_finishes(
 
 
 def test_a_batch_without_progress_turns_health_red_until_it_moves_again(
-    daemons, tmp_path: Path, corpora: Path
+    tmp_path: Path, corpora: Path
 ) -> None:
-    port = free_port()
-    config = write_config(
-        tmp_path,
-        inbox={"settle_seconds": 0.5},
-        listen=f"127.0.0.1:{port}",
-        processing={
-            "workers": 1,
-            "max_pixels": 10**9,
-            "image_timeout_seconds": 8,
-            "max_retries": 0,
-            "stall_seconds": 2,
-        },
-    )
-    process = daemons(config)
-    staging = tmp_path / "staging" / "hung"
-    staging.mkdir(parents=True)
-    # Hundreds of megapixels of zeros: its decode outlasts stall_seconds.
-    Image.new("L", (60000, 10000)).save(staging / "huge.png", compress_level=1)
-    os.rename(staging, process.inbox / "hung")
+    release = threading.Event()
+    photo = (corpora / GOOD[0]).read_bytes()
+    with scripted_server({}) as web:
+        # A remote image whose server holds the answer: the batch's only image is out,
+        # and nothing comes back, until the test lets it.
+        web.routes["/held.jpg"] = hold(web, release, then=answer(200, photo))
+        port = free_port()
+        config = write_config(
+            tmp_path,
+            inbox={"settle_seconds": 0.5},
+            listen=f"127.0.0.1:{port}",
+            processing={"workers": 1, "stall_seconds": 1},
+            downloads={"allow_private_networks": True, "timeout_seconds": 120},
+        )
+        process = DaemonProcess(tmp_path, config).start()
+        try:
+            staging = tmp_path / "staging" / "held"
+            staging.mkdir(parents=True)
+            (staging / "urls.txt").write_text(f"{web.base}/held.jpg\n", encoding="utf-8")
+            os.rename(staging, process.inbox / "held")
 
-    def health() -> httpx.Response:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+            def health() -> httpx.Response:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
 
-    red = wait_for(lambda: (r := health()).status_code == 503 and r, what="/healthz 503")
-    assert "batch hung made no progress for over 2 s" in red.text
-    assert "batch hung stalled" in process.log_text()
-    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    assert "medianalysed_batches_stalled_total 1.0" in metrics
-    assert process.summary("hung")["counts"]["total"] == 1
-    wait_for(lambda: health().status_code == 200, what="/healthz 200 again")
-    assert process.terminate() == 0
+            red = wait_for(lambda: (r := health()).status_code == 503 and r, what="/healthz 503")
+            assert "batch held made no progress for over 1 s" in red.text
+            assert "batch held stalled" in process.log_text()
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            assert "medianalysed_batches_stalled_total 1.0" in metrics
+            release.set()
+            assert process.summary("held")["status"] == "completed"
+            wait_for(lambda: health().status_code == 200, what="/healthz 200 again")
+            assert process.terminate() == 0
+        finally:
+            release.set()
+            process.stop_quietly()
