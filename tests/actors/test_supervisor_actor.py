@@ -215,3 +215,18 @@ def test_hidden_and_temporary_names_are_never_batches(harness):
     snapshot = h.supervisor.ask(Snapshot(), timeout=5)
     assert snapshot["candidates"] == {}
     assert list(h.store.iter_batches()) == []
+
+
+def test_a_tick_reaching_a_batch_actor_that_just_stopped_does_not_kill_the_supervisor(harness):
+    # Found by tests/generated (G7): a batch actor stops itself right after telling the
+    # supervisor it finished; a Tick handled in between used to raise ActorDeadError.
+    h = harness(workers=1)
+    h.supervisor.tell(SubmitBatch("default", str(h.folder("one", 2))))
+    expect(h.jobs, AnalyseImage)
+    (batch,) = pykka.ActorRegistry.get_by_class_name("BatchActor")
+    batch.stop(block=True)
+
+    h.supervisor.tell(Tick(0))
+
+    assert h.supervisor.ask(Snapshot(), timeout=5) is not None
+    assert h.supervisor.is_alive()
