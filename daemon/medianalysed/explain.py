@@ -191,6 +191,19 @@ def _image_lines(record: BatchRecord, store: StateStore, relpath: str) -> list[s
         where = f" in batch {match['seen_in']}" if match.get("seen_in") else ""
         distances = ", ".join(f"{k} {v}" for k, v in (match.get("distances") or {}).items())
         lines.append(f"  {match['tier']} duplicate of {match['path']}{where} ({distances})")
+    lines.extend(_duplicate_totals(final or {}))
+    return lines
+
+
+def _duplicate_totals(final: dict[str, Any]) -> list[str]:
+    """What a bounded list leaves out: how many matches in all, and the group."""
+    count = final.get("duplicate_count")
+    listed = len(final.get("duplicates") or [])
+    lines = []
+    if isinstance(count, int) and count > listed:
+        lines.append(f"  ... {count - listed} more duplicate(s), {count} in all")
+    if final.get("duplicate_group") is not None:
+        lines.append(f"  in the duplicate group of {final['duplicate_group']} (see summary.json)")
     return lines
 
 

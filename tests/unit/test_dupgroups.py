@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from medianalysed import dupgroups
 from medianalysed.dupgroups import BatchImage, DuplicatePlanner
 from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
 
@@ -253,3 +254,26 @@ def test_an_empty_batch_has_no_groups(index: HistoryIndex) -> None:
     planner = _plan(index, [], listed=10, distance=6)
     assert planner.groups() == {"exact": [], "same_pixels": [], "near": []}
     assert planner.capped == 0
+
+
+def test_a_search_over_the_cap_counts_what_it_verified_and_says_so(
+    index: HistoryIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dupgroups, "MAX_BATCH_CANDIDATES", 8)
+    base = 0x0F0F0F0F0F0F0F0F
+    images = [  # 40 distinct pHashes, all within 2 bits of each other
+        IndexedImage(
+            ImageRef(BATCH, f"{i:02d}.jpg"), f"s{i}", f"p{i}", _hashes(flip(base, [i % 40]), i), 1
+        )
+        for i in range(40)
+    ]
+    index.add_many(images)
+
+    planner = _plan(index, images, listed=10, distance=6)
+
+    assert planner.capped == 40
+    for position in range(40):
+        duplicates = planner.duplicates(position)
+        assert duplicates.capped
+        assert duplicates.count <= 39  # a lower bound
+        assert len(duplicates.matches) <= 10

@@ -29,6 +29,7 @@ from medianalysed.errors import StateError
 
 MASK64 = (1 << 64) - 1
 MASK42 = (1 << 42) - 1
+BLANK = 0x8000000000000000  # the pHash of a blank page
 
 
 def hex64(value: int) -> str:
@@ -451,3 +452,48 @@ def test_mih_finds_exactly_what_a_brute_force_scan_finds(index: HistoryIndex) ->
             expected = [(d, f"{i}.jpg") for d, i in by_distance[:within]]
             got = [(m.distances["phash"], m.ref.path) for m in found]
             assert got == expected, (max_distance, hex(query))
+
+
+# ----------------------------------------------------------------------------- batch queries
+
+
+def test_copies_of_one_file_keep_one_lookup_entry_each_through_adds_and_removals(
+    index: HistoryIndex,
+) -> None:
+    copies = [
+        make(batch, f"{i:04d}.png", phash=BLANK, sha="same", pixels="px")
+        for batch in ("one", "two")
+        for i in range(2500)  # more than one transaction of add_many
+    ]
+    index.add_many(copies)
+    assert len(index.content_ids(sha256="same")) == 5000
+    assert len(index.content_ids(pixel_digest="px")) == 5000
+
+    assert index.remove_batch("one") == 2500
+    index.add(make("two", "0000.png", phash=BLANK, sha="other", pixels="px"))  # replaced
+
+    remaining = index.content_ids(sha256="same")
+    assert len(remaining) == 2499
+    assert list(remaining) == sorted(remaining)
+    assert len(index.content_ids(pixel_digest="px")) == 2500
+    assert (
+        len(index.find(make("q", "q.png", phash=BLANK, sha="same"), max_distance=0, limit=10**6))
+        == 2500
+    )
+
+
+def test_near_ids_leave_out_one_batch_and_say_when_capped(index: HistoryIndex) -> None:
+    index.add_many(
+        make("old", f"{i}.png", phash=flip(BLANK, [i % 3]), sha=f"o{i}") for i in range(40)
+    )
+    index.add_many(make("new", f"{i}.png", phash=BLANK, sha=f"n{i}") for i in range(30))
+
+    ids, distances, capped = index.near_ids(BLANK, max_distance=6, limit=10**6, exclude_batch="new")
+    assert len(ids) == 40
+    assert not capped
+    assert list(distances) == sorted(distances)
+    assert set(index.rows_info(ids).batch.tolist()) == {index.batch_code("old")}
+
+    few, _, capped = index.near_ids(BLANK, max_distance=6, limit=8)
+    assert capped
+    assert len(few) <= 8

@@ -234,6 +234,30 @@ def test_a_duplicate_says_of_what_where_and_why(
     assert "near duplicate of kitchen/b.jpg in batch older (phash 3, dhash 5)" in out
 
 
+def test_a_bounded_list_of_duplicates_says_how_many_more_and_which_group(
+    config: Config, store: StateStore, tmp_path: Path
+) -> None:
+    match = {"tier": "near", "path": "b.jpg", "seen_in": None, "distances": {"phash": 0}}
+    add_batch(
+        store,
+        tmp_path,
+        {"c.jpg": ImageStatus.DONE},
+        results=[
+            result(
+                "c.jpg",
+                "done",
+                duplicates=[match],
+                duplicate_count=9999,
+                duplicate_group="a.jpg",
+            )
+        ],
+    )
+    out = text(config, store, tmp_path / "archive" / "house" / "c.jpg")
+    assert "near duplicate of b.jpg (phash 0)" in out
+    assert "... 9998 more duplicate(s), 9999 in all" in out
+    assert "in the duplicate group of a.jpg (see summary.json)" in out
+
+
 def test_an_outbox_file(config: Config, store: StateStore, tmp_path: Path) -> None:
     add_batch(store, tmp_path, {"a.jpg": ImageStatus.DONE}, results=[result("a.jpg", "done")])
     out = text(config, store, tmp_path / "outbox" / "house" / "results.jsonl")
