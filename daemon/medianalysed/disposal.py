@@ -42,7 +42,7 @@ def move_input(source: Path, target: Path) -> bool:
     if not _lexists(source):
         return True  # moved already
     if _lexists(target):
-        if not _same_tree(source, target):
+        if not _holds_copy_of(target, source):
             return False
         delete_input(source)  # the copy was renamed into place; the removal was cut short
         _fsync_dir(source.parent)
@@ -123,9 +123,12 @@ def _lexists(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
-def _same_tree(source: Path, target: Path) -> bool:
-    """Whether `target` has the names and sizes of `source` (a completed copy of it)."""
-    return _listing(source) == _listing(target)
+def _holds_copy_of(target: Path, source: Path) -> bool:
+    """Whether every file left in `source` is in `target` with its size.
+
+    True for a completed copy whose source removal was cut short (a subset is left).
+    """
+    return _listing(source) <= _listing(target)
 
 
 def _listing(root: Path) -> set[tuple[str, int]]:
