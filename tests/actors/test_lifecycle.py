@@ -23,6 +23,7 @@ from medianalysed.dupindex import HistoryIndex
 from medianalysed.messages import (
     AnalyseImage,
     BatchFinished,
+    ControlCommand,
     ImageAnalysed,
     SlotGranted,
     Snapshot,
@@ -475,3 +476,15 @@ def test_a_batch_waiting_for_a_worker_is_not_stalled(batch_env):
     batch.tell(Tick(clock.now))  # an image is out: a tick is no longer progress
     wait_for(lambda: progress.check(600) or progress.stalled(), what="stalled")
     assert progress.stalled() == ["b1"]
+
+
+def test_a_command_for_a_batch_with_a_damaged_record_never_stops_the_supervisor(supervised):
+    supervisor, store, inbox, clock = supervised()
+    # A record an older build or a torn write left behind.
+    store._batches.set("broken", '{"batch_id": "broken"}')
+    supervisor.tell(ControlCommand(verb="retry", batch_id="broken"))
+    supervisor.tell(ControlCommand(verb="cancel", batch_id="broken"))
+    _folder(inbox, "good")
+    summary = inbox.outbox / "good" / "summary.json"
+    _tick_until(supervisor, clock, summary.is_file, what="the good batch finished")
+    assert supervisor.is_alive()

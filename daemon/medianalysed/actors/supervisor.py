@@ -230,11 +230,11 @@ class SupervisorActor(pykka.ThreadingActor):
             case WorkerCrashed():
                 self._on_worker_crashed(message)
             case BatchFinished():
-                self._on_batch_finished(message)
+                self._for_one_batch(message.batch_id, self._on_batch_finished, message)
             case BatchCrashed():
-                self._on_batch_crashed(message)
+                self._for_one_batch(message.batch_id, self._on_batch_crashed, message)
             case ControlCommand():
-                self._on_control(message)
+                self._for_one_batch(message.batch_id, self._on_control, message)
             case Shutdown():
                 self._stopping = True
             case Snapshot():
@@ -506,6 +506,19 @@ class SupervisorActor(pykka.ThreadingActor):
             self._schedule_restart(batch_id, restarts, message.reason)
         self._start_queued()
         self._schedule()
+
+    def _for_one_batch(self, batch_id: str, handler: Callable[[Any], None], message: Any) -> None:
+        """The supervisor never dies of one batch (a damaged record, a bug): log, go on."""
+        try:
+            handler(message)
+        except Exception:
+            logger.exception(
+                "handling %s for batch %s failed; the other batches go on",
+                type(message).__name__,
+                batch_id or "-",
+            )
+            self._start_queued()
+            self._schedule()
 
     def _schedule_restart(self, batch_id: str, restarts: int, reason: str) -> None:
         delays = BATCH_RESTART_BACKOFF_S
