@@ -160,6 +160,7 @@ def finish_rerun(
     if resets:
         store.put_images(batch_id, resets)
     crash_point("rerun:reset", batch_id)  # images reset, the batch not yet reopened
-    reopened = record.evolve(phase="running")
+    # A batch set aside before it was ever listed (chunks == 0) is listed now.
+    reopened = record.evolve(phase="running" if record.chunks else "enumerating")
     store.put_batch(reopened)
     return reopened

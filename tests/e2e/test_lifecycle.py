@@ -237,6 +237,19 @@ def test_a_batch_that_kills_the_daemon_twice_is_set_aside_and_the_rest_finishes(
     finally:
         third.stop_quietly()
 
+    # Fixed (here: no longer poison), `reprocess` runs it again, listing it this time.
+    fourth = DaemonProcess(tmp_path, config).start()
+    try:
+        done = run_cli("reprocess", "poison", "--config", str(config), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: _record(config, "poison")["status"] == "partial", what="poison rerun")
+        assert sorted(_results(fourth, "poison")) == sorted(INPUTS)
+        document = json.loads(run_cli("status", "--json", "--config", str(config)).stdout)
+        assert document["set_aside"] == []
+        assert fourth.terminate() == 0
+    finally:
+        fourth.stop_quietly()
+
 
 def test_a_batch_without_progress_turns_health_red_until_it_moves_again(
     tmp_path: Path, corpora: Path

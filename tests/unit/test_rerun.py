@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from medianalysed.models import BatchStatus, ImageStatus
-from medianalysed.rerun import RerunError, current_input, plan_rerun, start_rerun
+from medianalysed.rerun import (
+    RERUN_PHASE,
+    RerunError,
+    begin_rerun,
+    current_input,
+    finish_rerun,
+    plan_rerun,
+    start_rerun,
+)
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
 
 CORRUPT = {"code": "CORRUPT", "message": "cannot decode", "retryable": False}
@@ -182,3 +190,33 @@ def test_start_rerun_of_a_running_batch_changes_nothing(store: StateStore, tmp_p
     image = store.get_image("house", "b.jpg")
     assert image is not None
     assert image.status == ImageStatus.FAILED
+
+
+def test_a_batch_set_aside_before_it_was_listed_is_listed_by_its_rerun(
+    store: StateStore, tmp_path: Path
+) -> None:
+    record = finished_batch(store, tmp_path, {}, archived=False)
+    store.put_batch(record.evolve(chunks=0, total=0, status=BatchStatus.FAILED))
+    store.put_set_aside("house", {"batch_id": "house", "reason": "crash loop"})
+    reopened = start_rerun(store, "house", only_failed=False)
+    assert reopened.phase == "enumerating"
+    assert store.set_aside_entries() == []
+
+
+def test_a_kill_after_the_intent_resumes_the_rerun_instead_of_a_wiped_done_batch(
+    store: StateStore, tmp_path: Path
+) -> None:
+    finished_batch(store, tmp_path, MIXED)
+    intent = begin_rerun(store, "house", only_failed=True)  # then the daemon is killed
+    stored = store.get_batch("house")
+    assert stored == intent
+    assert stored.phase == RERUN_PHASE  # not "done": the next start resumes it
+    failed = store.get_image("house", "b.jpg")
+    assert failed is not None
+    assert failed.status == ImageStatus.FAILED  # nothing reset yet
+    reopened = finish_rerun(store, stored, None)
+    assert reopened.phase == "running"
+    assert finish_rerun(store, reopened, None) == reopened  # resumed twice: no change
+    statuses = {p: store.get_image("house", p).status for p in MIXED}  # type: ignore[union-attr]
+    assert statuses["b.jpg"] == statuses["d.jpg"] == ImageStatus.PENDING
+    assert statuses["a.jpg"] == ImageStatus.DONE

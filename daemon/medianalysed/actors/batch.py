@@ -324,6 +324,9 @@ class BatchActor(pykka.ThreadingActor):
             self._salvage,
             extra=self._log_extra(),
         )
+        if self._record.phase == RERUN_PHASE:
+            # Crashed while resetting for a rerun: what was not reset keeps its old record.
+            self._record = self._record.evolve(phase="running")
         if self._record.phase == "enumerating":
             self._record = self._record.evolve(
                 phase="running",
