@@ -37,9 +37,18 @@ from medianalysed.actors.batch import BatchListener, BatchSettings
 from medianalysed.actors.image import SLOTS_PER_WORKER, ImageActor
 from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
 from medianalysed.config import Config, InboxConfig, config_fingerprint, load_config
+from medianalysed.diskfaults import FaultBoard, corruption_seen, reset_corruption
 from medianalysed.downloads import Downloader
 from medianalysed.dupindex import HistoryIndex
-from medianalysed.errors import ConfigError, ExitCode, MedianalysedError, StartupError
+from medianalysed.errors import (
+    ConfigError,
+    DiskWriteError,
+    ExitCode,
+    MedianalysedError,
+    StartupError,
+    StateCorruptError,
+    StateUnusableError,
+)
 from medianalysed.health import HealthBoard, StateProbe
 from medianalysed.logs import clear_secrets, register_secret, setup_logging
 from medianalysed.messages import ControlCommand, InboxesChanged, Shutdown, Snapshot, Tick
@@ -48,6 +57,7 @@ from medianalysed.models import ANALYSIS_VERSION, AnalysisSettings
 from medianalysed.outbox import STATUS_FILE, finalizing_note
 from medianalysed.stalls import ProgressClock
 from medianalysed.state import StateStore
+from medianalysed.staterepair import check_and_repair
 from medianalysed.systemd import Notifier, watchdog_interval
 from medianalysed.watch import InboxWatcher
 from medianalysed.webhooks import WebhookDispatcher, event_for_status
@@ -66,6 +76,9 @@ SHUTDOWN_GRACE_S = 30.0
 STATUS_INTERVAL_S = 1.0
 SUPERVISOR_ANSWER_LIMIT_S = 15.0
 STATUS_BATCHES_SHOWN = 3
+DISK_FAULTS_PROBE = "disk-faults"
+# Health reasons that fail /healthz but not the watchdog (see `Daemon.watchdog_reasons`).
+DISK_HEALTH_KEYS = (DISK_FAULTS_PROBE, StateProbe.KEY)
 
 
 class DaemonListener(BatchListener):
@@ -159,12 +172,16 @@ class Daemon:
         # When the supervisor last answered an ask (the main loop asks every second).
         self.last_answer = time.monotonic()
         self.stop_requested = threading.Event()
+        # Who is paused by a disk that refuses writes (in memory: health never writes).
+        self.faults = FaultBoard(on_failure=self._count_write_failure)
 
     # -- start -------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start every part in order; raises StartupError with a remedy on failure."""
         config = self.config
+        reset_corruption()
+        check_and_repair(config.daemon.state_dir, config.inboxes)
         self.store = StateStore(config.daemon.state_dir)
         self.store.begin_incarnation()
         self.state_probe = StateProbe(
@@ -173,6 +190,7 @@ class Daemon:
         self.state_probe.start()
         self.health.add_probe("daemon", self._own_health_reasons)
         self.health.add_probe("stalls", self._stall_reasons)
+        self.health.add_probe(DISK_FAULTS_PROBE, self._disk_health_reasons)
         self.history = HistoryIndex(self.store.history_dir, analysis_version=ANALYSIS_VERSION)
         self.metrics = Metrics.create(__version__, [inbox.name for inbox in config.inboxes])
         self.metrics.workers.set(config.processing.effective_workers)
@@ -210,6 +228,10 @@ class Daemon:
         self.ready.set()
         self.notifier.ready(f"watching {len(config.inboxes)} inbox(es)")
         logger.info("medianalysed %s ready", __version__)
+
+    def _count_write_failure(self, target: str, errno_name: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count_write_failure(target, errno_name)
 
     def _count_delivery(self, outcome: str) -> None:
         if self.metrics is not None:
@@ -276,6 +298,7 @@ class Daemon:
             scan_inboxes=self._watch_enabled,
             progress=self.progress,
             on_lifecycle=metrics.count_lifecycle if metrics is not None else lambda _event: None,
+            faults=self.faults,
         )
 
     # -- health ------------------------------------------------------------------------
@@ -294,6 +317,21 @@ class Daemon:
             f"batch {batch_id} made no progress for over {limit:g} s (stall_seconds)"
             for batch_id in self.progress.stalled()
         ]
+
+    def watchdog_reasons(self) -> list[str]:
+        """The reasons that stop the systemd watchdog pings: health without the disk's.
+
+        A disk that refuses writes makes `/healthz` fail but must not get the daemon killed
+        and restarted over and over: a restart frees no space, and the paused batches resume
+        by themselves when it returns.
+        """
+        return self.health.reasons(skip=DISK_HEALTH_KEYS)
+
+    def _disk_health_reasons(self) -> list[str]:
+        """Writers paused by the disk, and a damaged database found while running."""
+        damaged = corruption_seen()
+        reasons = [] if damaged is None else [f"{damaged}; exiting to repair it"]
+        return reasons + self.faults.reasons()
 
     def _own_health_reasons(self) -> list[str]:
         """Supervisor answering, watchers and process pool alive."""
@@ -451,7 +489,7 @@ def run(config: Config, config_path: Path | None) -> ExitCode:
     except MedianalysedError as exc:
         logger.critical("cannot start: %s", exc)
         daemon.stop(grace_s=0)
-        return ExitCode.FAILURE
+        return _start_failure_exit(exc)
     exit_code = ExitCode.OK
     try:
         exit_code = _main_loop(daemon, signals, config_path)
@@ -462,6 +500,28 @@ def run(config: Config, config_path: Path | None) -> ExitCode:
         daemon.stop()
         logger.info("stopped")
     return exit_code
+
+
+def _start_failure_exit(exc: MedianalysedError) -> ExitCode:
+    """The exit code of a failed start: systemd must not restart an unusable state dir."""
+    if isinstance(exc, StateUnusableError):
+        return ExitCode.STATE_UNUSABLE
+    if isinstance(exc, StateCorruptError | DiskWriteError):
+        # Marked for repair (or the disk refused for now): the next start tries again.
+        return ExitCode.STATE_REPAIR
+    return ExitCode.FAILURE
+
+
+def _fatal_condition(daemon: Daemon) -> ExitCode | None:
+    """The exit code when the daemon must stop now (logged), or None."""
+    if daemon.pool is not None and not daemon.pool.active:
+        logger.critical("the analysis process pool is broken; exiting so it can be restarted")
+        return ExitCode.FAILURE
+    damaged = corruption_seen()
+    if damaged is not None:
+        logger.critical("%s; exiting so the next start repairs it", damaged)
+        return ExitCode.STATE_REPAIR
+    return None
 
 
 def _main_loop(daemon: Daemon, signals: SignalQueue, config_path: Path | None) -> ExitCode:
@@ -481,13 +541,13 @@ def _main_loop(daemon: Daemon, signals: SignalQueue, config_path: Path | None) -
                 _reload(daemon, config_path)
             elif signum == signal.SIGUSR1:
                 logger.warning("SIGUSR1: stacks of every thread:\n%s", thread_stacks())
-        if daemon.pool is not None and not daemon.pool.active:
-            logger.critical("the analysis process pool is broken; exiting so it can be restarted")
-            return ExitCode.FAILURE
+        fatal = _fatal_condition(daemon)
+        if fatal is not None:
+            return fatal
         daemon.tick()
         now = time.monotonic()
         if watchdog_every is not None and now - last_watchdog >= watchdog_every:
-            reasons = daemon.health_reasons()
+            reasons = daemon.watchdog_reasons()
             healthy = not reasons
             if healthy:
                 daemon.notifier.watchdog()

@@ -6,7 +6,12 @@ The tree::
     ├── ConfigError                   (issues: tuple[ConfigIssue, ...]) -> exit 78
     ├── StartupError                  (bad dirs, port in use, inotify limits) -> exit 1
     ├── StateError                    (diskcache/sqlite failure, version mismatch)
+    │   ├── StateCorruptError         (a database is damaged) -> exit 75, repaired at next start
+    │   └── StateUnusableError        (state_dir unusable, not repairable) -> exit 74, no restart
     ├── OutboxError                   (results cannot be written)
+    ├── DiskWriteError                (the disk refused a write: ENOSPC, EROFS, EIO...; the
+    │   │                              batch pauses and retries, nothing is lost)
+    │   └── OutboxDiskWriteError      (also an OutboxError)
     └── AnalysisError                 (per image; carries an ErrorCode; becomes data, never
                                        crosses an actor boundary as an exception)
 """
@@ -25,6 +30,12 @@ class ExitCode(enum.IntEnum):
     OK = 0
     FAILURE = 1
     USAGE = 2
+    # EX_IOERR: the state directory cannot be used (not a directory, unreadable, a damaged
+    # database that could not be rebuilt). A restart cannot help: RestartPreventExitStatus.
+    STATE_UNUSABLE = 74
+    # EX_TEMPFAIL: a database was found damaged while running, or state could not be written at
+    # start; it is marked for repair, and the next start (systemd restarts us) repairs it.
+    STATE_REPAIR = 75
     CONFIG = 78  # EX_CONFIG; systemd's RestartPreventExitStatus=78 stops restart loops
 
 
@@ -109,8 +120,40 @@ class StateError(MedianalysedError):
     """The state store failed (disk full, corrupt database, incompatible version)."""
 
 
+class StateCorruptError(StateError):
+    """A state database is damaged ("database disk image is malformed", "not a database")."""
+
+    def __init__(self, database: str, detail: str) -> None:
+        self.database = database
+        super().__init__(f"state database {database} is damaged: {detail}")
+
+
+class StateUnusableError(StateError):
+    """The state directory cannot be used and cannot be repaired; the operator must act."""
+
+
 class OutboxError(MedianalysedError):
     """Results could not be written to the outbox."""
+
+
+class DiskWriteError(MedianalysedError):
+    """The disk refused a write (full, read-only, I/O error, quota, permissions).
+
+    Not the data's fault, and transient from the daemon's point of view: whoever catches it
+    pauses the work and retries the same step later. `target` says which storage failed
+    (`state`, `outbox`, `archive` or `downloads`), `errno_name` how (`ENOSPC`, `EROFS`...).
+    """
+
+    def __init__(self, target: str, path: str, errno_name: str, detail: str) -> None:
+        self.target = target
+        self.path = path
+        self.errno_name = errno_name
+        self.detail = clip_message(detail)
+        super().__init__(f"cannot write {target} at {path}: {self.detail} ({errno_name})")
+
+
+class OutboxDiskWriteError(DiskWriteError, OutboxError):
+    """A write failure in the outbox (still an OutboxError for existing handlers)."""
 
 
 class AnalysisError(MedianalysedError):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Final
 
 logger = logging.getLogger(__name__)
@@ -58,11 +58,14 @@ class HealthBoard:
         with self._lock:
             self._conditions.pop(key, None)
 
-    def reasons(self) -> list[str]:
-        """Every current reason, probes first (in registration order), then conditions."""
+    def reasons(self, *, skip: Collection[str] = ()) -> list[str]:
+        """Every current reason, probes first (in registration order), then conditions.
+
+        `skip` names probes and condition keys to leave out.
+        """
         with self._lock:
-            probes = list(self._probes.items())
-            conditions = list(self._conditions.values())
+            probes = [(name, probe) for name, probe in self._probes.items() if name not in skip]
+            conditions = [text for key, text in self._conditions.items() if key not in skip]
         found: list[str] = []
         for name, probe in probes:
             try:

@@ -44,6 +44,8 @@ BATCH_STATUSES: Final = (
 )
 DUPLICATE_TIERS: Final = ("exact", "same_pixels", "near")
 WEBHOOK_OUTCOMES: Final = ("delivered", "retry", "dead")
+WRITE_TARGETS: Final = ("state", "outbox", "archive", "downloads")
+PREINITIALISED_ERRNOS: Final = ("ENOSPC", "EROFS", "EIO")
 WATCHER_MODES: Final = ("events", "polling")
 
 # 5 ms (a cached thumbnail) .. 120 s (twice the default image timeout).
@@ -179,6 +181,13 @@ class Metrics:
             "medianalysed_worker_restarts_total", "Worker processes restarted.", registry=r
         )
         self.up = Gauge("medianalysed_up", "1 while the daemon runs.", registry=r)
+        self.write_failures = Counter(
+            "medianalysed_write_failures_total",
+            "Writes the disk refused (each failed attempt), by target and errno; the work "
+            "pauses and retries.",
+            ["target", "errno"],
+            registry=r,
+        )
 
         # Every started batch ends: how often that needed help.
         self.batches_stalled = Counter(
@@ -260,6 +269,13 @@ class Metrics:
             self.duplicates.labels(tier=tier)
         for outcome in WEBHOOK_OUTCOMES:
             self.webhook_deliveries.labels(outcome=outcome)
+        for target in WRITE_TARGETS:
+            for errno_name in PREINITIALISED_ERRNOS:
+                self.write_failures.labels(target=target, errno=errno_name)
+
+    def count_write_failure(self, target: str, errno_name: str) -> None:
+        """One write the disk refused (the `FaultBoard`'s hook)."""
+        self.write_failures.labels(target=target, errno=errno_name).inc()
 
 
 HealthCheck = Callable[[], bool]

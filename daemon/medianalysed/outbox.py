@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from medianalysed import names
-from medianalysed.errors import OutboxError
+from medianalysed.diskfaults import DISK_ERRNOS
+from medianalysed.errors import OutboxDiskWriteError, OutboxError
 from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.readiness import group_of
 from medianalysed.runstats import RunStats
@@ -103,7 +104,22 @@ _DIR_FSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EBADF})
 
 def _outbox_error(path: Path, exc: OSError) -> OutboxError:
     reason = exc.strerror or str(exc)
+    if exc.errno in DISK_ERRNOS:
+        # Full, read-only, failing disk: the batch pauses and retries (diskfaults).
+        return OutboxDiskWriteError("outbox", str(path), errno.errorcode[exc.errno], reason)
     return OutboxError(f"cannot write {path}: {reason} ({type(exc).__name__})")
+
+
+def make_batch_dir(batch_dir: Path) -> None:
+    """Create `OUTBOX/<batch_id>/` (and parents) if missing.
+
+    Raises:
+        OutboxError: it cannot be created (an `OutboxDiskWriteError` when it is the disk's fault).
+    """
+    try:
+        batch_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _outbox_error(batch_dir, exc) from exc
 
 
 def _create_temp(path: Path) -> tuple[int, Path]:

@@ -31,7 +31,8 @@ from typing import Any, cast
 import diskcache
 
 from medianalysed import names
-from medianalysed.errors import StateError
+from medianalysed.diskfaults import GuardedCache, classified
+from medianalysed.errors import DiskWriteError, StateError
 from medianalysed.models import STATE_SCHEMA_VERSION, BatchStatus, ImageStatus, Priority
 
 PATH_CHUNK_SIZE = 1000
@@ -201,25 +202,37 @@ def _claim_key(claim_key: str) -> str | bytes:
 def open_durable_cache(directory: Path, *, what: str, cache_pages: int = 256) -> diskcache.Cache:
     """A diskcache that never evicts, tuned for a long-running, many-threaded process.
 
+    Its operations raise `DiskWriteError` when the disk refuses (full, read-only, I/O error) and
+    `StateCorruptError` for a damaged database (see `diskfaults.GuardedCache`).
+
     Raises:
-        StateError: naming `what` and the directory when it cannot be opened.
+        DiskWriteError: the disk refused while opening it.
+        StateCorruptError: the database is damaged.
+        StateError: naming `what` and the directory when it cannot be opened otherwise.
     """
     try:
-        cache = diskcache.Cache(
-            str(directory),
-            eviction_policy="none",
-            size_limit=2**62,
-            statistics=False,
-            # Every thread gets its own SQLite connection; diskcache's defaults (32 MiB page
-            # cache, 64 MiB mmap per connection) make RSS grow with threads and batch size.
-            # The OS page cache serves re-reads just as well.
-            sqlite_cache_size=cache_pages,
-            sqlite_mmap_size=0,
-        )
+        with classified("state", directory):
+            cache = _open_guarded(directory, cache_pages)
+    except (DiskWriteError, StateError):
+        raise
     except Exception as exc:
         raise StateError(f"cannot open {what} at {directory}: {exc}") from exc
     _DURABLE_CACHES.add(cache)
     return cache
+
+
+def _open_guarded(directory: Path, cache_pages: int) -> GuardedCache:
+    return GuardedCache(
+        str(directory),
+        eviction_policy="none",
+        size_limit=2**62,
+        statistics=False,
+        # Every thread gets its own SQLite connection; diskcache's defaults (32 MiB page
+        # cache, 64 MiB mmap per connection) make RSS grow with threads and batch size.
+        # The OS page cache serves re-reads just as well.
+        sqlite_cache_size=cache_pages,
+        sqlite_mmap_size=0,
+    )
 
 
 class StateStore:
@@ -267,7 +280,7 @@ class StateStore:
             cache.close()
 
     def writable(self) -> bool:
-        """Whether a write succeeds now (for the health check)."""
+        """Whether a write succeeds now (for the health check's background probe)."""
         try:
             self._flags.set("heartbeat", 1)
         except Exception:

@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import resource
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -190,6 +191,10 @@ def _cached_sections(cache: Any, key: str) -> dict[str, Any] | None:
 def _store_sections(cache: Any, key: str, sections: dict[str, Any]) -> None:
     try:
         cache.set(key, json.dumps(sections, separators=(",", ":"), ensure_ascii=False))
+    except (OSError, sqlite3.Error) as exc:
+        # A full or read-only state disk: the result is still returned; the batch pauses on
+        # its own state write, so one line is enough here.
+        logger.warning("content cache write failed: %s", exc)
     except Exception:
         logger.warning("content cache write failed", exc_info=True)
 

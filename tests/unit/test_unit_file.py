@@ -107,7 +107,7 @@ def test_no_line_has_a_trailing_comment() -> None:
         ("ExecReload", "/bin/kill -HUP $MAINPID"),
         ("WatchdogSec", "30"),
         ("Restart", "on-failure"),
-        ("RestartPreventExitStatus", "78"),
+        ("RestartPreventExitStatus", "74 78"),
         ("User", "medianalysed"),
         ("Group", "medianalysed"),
         ("StateDirectory", "medianalysed"),
@@ -171,3 +171,15 @@ def test_sysusers_and_tmpfiles_create_the_user_and_the_drop_tree(tmp_path: Path)
     assert stat.S_IMODE(modes["inbox"].st_mode) == 0o2770
     assert stat.S_IMODE(modes["outbox"].st_mode) == 0o2750
     assert "system.posix_acl_default" in os.listxattr(tmp_path / SRV / "inbox")
+
+
+def test_systemd_does_not_restart_the_exits_a_restart_cannot_fix(
+    unit: dict[str, list[str]],
+) -> None:
+    from medianalysed.errors import ExitCode
+
+    prevented = {int(code) for value in unit["RestartPreventExitStatus"] for code in value.split()}
+    assert {ExitCode.CONFIG, ExitCode.STATE_UNUSABLE} <= prevented
+    # A database found damaged while running is repaired by the next start: restart it.
+    assert ExitCode.STATE_REPAIR not in prevented
+    assert ExitCode.FAILURE not in prevented

@@ -4,6 +4,12 @@ Every transition is persisted before the side effect it enables (STYLE §3.3 rul
 the path list before any image is dispatched, each image's outcome before the next
 dispatch counts it, the results before `summary.json`, `summary.json` before the input
 is archived. After SIGKILL, `phase` says where to pick up.
+
+A write the disk refuses (`DiskWriteError`: state, outbox, archive full, read-only or failing)
+parks the batch, in one place (`on_receive`): no new work is asked for, the outcomes that
+arrive meanwhile are kept in memory, and a later `Tick` retries with backoff: the kept
+messages first, then the same step again from what is persisted (`_begin`). Nothing is lost
+and nothing is counted twice (an outcome already recorded is not recorded again).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +32,18 @@ from medianalysed import names, outbox
 from medianalysed.config import InboxConfig, ProcessingConfig
 from medianalysed.crashloop import enter_step, leave_step
 from medianalysed.crashpoints import crash_point
+from medianalysed.diskfaults import STORAGE_FAULTS, FaultBoard, classified
 from medianalysed.disposal import delete_input, move_input, partial_copy_path
 from medianalysed.dupgroups import BatchImage, DuplicatePlanner, RecordDuplicates
 from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
-from medianalysed.errors import AnalysisError, ErrorCode, OutboxError, clip_message, internal_error
+from medianalysed.errors import (
+    AnalysisError,
+    DiskWriteError,
+    ErrorCode,
+    OutboxError,
+    clip_message,
+    internal_error,
+)
 from medianalysed.messages import (
     AnalyseImage,
     BatchCrashed,
@@ -68,6 +83,8 @@ FINALISING_STATUS_INTERVAL_S = 1.0  # each status.json costs an fsync: not every
 _PROGRESS_EVERY = 256  # records between two progress reports while finalising
 
 Progress = tuple[str, int, int]  # (stage, done, total) of the finalising
+# Seconds between attempts while the disk refuses writes (the last one repeats).
+WRITE_RETRY_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +139,7 @@ class BatchActor(pykka.ThreadingActor):
         clock: Callable[[], float] = time.time,
         progress: ProgressClock | None = None,
         salvage: str = "",
+        faults: FaultBoard | None = None,
     ) -> None:
         """`salvage` (a reason) finalises at once: the actor crashed too often to go on."""
         super().__init__()
@@ -145,6 +163,12 @@ class BatchActor(pykka.ThreadingActor):
         self._last_status_write = 0.0
         self._finalising: Generator[Progress, None, dict[str, Any]] | None = None
         self._finalising_progress: Progress = ("indexing", 0, 0)
+        self._faults = faults or FaultBoard()
+        # While a write fails: the failure, the messages kept for the retry, when it is due.
+        self._parked: DiskWriteError | None = None
+        self._deferred: deque[ImageAnalysed | CancelBatch] = deque()
+        self._retry_at = 0.0
+        self._failed_attempts = 0
 
     @property
     def _batch_id(self) -> str:
@@ -180,7 +204,16 @@ class BatchActor(pykka.ThreadingActor):
         release_thread_connections()
 
     def on_receive(self, message: Any) -> None:
-        """Dispatch one message (runs in this actor's thread)."""
+        """Dispatch one message (runs in this actor's thread); a disk fault parks the batch."""
+        if self._parked is not None:
+            self._while_parked(message)
+            return
+        try:
+            self._dispatch(message)
+        except DiskWriteError as failure:
+            self._park(failure, message)
+
+    def _dispatch(self, message: Any) -> None:
         match message:
             case _Begin():
                 self._progress.touch(self._batch_id)
@@ -199,6 +232,74 @@ class BatchActor(pykka.ThreadingActor):
                 self._on_finalise_step()
             case _:
                 super().on_receive(message)
+
+    # -- parked on a disk fault -------------------------------------------------------
+
+    @property
+    def _who(self) -> str:
+        return f"batch {self._batch_id}"
+
+    def _park(self, failure: DiskWriteError, message: Any) -> None:
+        """Stop asking for work; keep `message` for the retry unless it can be dropped."""
+        if isinstance(message, SlotGranted):
+            # `_on_slot` fails only before the job is sent: the slot goes back unused.
+            self._supervisor.tell(SlotReturned(batch_id=self._batch_id, worker=message.worker))
+        elif isinstance(message, ImageAnalysed | CancelBatch):
+            self._deferred.appendleft(message)
+        # _Begin and Tick need no keeping: the retry resumes from what is persisted.
+        if self._finalising is not None:
+            self._finalising.close()  # its temporary files go; the retry starts it again
+            self._finalising = None
+        delay = WRITE_RETRY_BACKOFF_S[min(self._failed_attempts, len(WRITE_RETRY_BACKOFF_S) - 1)]
+        self._failed_attempts += 1
+        self._parked = failure
+        self._retry_at = time.monotonic() + delay
+        self._faults.failed(self._who, failure, retry_in=delay)
+        self._last_ready_reported = -1
+        self._report_demand()
+
+    def _while_parked(self, message: Any) -> None:
+        match message:
+            case SlotGranted():
+                self._grants_received += 1
+                self._supervisor.tell(SlotReturned(batch_id=self._batch_id, worker=message.worker))
+                self._last_ready_reported = -1
+                self._report_demand()
+            case ImageAnalysed() | CancelBatch():
+                self._deferred.append(message)
+            case Tick():
+                if time.monotonic() >= self._retry_at:
+                    # Paused for a known reason (in /healthz), not stalled: each retry counts.
+                    self._progress.touch(self._batch_id)
+                    self._retry_parked()
+            case _Begin() | _FinaliseStep():
+                pass  # the retry resumes the step from what is persisted
+            case _:
+                super().on_receive(message)
+
+    def _retry_parked(self) -> None:
+        self._parked = None
+        try:
+            while self._deferred:
+                message = self._deferred.popleft()
+                try:
+                    self._dispatch(message)
+                except DiskWriteError:
+                    self._deferred.appendleft(message)
+                    raise
+            # The same step again, from what is persisted (a failed read may have left the
+            # cursor or the retry heap short of an image: they are rebuilt).
+            self._begin()
+        except DiskWriteError as failure:
+            self._park(failure, None)
+            return
+        self._failed_attempts = 0
+        self._faults.recovered(self._who)
+
+    def _save(self, record: BatchRecord) -> None:
+        """Persist `record`, then adopt it (a failed write leaves memory as it was)."""
+        self._store.put_batch(record)
+        self._record = record
 
     # -- start and resume --------------------------------------------------------------
 
@@ -243,6 +344,8 @@ class BatchActor(pykka.ThreadingActor):
         counts = dict(self._counts)
         try:
             self._on_analysed(message)
+        except STORAGE_FAULTS:
+            raise  # the disk's or the database's fault, not this input's: parked or repaired
         except Exception as exc:
             if self._record.phase != "running":
                 raise  # finalising failed, not this input: a crash, restarted from state
@@ -400,14 +503,15 @@ class BatchActor(pykka.ThreadingActor):
             chunks += 1
         if refused:
             self._store.put_images(self._batch_id, refused)
-        self._record = self._record.evolve(
-            phase="running",
-            status=BatchStatus.PROCESSING,
-            total=total,
-            chunks=chunks,
-            started_at=self._record.started_at or utc_now_iso(),
+        self._save(
+            self._record.evolve(
+                phase="running",
+                status=BatchStatus.PROCESSING,
+                total=total,
+                chunks=chunks,
+                started_at=self._record.started_at or utc_now_iso(),
+            )
         )
-        self._store.put_batch(self._record)
         leave_step(self._store, self._batch_id)
         logger.info("batch %s: %d images", self._batch_id, total, extra=self._log_extra())
 
@@ -422,12 +526,16 @@ class BatchActor(pykka.ThreadingActor):
     def _resume_running(self) -> None:
         counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
         for path in self._store.iter_paths(self._record):
+            if path in self._in_flight:
+                continue  # (after a disk fault) still at a worker: its outcome will come
             image = self._store.get_image(self._batch_id, path)
             status = ImageStatus.PENDING if image is None else image.status
             key = str(status) if status.terminal else "pending"
             counts[key] += 1
         self._counts = counts
         self._cursor = self._store.iter_paths(self._record)
+        self._retry_heap = []  # the cursor finds the images waiting for a retry again
+        self._last_ready_reported = -1
         if self._record.status == BatchStatus.CANCELLED:
             self._cancelled = True
         self._write_status(force=True)
@@ -436,7 +544,7 @@ class BatchActor(pykka.ThreadingActor):
     # -- dispatching -------------------------------------------------------------------
 
     def _ready_count(self) -> int:
-        if self._cancelled:
+        if self._cancelled or self._parked is not None:
             return 0
         now = self._clock()
         due = sum(1 for when, _ in self._retry_heap if when <= now)
@@ -477,6 +585,8 @@ class BatchActor(pykka.ThreadingActor):
             _, path = heapq.heappop(self._retry_heap)
             try:
                 return self._job_for(path, self._store.get_image(self._batch_id, path))
+            except STORAGE_FAULTS:
+                raise
             except Exception as exc:
                 self._fail_unstarted(path, exc)
         for path in self._cursor:
@@ -484,6 +594,8 @@ class BatchActor(pykka.ThreadingActor):
                 continue
             try:
                 job = self._job_if_due(path, now)
+            except STORAGE_FAULTS:
+                raise
             except Exception as exc:
                 self._fail_unstarted(path, exc)
                 continue
@@ -529,20 +641,26 @@ class BatchActor(pykka.ThreadingActor):
     # -- outcomes ----------------------------------------------------------------------
 
     def _on_analysed(self, message: ImageAnalysed) -> None:
-        self._in_flight.pop(message.path, None)
         self._status_dirty = True
         if message.interrupted:
+            self._in_flight.pop(message.path, None)
             # Not an attempt: the image goes back in line (the cursor is already past it).
             self._counts["pending"] += 1
             heapq.heappush(self._retry_heap, (self._clock(), message.path))
             self._after_change()
             return
         previous = self._store.get_image(self._batch_id, message.path)
+        if previous is not None and previous.attempts >= message.attempt:
+            # Recorded already (a retried message after a disk fault, a duplicate report).
+            self._in_flight.pop(message.path, None)
+            self._after_change()
+            return
         source_url = None if previous is None else previous.source_url
         record = self._outcome_record(message, source_url)
         self._store.put_image(self._batch_id, record)
         if source_url is not None:  # the record is durable: the downloaded copy has served
             self._download_path(message.path).unlink(missing_ok=True)
+        self._in_flight.pop(message.path, None)
         if record.status.terminal:
             self._counts[str(record.status)] += 1
             code = None if record.error is None else str(record.error["code"])
@@ -619,8 +737,7 @@ class BatchActor(pykka.ThreadingActor):
             else BatchStatus.PROCESSING
         )
         if status != self._record.status:
-            self._record = self._record.evolve(status=status)
-            self._store.put_batch(self._record)
+            self._save(self._record.evolve(status=status))
             self._status_dirty = True
         self._write_status()
 
@@ -638,8 +755,7 @@ class BatchActor(pykka.ThreadingActor):
             return
         self._cancelled = True
         self._retry_heap.clear()
-        self._record = self._record.evolve(status=BatchStatus.CANCELLED)
-        self._store.put_batch(self._record)
+        self._save(self._record.evolve(status=BatchStatus.CANCELLED))
         logger.info("batch %s cancelled", self._batch_id, extra=self._log_extra())
         self._after_change()
 
@@ -670,6 +786,8 @@ class BatchActor(pykka.ThreadingActor):
         )
         try:
             outbox.write_json_atomic(Path(self._record.outbox_dir) / outbox.STATUS_FILE, document)
+        except DiskWriteError:
+            raise  # the disk's fault: the batch parks (on_receive)
         except OutboxError:
             logger.warning("cannot write status.json", exc_info=True, extra=self._log_extra())
         self._status_dirty = False
@@ -685,13 +803,14 @@ class BatchActor(pykka.ThreadingActor):
                 if self._cancelled
                 else final_batch_status(counts["done"], counts["failed"])
             )
-            self._record = self._record.evolve(
-                phase="finalizing",
-                status=status,
-                completed_at=utc_now_iso(),
-                final_counts=counts,
+            self._save(
+                self._record.evolve(
+                    phase="finalizing",
+                    status=status,
+                    completed_at=utc_now_iso(),
+                    final_counts=counts,
+                )
             )
-            self._store.put_batch(self._record)
         if self._record.phase == "finalizing":
             if self._finalising is None:
                 enter_step(self._store, self._batch_id, "finalizing")
@@ -733,8 +852,7 @@ class BatchActor(pykka.ThreadingActor):
             callback_url=self._record.callback_url,
             run=self._record.runs,
         )
-        self._record = self._record.evolve(phase="written")
-        self._store.put_batch(self._record)
+        self._save(self._record.evolve(phase="written"))
         self._finish()
 
     def _finish(self) -> None:
@@ -771,6 +889,8 @@ class BatchActor(pykka.ThreadingActor):
         )
         try:
             outbox.write_json_atomic(Path(self._record.outbox_dir) / outbox.STATUS_FILE, document)
+        except DiskWriteError:
+            raise  # the disk's fault: the batch parks (on_receive)
         except OutboxError:
             logger.warning("cannot write status.json", exc_info=True, extra=self._log_extra())
         self._last_status_write = now
@@ -778,7 +898,11 @@ class BatchActor(pykka.ThreadingActor):
     def _write_outbox(self) -> Generator[Progress, None, dict[str, Any]]:
         """The outbox, as a generator of progress: results, status.json, then summary.json."""
         batch_dir = Path(self._record.outbox_dir)
-        batch_dir.mkdir(parents=True, exist_ok=True)
+        with classified("outbox", batch_dir):
+            return (yield from self._write_outbox_files(batch_dir))
+
+    def _write_outbox_files(self, batch_dir: Path) -> Generator[Progress, None, dict[str, Any]]:
+        outbox.make_batch_dir(batch_dir)
         planner = DuplicatePlanner(
             self._history,
             batch_id=self._batch_id,
@@ -899,13 +1023,15 @@ class BatchActor(pykka.ThreadingActor):
 
         The target is stored first (phase `disposing`), then the input is moved or deleted
         by idempotent steps, then the phase becomes `done`. Resumed, the same steps finish
-        what was started: a moved input is not moved again, a half copy is redone.
+        what was started: a moved input is not moved again, a half copy is redone. A disk
+        that refuses (archive full or read-only) parks the batch; the retry resumes here.
         """
+        with classified("archive", self._settings.inbox.archive):
+            self._dispose_input_steps()
+
+    def _dispose_input_steps(self) -> None:
         if self._record.phase == "written":
-            self._record = self._record.evolve(
-                phase="disposing", archived_to=self._disposal_target()
-            )
-            self._store.put_batch(self._record)
+            self._save(self._record.evolve(phase="disposing", archived_to=self._disposal_target()))
             crash_point("dispose:intent", self._batch_id)
         source = Path(self._record.source)
         target = self._record.archived_to
@@ -922,8 +1048,7 @@ class BatchActor(pykka.ThreadingActor):
             )
             target = None
         crash_point("dispose:moved", self._batch_id)
-        self._record = self._record.evolve(phase="done", archived_to=target)
-        self._store.put_batch(self._record)
+        self._save(self._record.evolve(phase="done", archived_to=target))
 
     def _disposal_action(self) -> str:
         source = Path(self._record.source)

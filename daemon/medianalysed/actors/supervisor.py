@@ -25,12 +25,18 @@ from typing import Any
 import pykka
 
 from medianalysed import names, outbox
-from medianalysed.actors.batch import BatchActor, BatchListener, BatchSettings
+from medianalysed.actors.batch import (
+    WRITE_RETRY_BACKOFF_S,
+    BatchActor,
+    BatchListener,
+    BatchSettings,
+)
 from medianalysed.actors.image import SLOTS_PER_WORKER
 from medianalysed.batchoptions import BatchOptions, read_batch_options
 from medianalysed.config import Config, InboxConfig
 from medianalysed.crashloop import in_step, review_markers
-from medianalysed.errors import ErrorCode, MedianalysedError
+from medianalysed.diskfaults import FaultBoard
+from medianalysed.errors import DiskWriteError, ErrorCode, MedianalysedError
 from medianalysed.messages import (
     BatchCrashed,
     BatchFinished,
@@ -63,6 +69,7 @@ logger = logging.getLogger(__name__)
 # whatever the count. The bound only keeps a flood of folders from becoming a flood of
 # threads: batches ready together start together unless more than this arrive at once.
 MAX_ACTIVE_BATCHES = 64
+NEW_BATCHES = "new batches"  # the fault board's name for the supervisor's batch creation
 MAX_WORKER_RESTARTS_PER_MINUTE = 20
 MAX_BATCH_RESTARTS = 3
 # Seconds before restart 1, 2, 3 of a crashed batch actor.
@@ -127,6 +134,7 @@ class SupervisorParts:
     on_lifecycle: Callable[[str], None] = lambda _event: None
     scan_inboxes: bool = True  # False for `analyze`: only submitted paths are batches
     snapshot: Callable[[Path, str], TreeSnapshot] = snapshot_tree  # run on walker threads
+    faults: FaultBoard = field(default_factory=FaultBoard)
 
 
 class SupervisorActor(pykka.ThreadingActor):
@@ -164,6 +172,9 @@ class SupervisorActor(pykka.ThreadingActor):
         self._restart_due: dict[str, tuple[float, int, str]] = {}
         # Batches the daemon died on once (crashloop.py): they run alone until through.
         self._suspects: set[str] = set()
+        # While state refuses new batches: when to try again, and how many tries failed.
+        self._create_retry_at = 0.0
+        self._create_failures = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -208,8 +219,18 @@ class SupervisorActor(pykka.ThreadingActor):
         for worker in self._workers:
             worker.stop(block=False)
 
-    def on_receive(self, message: Any) -> Any:  # noqa: PLR0912 - one branch per message type
-        """Dispatch one message (runs in this actor's thread)."""
+    def on_receive(self, message: Any) -> Any:
+        """Dispatch one message (runs in this actor's thread); a disk fault is not fatal."""
+        try:
+            return self._dispatch(message)
+        except DiskWriteError as failure:
+            # A state write of ours failed (a claim release, a cancel): logged and counted;
+            # new batches have their own retry (`_create_batch`).
+            self._parts.faults.count(failure)
+            logger.error("supervisor: %s; %s not applied", failure, type(message).__name__)
+            return None
+
+    def _dispatch(self, message: Any) -> Any:  # noqa: PLR0912 - one branch per message type
         match message:
             case PathSeen():
                 self._on_path_seen(message)
@@ -327,9 +348,12 @@ class SupervisorActor(pykka.ThreadingActor):
             if self._already_claimed(candidate.inbox, candidate.path):
                 self._forget_candidate(message.key)
                 return
+            if now < self._create_retry_at or not self._create_batch(
+                candidate.inbox, candidate.path
+            ):
+                return  # state refuses writes: the folder stays a candidate, walked again
             self._parts.on_settled(candidate.inbox.name, now - candidate.first_seen)
             self._forget_candidate(message.key)
-            self._create_batch(candidate.inbox, candidate.path)
         except Exception as exc:
             # The supervisor never dies of one folder (SPEC §1). An unwritable outbox or
             # state, or a bug (its batch.toml, its name): report it; the next rescan
@@ -361,11 +385,12 @@ class SupervisorActor(pykka.ThreadingActor):
 
     # -- batches -----------------------------------------------------------------------
 
-    def _create_batch(self, inbox: InboxConfig, path: Path) -> None:
+    def _create_batch(self, inbox: InboxConfig, path: Path) -> bool:
+        """Claim `path` as a new batch and queue it; False when state refused the write."""
         try:
             identity = _identity(path)
         except OSError:
-            return
+            return True
         loose = path.is_file()
         name = names.from_os(path.stem if loose else path.name)
         batch_id = self._unique_batch_id(inbox, name)
@@ -386,11 +411,24 @@ class SupervisorActor(pykka.ThreadingActor):
             created_at=utc_now_iso(),
             note=options.note,
         )
-        self._store.create_batch(record, _candidate_key(inbox.name, path.name), identity)
+        try:
+            self._store.create_batch(record, _candidate_key(inbox.name, path.name), identity)
+        except DiskWriteError as failure:
+            self._creation_failed(failure)
+            return False
+        self._create_failures = 0
+        self._parts.faults.recovered(NEW_BATCHES)
         self._queued.append(batch_id)
         logger.info("batch %s queued from %s", batch_id, path, extra={"batch_id": batch_id})
         _write_queued_status(record)
         self._start_queued()
+        return True
+
+    def _creation_failed(self, failure: DiskWriteError) -> None:
+        delay = WRITE_RETRY_BACKOFF_S[min(self._create_failures, len(WRITE_RETRY_BACKOFF_S) - 1)]
+        self._create_failures += 1
+        self._create_retry_at = self._clock() + delay
+        self._parts.faults.failed(NEW_BATCHES, failure, retry_in=delay)
 
     def _unique_batch_id(self, inbox: InboxConfig, name: str) -> str:
         """The first free id for a dropped name (a key): printable, and short enough to be a
@@ -466,6 +504,7 @@ class SupervisorActor(pykka.ThreadingActor):
             listener=self._parts.listener,
             progress=self._parts.progress,
             salvage=salvage,
+            faults=self._parts.faults,
         )
         self._active[record.batch_id] = _ActiveBatch(
             ref=ref, record=record, restarts=restarts, salvaging=bool(salvage)

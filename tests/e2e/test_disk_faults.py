@@ -1,0 +1,273 @@
+"""End-to-end: the real daemon on real disks that fill up or turn read-only mid-batch.
+
+Each test mounts a small tmpfs (root only: CI runs as root) for the outbox or the state
+directory, starts `medianalysed run` on it, fills or remounts it while a batch runs, and
+checks from outside: the batch pauses (one log line), `/healthz` says 503 and why, the
+write-failure metric counts, nothing is finished early and the input stays in the inbox;
+then space comes back and the batch finishes by itself, each image exactly once, and only
+then is the input archived.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from tests.e2e.harness import (
+    DaemonProcess,
+    free_port,
+    holds_for,
+    slow_photos,
+    wait_for,
+    write_config,
+)
+from tests.e2e.test_operations import drop, finished, live_counts, metric
+
+pytestmark = pytest.mark.e2e
+
+PHOTOS = 12
+FILLER = ".filler"
+
+Mount = Callable[[Path, str], Path]
+T = TypeVar("T")
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+@pytest.fixture
+def tmpfs() -> Iterator[Mount]:
+    """Mount a tmpfs of a given size on a directory; unmounted after the test."""
+    if not _is_root():
+        pytest.skip("mounting a tmpfs needs root (CI runs these tests as root)")
+    mounted: list[Path] = []
+
+    def mount(directory: Path, size: str) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        done = _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory))
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(directory)
+        return directory
+
+    yield mount
+    for directory in reversed(mounted):
+        subprocess.run(["umount", "-l", str(directory)], check=False, capture_output=True)
+
+
+def _mount(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+
+
+def fill(mount: Path) -> Path:
+    """Write a file until the filesystem is full; the file frees the space when removed."""
+    filler = mount / FILLER
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    block = b"\0" * 65536
+    try:
+        while True:
+            try:
+                os.write(fd, block)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                if len(block) == 1:
+                    break
+                block = block[: len(block) // 2]
+    finally:
+        os.close(fd)
+    return filler
+
+
+def remount(mount: Path, mode: str) -> None:
+    done = _mount("-o", f"remount,{mode}", str(mount))
+    assert done.returncode == 0, done.stderr
+
+
+def health(port: int) -> tuple[int, str]:
+    response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+    return response.status_code, response.text
+
+
+def failures_counted(port: int, target: str, errno_name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return metric(text, "medianalysed_write_failures_total", target=target, errno=errno_name) or 0
+
+
+@pytest.fixture
+def daemon_on(tmp_path: Path) -> Iterator[Callable[[Path], DaemonProcess]]:
+    started: list[DaemonProcess] = []
+
+    def start(config: Path) -> DaemonProcess:
+        process = DaemonProcess(tmp_path, config).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop_quietly()
+
+
+def until(
+    process: DaemonProcess, predicate: Callable[[], T | None], *, what: str, timeout: float = 120
+) -> T:
+    """`wait_for`, draining the notify socket meanwhile (a full one blocks the daemon's
+    sd_notify) and failing at once if the daemon exits."""
+
+    def check() -> T | None:
+        process.read_notifications()
+        process._check_alive()
+        return predicate()
+
+    return wait_for(check, timeout=timeout, what=what)
+
+
+def summary_of(process: DaemonProcess, batch_id: str) -> dict[str, Any]:
+    path = process.outbox / batch_id / "summary.json"
+    until(process, path.is_file, what=str(path))
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _config(tmp_path: Path, port: int) -> Path:
+    return write_config(
+        tmp_path,
+        listen=f"127.0.0.1:{port}",
+        processing={"workers": 1},
+        inbox={"settle_seconds": 0.5},
+    )
+
+
+def _pause_then_resume(
+    process: DaemonProcess,
+    port: int,
+    *,
+    target: str,
+    errno_name: str,
+    break_disk: Callable[[], None],
+    repair_disk: Callable[[], None],
+) -> None:
+    photos = slow_photos(Path(__file__).resolve().parents[2].parent / "shared" / "corpora", PHOTOS)
+    drop(process.inbox, "big", photos)
+    until(process, lambda: finished(live_counts(process, "big")) >= 2, what="the batch under way")
+
+    break_disk()
+    until(process, lambda: "batch big paused" in process.log_text(), what="the batch paused")
+    code, body = health(port)
+    assert code == 503, body
+    assert f"cannot write {target}" in body, body
+    assert errno_name in body, body
+    assert failures_counted(port, target, errno_name) > 0
+    # Paused, not failed: no summary, the input where it was, and it stays so.
+    holds_for(
+        lambda: (
+            process.read_notifications() is not None
+            and not (process.outbox / "big" / "summary.json").exists()
+            and (process.inbox / "big").is_dir()
+        ),
+        3,
+        what="the paused batch not finished, its input in the inbox",
+    )
+    assert not (process.archive / "big").exists()
+
+    repair_disk()
+    summary = summary_of(process, "big")
+    records = process.results("big")
+    assert [record["path"] for record in records] == sorted(photos)
+    counts = summary["counts"]
+    assert counts["total"] == finished(counts) == PHOTOS
+    assert counts["done"] == PHOTOS, counts
+    until(process, (process.archive / "big").is_dir, what="the input archived")
+    assert not (process.inbox / "big").exists()
+    assert sorted(p.name for p in (process.archive / "big").iterdir()) == sorted(photos)
+    until(process, lambda: health(port)[0] == 200, what="healthy again")
+    log = process.log_text()
+    # One line when it starts failing, one when it recovers; not one per attempt.
+    assert log.count("batch big paused") == 1, log
+    assert log.count("batch big resumed") == 1, log
+    assert "Traceback" not in log.split("batch big paused", 1)[1].split("batch big resumed")[0]
+    assert process.terminate() == 0
+    assert not list(process.outbox.rglob("*.tmp"))
+
+
+def test_a_full_outbox_pauses_the_batch_and_space_coming_back_resumes_it(
+    tmp_path: Path, tmpfs: Mount, daemon_on: Callable[[Path], DaemonProcess]
+) -> None:
+    port = free_port()
+    config = _config(tmp_path, port)
+    outbox = tmpfs(tmp_path / "outbox", "2m")
+    process = daemon_on(config)
+    fillers: list[Path] = []
+    _pause_then_resume(
+        process,
+        port,
+        target="outbox",
+        errno_name="ENOSPC",
+        break_disk=lambda: fillers.append(fill(outbox)),
+        repair_disk=lambda: fillers.pop().unlink(),
+    )
+
+
+def test_a_full_state_disk_pauses_the_batch_and_space_coming_back_resumes_it(
+    tmp_path: Path, tmpfs: Mount, daemon_on: Callable[[Path], DaemonProcess]
+) -> None:
+    port = free_port()
+    config = _config(tmp_path, port)
+    state = tmpfs(tmp_path / "state", "64m")
+    process = daemon_on(config)
+    fillers: list[Path] = []
+    _pause_then_resume(
+        process,
+        port,
+        target="state",
+        errno_name="ENOSPC",
+        break_disk=lambda: fillers.append(fill(state)),
+        repair_disk=lambda: fillers.pop().unlink(),
+    )
+
+
+def test_a_read_only_outbox_pauses_the_batch_and_read_write_again_resumes_it(
+    tmp_path: Path, tmpfs: Mount, daemon_on: Callable[[Path], DaemonProcess]
+) -> None:
+    port = free_port()
+    config = _config(tmp_path, port)
+    outbox = tmpfs(tmp_path / "outbox", "16m")
+    process = daemon_on(config)
+    _pause_then_resume(
+        process,
+        port,
+        target="outbox",
+        errno_name="EROFS",
+        break_disk=lambda: remount(outbox, "ro"),
+        repair_disk=lambda: remount(outbox, "rw"),
+    )
+
+
+def test_a_full_state_disk_before_a_batch_starts_keeps_the_folder_waiting(
+    tmp_path: Path, tmpfs: Mount, daemon_on: Callable[[Path], DaemonProcess]
+) -> None:
+    """`create_batch` failing must not kill the supervisor: the folder is retried."""
+    port = free_port()
+    config = _config(tmp_path, port)
+    state = tmpfs(tmp_path / "state", "64m")
+    process = daemon_on(config)
+    filler = fill(state)
+    photos = slow_photos(Path(__file__).resolve().parents[2].parent / "shared" / "corpora", 2)
+    drop(process.inbox, "later", photos)
+    until(process, lambda: "new batches paused" in process.log_text(), what="creation refused")
+    code, body = health(port)
+    assert code == 503, body
+    assert "cannot write state" in body, body
+    filler.unlink()
+    summary = summary_of(process, "later")
+    assert summary["counts"]["done"] == 2
+    assert "new batches resumed" in process.log_text()
+    assert process.terminate() == 0
