@@ -371,15 +371,22 @@ class Daemon:
             # Unfinished work is in state: exiting lets systemd restart and resume it.
             msg = "the supervisor actor died (see the error logged above); stopping"
             raise MedianalysedError(msg)
-        while True:
-            try:
-                command = self.store.control.popleft()
-            except IndexError:
-                break
-            self.supervisor.tell(ControlCommand(**command))
+        self._forward_control_commands(self.supervisor, self.store)
         if self.history is not None and self.metrics is not None:
             self.metrics.ledger_entries.set(len(self.history))
         self.supervisor.tell(Tick(time.monotonic()))
+
+    def _forward_control_commands(self, supervisor: pykka.ActorRef[Any], store: StateStore) -> None:
+        while True:
+            try:
+                command = store.control.popleft()
+            except IndexError:
+                break
+            except DiskWriteError as failure:
+                # Taking a command off the queue is a write: it waits for the disk.
+                self.faults.count(failure)
+                break
+            supervisor.tell(ControlCommand(**command))
 
     def reconfigure(self, new_config: Config) -> None:
         """Apply a reloaded configuration: logging, secrets, inboxes (main thread).

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 from medianalysed import names, safeopen
 from medianalysed.config import format_size
-from medianalysed.errors import AnalysisError, ErrorCode
+from medianalysed.errors import AnalysisError, ErrorCode, StateCorruptError
 from medianalysed.models import AnalysisSettings
 
 logger = logging.getLogger(__name__)
@@ -178,7 +178,8 @@ def _open_error_message(exc: OSError) -> str:
 def _cached_sections(cache: Any, key: str) -> dict[str, Any] | None:
     try:
         text = cache.get(key)
-    except Exception:
+    except Exception as exc:
+        _mark_if_damaged(cache, exc)
         return None
     if text is None:
         return None
@@ -195,8 +196,19 @@ def _store_sections(cache: Any, key: str, sections: dict[str, Any]) -> None:
         # A full or read-only state disk: the result is still returned; the batch pauses on
         # its own state write, so one line is enough here.
         logger.warning("content cache write failed: %s", exc)
+        _mark_if_damaged(cache, exc)
     except Exception:
         logger.warning("content cache write failed", exc_info=True)
+
+
+def _mark_if_damaged(cache: Any, exc: BaseException) -> None:
+    """A damaged content cache is marked, so the next start moves it aside and recreates it."""
+    from medianalysed.diskfaults import note_corruption, sqlite_fault  # noqa: PLC0415
+
+    if isinstance(exc, sqlite3.Error) and isinstance(
+        sqlite_fault(exc, "state", cache.directory), StateCorruptError
+    ):
+        note_corruption(Path(cache.directory), str(exc))
 
 
 def _error(code: ErrorCode, message: str) -> dict[str, Any]:
