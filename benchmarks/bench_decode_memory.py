@@ -4,8 +4,8 @@ Usage: .venv/bin/python benchmarks/bench_decode_memory.py [--side 10000] [--kind
        [--dir DIR] [--max-worker-memory 2GB]
 
 It writes each image once into DIR (default benchmarks/data/hostile/, reused by later runs),
-then analyses each one in a fresh Python process, as a worker would (same imports, the same
-memory limit the daemon's workers get), and reports that process's peak RSS (ru_maxrss), the
+then analyses each one in a fresh Python process with `run_job`, as a worker would (the same
+memory limit the daemon's workers get), and reports that process's peak RSS (VmHWM), the
 time, and the outcome (the error code, or the frames counted). The `baseline` row is a process
 that only imports the analysis modules.
 """
@@ -33,8 +33,8 @@ STRIP_ROWS = 256
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from medianalysed.analysis import AnalysisSettings, analyse_file
-from medianalysed.errors import AnalysisError
+from medianalysed.analysis import AnalysisSettings
+from medianalysed.worker import WorkerJob, run_job
 try:
     from medianalysed.worker import apply_memory_limit
 except ImportError:  # code from before the limit existed, for "before" figures
@@ -46,15 +46,17 @@ path = sys.argv[1]
 if path == "-":
     outcome = "imports only"
 else:
-    try:
-        record = analyse_file(Path(path), AnalysisSettings())
-        image = record["image"]
-        outcome = f"ok {image['mode']} frames={image['frames']} {image.get('frames_capped', '')}"
-    except AnalysisError as exc:
-        outcome = f"{exc.code.value}: {exc.message}"
-    except MemoryError:
-        outcome = "MemoryError"
-print(json.dumps({"outcome": outcome, "seconds": time.perf_counter() - started}))
+    job = WorkerJob(file_path=path, settings=AnalysisSettings(), content_dir=None)
+    done = run_job(job)
+    if "result" in done:
+        image = done["result"]["image"]
+        capped = " (capped)" if image.get("frames_capped") else ""
+        outcome = f"ok {image['mode']} frames={image['frames']}{capped}"
+    else:
+        outcome = f"{done['error']['code']}: {done['error']['message']}"
+status = Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]
+seconds = time.perf_counter() - started
+print(json.dumps({"outcome": outcome, "seconds": seconds, "peak_kb": int(status)}))
 """
 
 
@@ -160,7 +162,8 @@ def ensure(directory: Path, kind: str, side: int) -> Path:
 
 
 def measure(target: str, limit: int) -> tuple[int, dict[str, object]]:
-    """Peak RSS (kB) of a fresh process analysing `target`, and what it printed."""
+    """Peak RSS (kB, its own VmHWM: ru_maxrss would count the parent's pages before exec) of a
+    fresh process analysing `target`, and what it printed."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-c", CHILD, target, str(limit)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, cwd=REPO)
@@ -170,7 +173,8 @@ def measure(target: str, limit: int) -> tuple[int, dict[str, object]]:
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         return usage.ru_maxrss, {"outcome": f"exit {child.returncode}", "seconds": 0.0}
-    return usage.ru_maxrss, dict(json.loads(output))
+    report = dict(json.loads(output))
+    return int(report["peak_kb"]), report
 
 
 def rows_of(kinds: list[str], directory: Path, side: int, limit: int) -> Iterator[str]:

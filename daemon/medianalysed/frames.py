@@ -23,8 +23,11 @@ _FLI_HEADER: Final = 128
 _FLI_FRAME: Final = 0xF1FA
 _FLI_PREFIX: Final = 0xF100
 
-# What a damaged frame past the first raises while seeking to it; counting stops there.
+# What a damaged (or oversized) frame past the first raises while seeking to it; counting
+# stops there, and the first frame, already analysed, stands.
 _DAMAGED_FRAME_ERRORS: Final = (
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
     EOFError,
     OSError,
     SyntaxError,

@@ -71,3 +71,12 @@ def test_counting_leaves_the_image_on_its_first_frame() -> None:
         assert count_frames(image, len(buffer.getvalue())) == FrameCount(3, capped=False)
         assert image.tell() == 0
         assert image.getpixel((0, 0)) == 0
+
+
+def test_a_later_frame_over_max_pixels_ends_the_count_not_the_analysis(tmp_path: Path) -> None:
+    path = tmp_path / "pair.mpo"
+    small, large = Image.new("RGB", (64, 64), "red"), Image.new("RGB", (3000, 3000), "blue")
+    small.save(path, format="MPO", save_all=True, append_images=[large])
+    image = analyse_file(path, AnalysisSettings(max_pixels=1_000_000))["image"]
+    assert (image["width"], image["frames"], image["frames_capped"]) == (64, 1, False)
+    assert frames_of(path) == (2, False, True)
