@@ -46,7 +46,12 @@ path = sys.argv[1]
 if path == "-":
     outcome = "imports only"
 else:
-    job = WorkerJob(file_path=path, settings=AnalysisSettings(), content_dir=None)
+    where = Path(path)
+    if "file_path" in WorkerJob.__dataclass_fields__:  # code from before names by root/relpath
+        job = WorkerJob(file_path=path, settings=AnalysisSettings(), content_dir=None)
+    else:
+        job = WorkerJob(root=str(where.parent), relpath=where.name,
+                        settings=AnalysisSettings(), content_dir=None)
     done = run_job(job)
     if "result" in done:
         image = done["result"]["image"]
