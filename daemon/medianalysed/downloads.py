@@ -29,7 +29,8 @@ import httpx
 from medianalysed import __version__
 from medianalysed.config import DownloadsConfig
 from medianalysed.contentcoding import ACCEPT_ENCODING, BoundedDecoder, ContentCodingError
-from medianalysed.errors import AnalysisError, ErrorCode
+from medianalysed.diskfaults import classified
+from medianalysed.errors import AnalysisError, DiskWriteError, ErrorCode
 from medianalysed.pinning import (
     AddressRefusedError,
     Resolver,
@@ -50,6 +51,7 @@ class DownloadOutcome:
 
     error: dict[str, Any] | None = None
     interrupted: bool = False  # the daemon is stopping: not an attempt
+    disk_fault: DiskWriteError | None = None  # the downloads folder refused: not an attempt
 
 
 class _InterruptedError(Exception):
@@ -101,6 +103,8 @@ class Downloader:
             return DownloadOutcome(error=exc.to_json())
         except _InterruptedError:
             return DownloadOutcome(interrupted=True)
+        except DiskWriteError as failure:
+            return DownloadOutcome(disk_fault=failure)
         return DownloadOutcome()
 
     def fetch(self, url: str, destination: Path) -> None:
@@ -109,11 +113,12 @@ class Downloader:
         Raises:
             AnalysisError: whatever went wrong, with its SPEC §3 code.
             _InterruptedError: `close` was called meanwhile.
+            DiskWriteError: the downloads folder refused the file (full, read-only...).
         """
         try:
             with total_deadline(self._config.timeout_seconds):
                 self._follow(parse_url(url), destination)
-        except (AnalysisError, _InterruptedError):
+        except (AnalysisError, _InterruptedError, DiskWriteError):
             raise
         except Exception as exc:
             raise _as_analysis_error(exc, self._config.timeout_seconds) from exc
@@ -133,7 +138,8 @@ class Downloader:
             if response.is_redirect:
                 return str(response.headers.get("location", ""))
             _raise_for_status(response)
-            self._save(response, destination)
+            with classified("downloads", destination.parent):
+                self._save(response, destination)
         return None
 
     def _save(self, response: httpx.Response, destination: Path) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 import pykka
 
 from medianalysed.config import InboxConfig
+from medianalysed.errors import DiskWriteError
 from medianalysed.models import Priority
 
 
@@ -129,6 +130,8 @@ class ImageAnalysed:
     cached: bool = False
     interrupted: bool = False  # the daemon is stopping: not an attempt, the image stays pending
     file: dict[str, Any] | None = None  # on an error: the file facts read before it, if any
+    # The downloads folder refused the file: not an attempt; the batch parks and retries.
+    disk_fault: DiskWriteError | None = None
 
 
 @dataclass(frozen=True, slots=True)

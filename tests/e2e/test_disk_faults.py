@@ -15,7 +15,9 @@ import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from threading import Thread
 from typing import Any, TypeVar
 
 import httpx
@@ -270,4 +272,96 @@ def test_a_full_state_disk_before_a_batch_starts_keeps_the_folder_waiting(
     summary = summary_of(process, "later")
     assert summary["counts"]["done"] == 2
     assert "new batches resumed" in process.log_text()
+    assert process.terminate() == 0
+
+
+class _Photo(BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def photo_server(corpora: Path) -> Iterator[str]:
+    """One real JPEG served over HTTP on 127.0.0.1."""
+    _Photo.body = (corpora / "exif-samples/jpg/gps/DSCN0010.jpg").read_bytes()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Photo)
+    thread = Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/photo.jpg"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_full_downloads_folder_pauses_the_batch_without_spending_an_attempt(
+    tmp_path: Path,
+    tmpfs: Mount,
+    daemon_on: Callable[[Path], DaemonProcess],
+    photo_server: str,
+) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        listen=f"127.0.0.1:{port}",
+        processing={"workers": 1, "max_retries": 0},
+        inbox={"settle_seconds": 0.5},
+        downloads={"allow_private_networks": True},
+    )
+    downloads = tmpfs(tmp_path / "state" / "downloads", "1m")
+    filler = fill(downloads)
+    process = daemon_on(config)
+    drop(process.inbox, "remote", {"urls.txt": f"{photo_server}\n".encode()})
+    until(process, lambda: "batch remote paused" in process.log_text(), what="the batch paused")
+    code, body = health(port)
+    assert code == 503, body
+    assert "cannot write downloads" in body, body
+    assert failures_counted(port, "downloads", "ENOSPC") > 0
+    assert not (process.outbox / "remote" / "summary.json").exists()
+
+    filler.unlink()
+    summary = summary_of(process, "remote")
+    assert summary["counts"]["done"] == 1, summary
+    (record,) = process.results("remote")
+    assert record["status"] == "done"
+    assert record["attempts"] == 1  # the refused saves were not attempts (max_retries = 0)
+    assert record["file"]["source_url"] == photo_server
+    assert "batch remote resumed" in process.log_text()
+    assert process.terminate() == 0
+
+
+def test_a_full_archive_keeps_the_input_in_the_inbox_until_it_can_be_moved_whole(
+    tmp_path: Path, tmpfs: Mount, daemon_on: Callable[[Path], DaemonProcess], corpora: Path
+) -> None:
+    port = free_port()
+    config = _config(tmp_path, port)
+    archive = tmpfs(tmp_path / "archive", "1m")  # another filesystem: the move is a copy
+    filler = fill(archive)
+    process = daemon_on(config)
+    photos = {name: corpora / "exif-samples/jpg/gps" / name for name in ("DSCN0010.jpg",)}
+    photos["DSCN0012.jpg"] = corpora / "exif-samples/jpg/gps/DSCN0012.jpg"
+    drop(process.inbox, "kept", photos)
+    summary = summary_of(process, "kept")  # the results are durable first
+    until(process, lambda: "batch kept paused" in process.log_text(), what="the move paused")
+    code, body = health(port)
+    assert code == 503, body
+    assert "cannot write archive" in body, body
+    assert failures_counted(port, "archive", "ENOSPC") > 0
+    assert sorted(p.name for p in (process.inbox / "kept").iterdir()) == sorted(photos)
+    assert not (archive / "kept").exists()
+
+    filler.unlink()
+    until(process, (archive / "kept").is_dir, what="the input archived")
+    until(process, lambda: not (process.inbox / "kept").exists(), what="the inbox emptied")
+    assert sorted(p.name for p in (archive / "kept").iterdir()) == sorted(photos)
+    assert sorted(p.name for p in archive.iterdir()) == ["kept"]  # no partial copy left
+    assert summary["counts"]["done"] == 2
+    until(process, lambda: health(port)[0] == 200, what="healthy again")
     assert process.terminate() == 0

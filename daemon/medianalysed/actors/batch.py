@@ -244,7 +244,9 @@ class BatchActor(pykka.ThreadingActor):
         if isinstance(message, SlotGranted):
             # `_on_slot` fails only before the job is sent: the slot goes back unused.
             self._supervisor.tell(SlotReturned(batch_id=self._batch_id, worker=message.worker))
-        elif isinstance(message, ImageAnalysed | CancelBatch):
+        elif isinstance(message, CancelBatch) or (
+            isinstance(message, ImageAnalysed) and message.disk_fault is None
+        ):
             self._deferred.appendleft(message)
         # _Begin and Tick need no keeping: the retry resumes from what is persisted.
         if self._finalising is not None:
@@ -265,6 +267,9 @@ class BatchActor(pykka.ThreadingActor):
                 self._supervisor.tell(SlotReturned(batch_id=self._batch_id, worker=message.worker))
                 self._last_ready_reported = -1
                 self._report_demand()
+            case ImageAnalysed() if message.disk_fault is not None:
+                # Back in line: the retry recounts it as pending from the store.
+                self._in_flight.pop(message.path, None)
             case ImageAnalysed() | CancelBatch():
                 self._deferred.append(message)
             case Tick():
@@ -642,11 +647,13 @@ class BatchActor(pykka.ThreadingActor):
 
     def _on_analysed(self, message: ImageAnalysed) -> None:
         self._status_dirty = True
-        if message.interrupted:
+        if message.interrupted or message.disk_fault is not None:
             self._in_flight.pop(message.path, None)
             # Not an attempt: the image goes back in line (the cursor is already past it).
             self._counts["pending"] += 1
             heapq.heappush(self._retry_heap, (self._clock(), message.path))
+            if message.disk_fault is not None:
+                raise message.disk_fault  # its download could not be saved: the batch parks
             self._after_change()
             return
         previous = self._store.get_image(self._batch_id, message.path)

@@ -21,7 +21,7 @@ import pebble
 import pykka
 
 from medianalysed.downloads import Downloader, DownloadOutcome
-from medianalysed.errors import AnalysisError, ErrorCode, internal_error
+from medianalysed.errors import AnalysisError, DiskWriteError, ErrorCode, internal_error
 from medianalysed.messages import AnalyseImage, ImageAnalysed, WorkerCrashed, WorkerIdle
 from medianalysed.models import AnalysisSettings
 from medianalysed.urllist import shown_url
@@ -158,8 +158,14 @@ class ImageActor(pykka.ThreadingActor):
         entry = self._in_flight.get(job)
         if entry is None:
             return
-        if outcome.interrupted or outcome.error is not None:
-            self._reply(job, None, outcome.error, interrupted=outcome.interrupted)
+        if outcome.interrupted or outcome.error is not None or outcome.disk_fault is not None:
+            self._reply(
+                job,
+                None,
+                outcome.error,
+                interrupted=outcome.interrupted,
+                disk_fault=outcome.disk_fault,
+            )
             return
         self._schedule(job, entry.started)
 
@@ -252,6 +258,7 @@ class ImageActor(pykka.ThreadingActor):
         interrupted: bool = False,
         elapsed_ms: float | None = None,
         file: dict[str, Any] | None = None,
+        disk_fault: DiskWriteError | None = None,
     ) -> None:
         entry = self._in_flight.pop(job)
         if entry.timer is not None:
@@ -267,6 +274,7 @@ class ImageActor(pykka.ThreadingActor):
             cached=cached,
             interrupted=interrupted,
             file=file,
+            disk_fault=disk_fault,
         )
         try:
             job.reply_to.tell(outcome)
