@@ -172,6 +172,10 @@ def _open_error_message(exc: OSError) -> str:
     reason = exc.strerror or type(exc).__name__
     if exc.errno in {errno.ENOENT, errno.ENOTDIR}:
         return f"cannot open file: {reason} (it was moved or deleted after the batch started)"
+    if exc.errno == errno.EISDIR:
+        # A folder's record comes from enumeration (it could not be listed): only listing
+        # the batch again, not retrying its record, can reach what is inside.
+        return "is a folder, not a file: reprocess the batch to list it again"
     return f"cannot open file: {reason}"
 
 
