@@ -7,6 +7,7 @@ server the `urls.txt` lines point at, and the daemon subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import shutil
@@ -260,8 +261,8 @@ class FuzzDaemon:
     def _input_copies(self, dropped: Dropped) -> list[str]:
         found: list[str] = []
         for parent in (self.process.inbox, self.process.archive):
-            for dirpath, dirnames, _ in os.walk(os.fsencode(parent)):
-                if dropped.name in dirnames:
+            for dirpath, dirnames, filenames in os.walk(os.fsencode(parent)):
+                if dropped.name in dirnames or dropped.name in filenames:
                     found.append(os.fsdecode(os.path.join(dirpath, dropped.name)))
                 dirnames[:] = [d for d in dirnames if d != dropped.name]
         return found
@@ -269,4 +270,8 @@ class FuzzDaemon:
     def discard_input(self, dropped: Dropped) -> None:
         """Remove a passing batch's archived input (the benchmark would fill the disk)."""
         for source in self._input_copies(dropped):
-            shutil.rmtree(source, ignore_errors=True)
+            if os.path.isdir(source) and not os.path.islink(source):
+                shutil.rmtree(source, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(source)

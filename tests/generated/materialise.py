@@ -58,9 +58,12 @@ class Materialiser:
         return self.server.netloc.encode() if self.server else b"127.0.0.1:9"
 
     def build(self, spec: BatchSpec, name: bytes) -> Planted:
-        """Create the batch folder `staging/name` (which must not exist)."""
+        """Create the batch folder (or loose file) `staging/name`, which must not exist."""
         path = Path(os.fsdecode(os.path.join(os.fsencode(self.staging), name)))
         planted = Planted(path=path, spec=spec)
+        if spec.loose is not None:
+            self._build_loose(spec.loose, name, planted)
+            return planted
         os.mkdir(os.fsencode(path))
         fd = os.open(os.fsencode(path), os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -75,6 +78,13 @@ class Materialiser:
         if etc_hash:
             planted.forbidden_hashes.add(etc_hash)
         return planted
+
+    def _build_loose(self, node: Node, name: bytes, planted: Planted) -> None:
+        fd = os.open(os.fsencode(self.staging), os.O_RDONLY | os.O_DIRECTORY)
+        try:  # depth -1: a relative link climbs one level less than from inside a batch
+            self._create(fd, name, node, files=[], planted=planted, depth=-1)
+        finally:
+            os.close(fd)
 
     # -- tree -----------------------------------------------------------------------------
 

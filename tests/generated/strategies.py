@@ -120,6 +120,9 @@ class BatchSpec:
     newline: bytes
     final_newline: bool
     ready_marker: bool
+    # A loose file (or link, or FIFO) dropped at the inbox's root instead of a folder: a batch
+    # of one (SPEC §1); `root` and the control files are then unused.
+    loose: Blob | Link | Fifo | None = None
 
 
 # --- names ----------------------------------------------------------------------------------
@@ -278,10 +281,12 @@ def blobs() -> st.SearchStrategy[Blob]:
     )
 
 
-def links() -> st.SearchStrategy[Link]:
-    kinds: tuple[LinkKind, ...] = (
-        "outside", "etc", "inside-file", "inside-dir", "parent", "dangling", "loop",
-    )  # fmt: skip
+LINK_KINDS: tuple[LinkKind, ...] = (
+    "outside", "etc", "inside-file", "inside-dir", "parent", "dangling", "loop",
+)  # fmt: skip
+
+
+def links(kinds: tuple[LinkKind, ...] = LINK_KINDS) -> st.SearchStrategy[Link]:
     return st.builds(Link, st.sampled_from(kinds), st.integers(0, 8))
 
 
@@ -491,18 +496,45 @@ SAFE_SUFFIXES = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", max_si
 )
 
 
+TEMP_SUFFIXES = (b".part", b".tmp", b".crdownload")
+
+
+def _batch_suffix(name: bytes) -> bytes:
+    # After the 7-byte prefix, within NAME_MAX; a partial-download name is never a batch.
+    name = name[: NAME_MAX - 16]
+    return name + b"_" if name.lower().endswith(TEMP_SUFFIXES) else name
+
+
+def batch_suffixes(*, utf8_only: bool = False, forbidden: bytes = b"") -> st.SearchStrategy[bytes]:
+    """What follows the unique prefix in a dropped folder's name: plain, or any name bytes."""
+    drawn = names(utf8_only=utf8_only, forbidden=forbidden).map(_batch_suffix)
+    return st.one_of(SAFE_SUFFIXES, drawn)
+
+
+def loose_entries(
+    link_kinds: tuple[LinkKind, ...] = LINK_KINDS,
+) -> st.SearchStrategy[Blob | Link | Fifo | None]:
+    """Mostly None (a folder is dropped); sometimes one loose file, link or FIFO."""
+    loose: st.SearchStrategy[Blob | Link | Fifo] = st.one_of(
+        blobs(), links(link_kinds), st.just(Fifo())
+    )
+    return st.one_of(st.none(), st.none(), st.none(), st.none(), loose)
+
+
 def batches(
     *,
     tree: st.SearchStrategy[Folder] | None = None,
-    suffixes: st.SearchStrategy[bytes] = SAFE_SUFFIXES,
+    suffixes: st.SearchStrategy[bytes] | None = None,
+    loose: st.SearchStrategy[Blob | Link | Fifo | None] | None = None,
     tomls: st.SearchStrategy[Blob | OutsideLink | None] | None = None,
     urls: st.SearchStrategy[tuple[UrlLine, ...] | OutsideLink | None] | None = None,
 ) -> st.SearchStrategy[BatchSpec]:
     """A whole dropped folder; every part can be narrowed by passing its strategy."""
     return st.builds(
         BatchSpec,
-        suffix=suffixes,
+        suffix=suffixes if suffixes is not None else batch_suffixes(),
         root=tree if tree is not None else trees(),
+        loose=loose if loose is not None else loose_entries(),
         batch_toml=tomls if tomls is not None else st.none() | batch_tomls(),
         urls=urls if urls is not None else st.none() | urls_files(),
         newline=st.sampled_from((b"\n", b"\r\n")),
