@@ -148,7 +148,7 @@ def _status(config: Config, batch_id: str | None, *, as_json: bool) -> int:
     if config.daemon.state_dir.is_dir():  # a never-started daemon has no state: nothing to show
         store = StateStore(config.daemon.state_dir)
         try:
-            records = list(store.iter_batches())
+            records = list(store.iter_batches(skip_damaged=True))
             paused = store.is_paused()
             set_aside = store.set_aside_entries()
         finally:

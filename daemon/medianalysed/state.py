@@ -22,6 +22,7 @@ as earlier versions stored it.
 from __future__ import annotations
 
 import json
+import logging
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,8 @@ from medianalysed import names
 from medianalysed.diskfaults import GuardedCache, classified
 from medianalysed.errors import DiskWriteError, StateError
 from medianalysed.models import STATE_SCHEMA_VERSION, BatchStatus, ImageStatus, Priority
+
+_logger = logging.getLogger(__name__)
 
 PATH_CHUNK_SIZE = 1000
 _SEP = "\x00"
@@ -302,13 +305,23 @@ class StateStore:
         """Whether a batch id is taken."""
         return batch_id in self._batches
 
-    def iter_batches(self) -> Iterator[BatchRecord]:
-        """Every batch record, in insertion order."""
+    def iter_batches(self, *, skip_damaged: bool = False) -> Iterator[BatchRecord]:
+        """Every batch record, in insertion order.
+
+        `skip_damaged`: a record that cannot be parsed (a torn write, an older build) is
+        logged and skipped instead of raising, so one batch cannot stop the others.
+        """
         for key in list(self._batches.iterkeys()):
             # Claims are the other keys: text under _CLAIM_PREFIX, or bytes (names.storage_key).
             if not isinstance(key, str) or key.startswith(_CLAIM_PREFIX):
                 continue
-            record = self.get_batch(key)
+            try:
+                record = self.get_batch(key)
+            except (ValueError, KeyError, TypeError) as exc:
+                if not skip_damaged:
+                    raise
+                _logger.error("batch %s: its record is damaged and is skipped (%r)", key, exc)
+                continue
             if record is not None:
                 yield record
 

@@ -478,12 +478,16 @@ def test_a_batch_waiting_for_a_worker_is_not_stalled(batch_env):
     assert progress.stalled() == ["b1"]
 
 
-def test_a_command_for_a_batch_with_a_damaged_record_never_stops_the_supervisor(supervised):
-    supervisor, store, inbox, clock = supervised()
-    # A record an older build or a torn write left behind.
+def test_a_damaged_batch_record_never_stops_the_supervisor(supervised, tmp_path: Path):
+    # A record an older build or a torn write left behind, there at start and after.
+    store = StateStore(tmp_path / "state")
     store._batches.set("broken", '{"batch_id": "broken"}')
+    store.close()
+    supervisor, store, inbox, clock = supervised()
+    supervisor.ask(Snapshot(), timeout=5)  # started, with the damaged record skipped
+    store._batches.set("broken2", '{"batch_id": "broken2", "phase": "running"}')
     supervisor.tell(ControlCommand(verb="retry", batch_id="broken"))
-    supervisor.tell(ControlCommand(verb="cancel", batch_id="broken"))
+    supervisor.tell(ControlCommand(verb="cancel", batch_id="broken2"))
     _folder(inbox, "good")
     summary = inbox.outbox / "good" / "summary.json"
     _tick_until(supervisor, clock, summary.is_file, what="the good batch finished")

@@ -187,7 +187,7 @@ class SupervisorActor(pykka.ThreadingActor):
             self._add_worker()
         self._paused = self._store.is_paused()
         self._review_crash_loops()
-        for record in self._store.iter_batches():
+        for record in self._store.iter_batches(skip_damaged=True):
             if record.phase != "done":
                 logger.info("resuming batch %s (%s)", record.batch_id, record.phase)
                 self._queued.append(record.batch_id)
