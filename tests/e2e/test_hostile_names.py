@@ -185,7 +185,8 @@ def test_hostile_names_and_trees_all_end_and_the_daemon_stays_healthy(process, t
     assert "Permission denied" in locked_records["locked/"]["error"]["message"]
     assert summaries["locked-batch"]["status"] == "partial"
     assert by_path("deep")[inputs["deep"][0].decode()]["status"] == "done"
-    assert (process.archive / second_long / "b.jpg").is_file()
+    # Archived once its results are durable, so just after summary.json appears.
+    wait_for((process.archive / second_long / "b.jpg").is_file, what="the second one archived")
 
     with httpx.Client(base_url=f"http://127.0.0.1:{process.port}", timeout=5) as http:
         assert http.get("/healthz").status_code == 200
