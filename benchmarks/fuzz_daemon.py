@@ -60,6 +60,7 @@ class Figures:
     reproducers: list[str] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     peak_daemon_rss_mb: float = 0.0
+    log_tracebacks: int = 0  # unexpected exceptions the daemon logged (over all restarts)
     started: float = field(default_factory=time.monotonic)
 
     def to_json(self, args: argparse.Namespace) -> dict[str, Any]:
@@ -71,6 +72,7 @@ class Figures:
             "batches_with_violations": self.batches_with_violations,
             "violations_by_kind": dict(self.violations.most_common()),
             "daemon_deaths_and_restarts": self.daemon_deaths,
+            "tracebacks_in_daemon_log": self.log_tracebacks,
             "seconds": round(elapsed, 1),
             "cases_per_second": round(self.cases / elapsed, 2) if elapsed else None,
             "peak_rss_mb_process_group": round(self.peak_rss_mb, 1),
@@ -230,6 +232,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         feeder.drain()
         sampler.stop()
         fuzz.stop()
+        log = root / "daemon.log"
+        if log.is_file():
+            figures.log_tracebacks = log.read_bytes().count(b"Traceback (most recent call last)")
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     return figures.to_json(args)

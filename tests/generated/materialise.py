@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from tests.generated.strategies import (
 )
 
 ETC_PASSWD = "/etc/passwd"
+SECRET_PATTERN = re.compile(rb"Zq9SeCrEt[a-z0-9]{12}")
 
 
 @dataclass
@@ -150,6 +152,7 @@ class Materialiser:
                 os.symlink(self._outside_file(b"batch.toml", body), b"batch.toml", dir_fd=fd)
             else:
                 content = spec.batch_toml.content.replace(b"{NETLOC}", self.netloc)
+                planted.secrets.update(m.decode() for m in SECRET_PATTERN.findall(content))
                 _write(fd, b"batch.toml", content)
         if spec.urls is not None:
             written.add(b"urls.txt")

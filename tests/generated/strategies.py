@@ -354,6 +354,9 @@ def trees(
 # --- batch.toml -----------------------------------------------------------------------------
 
 
+# A callback URL with a password (the materialiser records every `Zq9SeCrEt...` it writes).
+_CREDENTIAL_CALLBACK = "http://user:Zq9SeCrEttomlcallback@{NETLOC}/hook"
+
 TOML_KINDS: tuple[str, ...] = (
     "valid", "wrong", "garbage", "nested-arrays", "nested-tables", "dotted", "huge", "not-utf8",
     "outside",
@@ -369,8 +372,9 @@ def batch_tomls(draw: st.DrawFn, kinds: tuple[str, ...] = TOML_KINDS) -> Blob | 
         priority = draw(st.sampled_from(("high", "normal", "low")))
         tags = draw(st.lists(st.text(max_size=10), max_size=4))
         body = f'priority = "{priority}"\ntags = {_toml_strings(tags)}\n'
-        if draw(st.booleans()):
-            body += 'callback_url = "http://{NETLOC}/hook"\n'
+        callback = draw(st.sampled_from(("", "http://{NETLOC}/hook", _CREDENTIAL_CALLBACK)))
+        if callback:
+            body += f'callback_url = "{callback}"\n'
         return Blob(body.encode(), "toml:valid")
     if kind == "wrong":
         lines = draw(
@@ -378,7 +382,7 @@ def batch_tomls(draw: st.DrawFn, kinds: tuple[str, ...] = TOML_KINDS) -> Blob | 
                 st.sampled_from(
                     ('priority = "urgent"', "priority = 3", 'tags = "a"', "tags = [1, 2]",
                      "callback_url = 7", 'callback_url = "ftp://x"', 'callbak_url = "http://a"',
-                     "[priority]", 'unknown = "x"', 'callback_url = "http://user:pw@{NETLOC}/h"')
+                     "[priority]", 'unknown = "x"', 'callback_url = "' + _CREDENTIAL_CALLBACK + '"')
                 ),
                 min_size=1,
                 max_size=4,
