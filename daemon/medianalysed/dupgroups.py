@@ -35,9 +35,10 @@ Work is done in steps (`steps()` is a generator), so the batch actor can interle
 from __future__ import annotations
 
 import functools
+from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -84,15 +85,14 @@ class RecordDuplicates:
     capped: bool
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class _Entry:
-    """One listed match, ordered as the record lists them."""
+class _Entry(NamedTuple):
+    """One listed match; tuples sort as the record lists them (and compare in C)."""
 
     tier_rank: int
     distance: int  # NO_DISTANCE when unknown
     source: int  # 0: history (ordered by id), 1: this batch (ordered by path index)
     order: int
-    tier: Tier = field(compare=False)
+    tier: Tier
 
 
 @dataclass(slots=True)
@@ -136,12 +136,13 @@ class DuplicatePlanner:
         self._pix_codes: dict[str, int] = {}
         self._pix_digests: list[str | None] = []
         self._shas: list[str] = []
-        self._sha_of: list[int] = []
-        self._pix_of: list[int] = []
-        self._phash_of: list[int] = []
-        self._has_phash: list[bool] = []
-        self._columns: list[list[int]] = []
-        self._lengths: list[list[int]] = []
+        # Compact while collecting: 100,000 images must not cost 100,000 Python lists.
+        self._sha_of = array("q")
+        self._pix_of = array("q")
+        self._phash_of = array("Q")
+        self._has_phash = array("b")
+        self._columns = array("Q")
+        self._lengths = array("b")
         self._odd_hashes: dict[int, dict[str, str]] = {}
         self._signatures: list[_Signature] = []
         self._signature_of: IntArray = np.zeros(0, dtype=np.int64)
@@ -171,10 +172,10 @@ class DuplicatePlanner:
         self._pix_of.append(pix)
         phash = phash_value(image.hashes)
         self._phash_of.append(0 if phash is None else phash)
-        self._has_phash.append(phash is not None)
+        self._has_phash.append(int(phash is not None))
         row, lengths = _hash_columns(image.hashes)
-        self._columns.append(row)
-        self._lengths.append(lengths)
+        self._columns.extend(row)
+        self._lengths.extend(lengths)
         if lengths.count(-1) or set(image.hashes) - set(HASH_NAMES):
             self._odd_hashes[index] = dict(image.hashes)
 
@@ -201,12 +202,14 @@ class DuplicatePlanner:
 
     def _prepare(self) -> None:
         n = len(self.paths)
-        self._sha = np.array(self._sha_of, dtype=np.int64)
-        self._pix = np.array(self._pix_of, dtype=np.int64)
-        phash = np.array(self._phash_of, dtype=np.uint64)
-        has_phash = np.array(self._has_phash, dtype=bool)
-        self._ev = np.array(self._columns, dtype=np.uint64).reshape(n, _HASH_COLUMNS)
-        self._ev_len = np.array(self._lengths, dtype=np.int8).reshape(n, _HASH_COLUMNS)
+        self._sha = np.frombuffer(self._sha_of, dtype=np.int64).copy()
+        self._pix = np.frombuffer(self._pix_of, dtype=np.int64).copy()
+        self._sha_list: list[int] = self._sha.tolist()  # indexed per member: lists are faster
+        self._pix_list: list[int] = self._pix.tolist()
+        phash = np.frombuffer(self._phash_of, dtype=np.uint64).copy()
+        has_phash = np.frombuffer(self._has_phash, dtype=np.int8).astype(bool)
+        self._ev = np.frombuffer(self._columns, dtype=np.uint64).reshape(n, _HASH_COLUMNS).copy()
+        self._ev_len = np.frombuffer(self._lengths, dtype=np.int8).reshape(n, _HASH_COLUMNS).copy()
         del self._sha_of, self._pix_of, self._phash_of, self._has_phash
         del self._columns, self._lengths
         values, inverse, counts = np.unique(
@@ -308,8 +311,9 @@ class DuplicatePlanner:
         digest = self._pix_digests[pix]
         if digest is not None:
             pixels = self._history_content(None, digest, query)
-            unlike = ~np.isin(pixels.ids, exact.ids)
-            pixels = _History(pixels.ids[unlike], pixels.distances[unlike])
+            if len(pixels.ids) and len(exact.ids):
+                unlike = ~np.isin(pixels.ids, exact.ids)
+                pixels = _History(pixels.ids[unlike], pixels.distances[unlike])
         count = int(self._sha_size[sha]) - 1 + len(exact.ids) + len(pixels.ids)
         entries += _history_entries(exact, "exact", self._keep)
         entries += _history_entries(pixels, "same_pixels", self._keep)
@@ -351,10 +355,11 @@ class DuplicatePlanner:
         for member in self._sha_head.members(signature.sha):
             # Same bytes, same pHash: distance 0 (unknown without a pHash).
             entries.append(_Entry(TIER_RANK["exact"], zero, 1, member, "exact"))
+        sha_of, pix_of = self._sha_list, self._pix_list
         pixel_members = [
             member
             for member in self._pix_head.members(signature.pix)
-            if self._sha_of_member(member) != signature.sha
+            if sha_of[member] != signature.sha
         ][:keep]
         entries.extend(
             _Entry(TIER_RANK["same_pixels"], zero, 1, member, "same_pixels")
@@ -364,8 +369,7 @@ class DuplicatePlanner:
             same_value = [
                 member
                 for member in self._value_head.members(value)
-                if self._pix_of_member(member) != signature.pix
-                and self._sha_of_member(member) != signature.sha
+                if pix_of[member] != signature.pix and sha_of[member] != signature.sha
             ][:keep]
             entries.extend(_Entry(TIER_RANK["near"], 0, 1, m, "near") for m in same_value)
             entries.extend(
@@ -374,21 +378,18 @@ class DuplicatePlanner:
             )
         return entries
 
-    def _sha_of_member(self, member: int) -> int:
-        return int(self._sha[member])
-
-    def _pix_of_member(self, member: int) -> int:
-        return int(self._pix[member])
-
     # -- the history ---------------------------------------------------------------------
 
     def _history_content(
         self, sha256: str | None, digest: str | None, query: int | None
     ) -> _History:
-        ids = self._history.content_ids(sha256=sha256, pixel_digest=digest)
-        if len(ids) == 0:
+        own = self._own_ids
+        ids = [
+            i for i in self._history.content_ids(sha256=sha256, pixel_digest=digest) if i not in own
+        ]
+        if not ids:  # the usual case: the only copy is this batch's own image
             return _NO_HISTORY
-        info = self._history.rows_info(ids)
+        info = self._history.rows_info(np.array(ids, dtype=np.int64))
         keep = np.ones(len(info.ids), dtype=bool)
         code = self._history.batch_code(self._batch_id)
         if code is not None:
@@ -396,7 +397,7 @@ class DuplicatePlanner:
         current = info.version == self._history.analysis_version
         if digest is not None:  # same_pixels compares only images of this analysis version
             keep &= current
-        if not keep.any():  # the usual case: the only copy is this batch's own image
+        if not keep.any():
             return _NO_HISTORY
         distances = np.full(len(info.ids), NO_DISTANCE, dtype=np.int64)
         if query is not None:
@@ -420,6 +421,11 @@ class DuplicatePlanner:
             )
         ]
         return _NearHistory(len(ids), entries), capped
+
+    @functools.cached_property
+    def _own_ids(self) -> frozenset[int]:
+        """Ids of this batch's images in the history (left out of every history answer)."""
+        return frozenset(self._history.batch_ids(self._batch_id))
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - the planner lives as long as one finalising
     def _near_history(self, query: int) -> tuple[IntArray, IntArray, bool]:
@@ -634,6 +640,8 @@ def _roots(parent: IntArray, items: IntArray) -> IntArray:
 
 
 def _history_entries(found: _History, tier: Tier, keep: int) -> list[_Entry]:
+    if not len(found.ids):
+        return []
     return [
         _Entry(TIER_RANK[tier], int(distance), 0, int(image_id), tier)
         for image_id, distance in zip(

@@ -259,13 +259,26 @@ class HistoryIndex:
 
     def content_ids(
         self, *, sha256: str | None = None, pixel_digest: str | None = None
-    ) -> IntArray:
+    ) -> list[int]:
         """Ids of the stored images with this sha256 or this pixel digest (one of them), sorted."""
         if (sha256 is None) == (pixel_digest is None):
             raise ValueError("give exactly one of sha256 and pixel_digest")
         self._check_open()
         key = _sha_key(sha256) if sha256 is not None else _pix_key(cast("str", pixel_digest))
-        return np.array(sorted(set(self._id_list(key))), dtype=np.int64)
+        return sorted(set(self._id_list(key)))
+
+    def batch_ids(self, batch_id: str) -> list[int]:
+        """Ids of the stored images of one batch."""
+        self._check_open()
+        with self._mem_lock:
+            code = self._batch_codes.get(batch_id)
+            if code is None:
+                return []
+            columns = self._columns
+            n = columns.n
+            rows = np.flatnonzero((columns.batch[:n] == code) & ((columns.flags[:n] & 1) != 0))
+            ids: list[int] = columns.ids[rows].tolist()
+            return ids
 
     def near_ids(
         self, query: int, *, max_distance: int, limit: int, exclude_batch: str | None = None
