@@ -110,6 +110,13 @@ def classified(target: str, path: Path | str) -> Iterator[None]:
         if isinstance(fault, StateCorruptError):
             note_corruption(Path(path), str(exc))
         raise fault from exc
+    except UnicodeDecodeError as exc:
+        if target != "state":
+            raise
+        # Text SQLite returns (a value, an error message quoting the schema) is not UTF-8:
+        # only damaged pages do that, since everything stored was encoded by us.
+        note_corruption(Path(path), f"undecodable text: {exc.reason}")
+        raise StateCorruptError(str(path), f"undecodable text: {exc.reason}") from exc
     except shutil.Error as exc:
         failure = _copy_failure(exc, target, path)
         if failure is None:

@@ -182,6 +182,8 @@ def database_problem(db: Path) -> str | None:
         connection = sqlite3.connect(str(db), timeout=30, isolation_level=None)
     except sqlite3.Error as exc:
         return _open_problem(exc, db)
+    # Damaged pages can hold any bytes where SQLite returns UTF-8 text: never fail on them.
+    connection.text_factory = lambda raw: raw.decode("utf-8", "replace")
     try:
         rows = connection.execute("PRAGMA quick_check").fetchall()
         if rows != [("ok",)]:
@@ -191,6 +193,9 @@ def database_problem(db: Path) -> str | None:
             return "not a diskcache database (its tables are missing)"
     except sqlite3.Error as exc:
         return _open_problem(exc, db)
+    except UnicodeDecodeError as exc:
+        # SQLite's error message quoted damaged schema bytes that are not UTF-8.
+        return f"unreadable schema ({exc.reason} in SQLite's error message)"
     finally:
         connection.close()
     return None

@@ -254,3 +254,15 @@ def test_a_malformed_read_at_run_time_is_latched_and_marked_for_the_next_start(
         assert (directory / diskfaults.DAMAGED_MARKER).is_file()
     finally:
         reset_corruption()
+
+
+def test_undecodable_text_from_the_state_is_damage_and_elsewhere_a_bug(tmp_path: Path) -> None:
+    reset_corruption()
+    try:
+        with pytest.raises(StateCorruptError), classified("state", tmp_path):
+            b"\xd8".decode()
+        assert corruption_seen() is not None
+    finally:
+        reset_corruption()
+    with pytest.raises(UnicodeDecodeError), classified("outbox", tmp_path):
+        b"\xd8".decode()
