@@ -44,7 +44,8 @@ REPRODUCERS_PER_KIND = 5
 def bench_batches() -> st.SearchStrategy[strategies.BatchSpec]:
     """Bigger batches than the e2e test's: more cases per batch, less per-batch overhead."""
     return strategies.batches(
-        tree=strategies.trees(max_entries=12, max_leaves=40),
+        tree=strategies.trees(max_entries=16, max_leaves=48, min_entries=4),
+        loose=strategies.loose_entries(folders_per_loose=12),
         urls=st.none() | strategies.urls_files(max_lines=24),
     )
 
@@ -227,14 +228,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         generate()
     except _Enough:
-        pass
-    finally:
         feeder.drain()
+    except KeyboardInterrupt:
+        print("interrupted: batches in flight are not waited for", file=sys.stderr)
+    finally:
         sampler.stop()
         fuzz.stop()
         log = root / "daemon.log"
         if log.is_file():
-            figures.log_tracebacks = log.read_bytes().count(b"Traceback (most recent call last)")
+            text = log.read_bytes()  # at a line start: a generated name may hold the words
+            figures.log_tracebacks = text.count(b"\nTraceback (most recent call last)")
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     return figures.to_json(args)

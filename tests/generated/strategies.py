@@ -301,10 +301,16 @@ def leaves(*, special: bool = True) -> st.SearchStrategy[Node]:
 
 
 def _folder(
-    children: st.SearchStrategy[Node], max_entries: int, name: st.SearchStrategy[bytes]
+    children: st.SearchStrategy[Node],
+    max_entries: int,
+    name: st.SearchStrategy[bytes],
+    min_entries: int = 0,
 ) -> st.SearchStrategy[Folder]:
     entries = st.lists(
-        st.tuples(name, children), max_size=max_entries, unique_by=lambda entry: entry[0]
+        st.tuples(name, children),
+        min_size=min_entries,
+        max_size=max(min_entries, max_entries),
+        unique_by=lambda entry: entry[0],
     )
     return entries.map(lambda items: Folder(tuple(items)))
 
@@ -334,6 +340,7 @@ def trees(
     utf8_only: bool = False,
     forbidden: bytes = b"",
     max_path: int = 3 * PATH_MAX,
+    min_entries: int = 0,
 ) -> st.SearchStrategy[Folder]:
     """A batch's folder tree (the top level is a Folder whose entries are the batch).
 
@@ -348,7 +355,7 @@ def trees(
         max_leaves=max_leaves,
     )
     chains = deep_chains(leaf, name, max_path)
-    return _folder(st.one_of(nested, nested, nested, chains), max_entries, name)
+    return _folder(st.one_of(nested, nested, nested, chains), max_entries, name, min_entries)
 
 
 # --- batch.toml -----------------------------------------------------------------------------
@@ -516,13 +523,13 @@ def batch_suffixes(*, utf8_only: bool = False, forbidden: bytes = b"") -> st.Sea
 
 
 def loose_entries(
-    link_kinds: tuple[LinkKind, ...] = LINK_KINDS,
+    link_kinds: tuple[LinkKind, ...] = LINK_KINDS, *, folders_per_loose: int = 4
 ) -> st.SearchStrategy[Blob | Link | Fifo | None]:
     """Mostly None (a folder is dropped); sometimes one loose file, link or FIFO."""
     loose: st.SearchStrategy[Blob | Link | Fifo] = st.one_of(
         blobs(), links(link_kinds), st.just(Fifo())
     )
-    return st.one_of(st.none(), st.none(), st.none(), st.none(), loose)
+    return st.one_of(*[st.none()] * folders_per_loose, loose)
 
 
 def batches(
