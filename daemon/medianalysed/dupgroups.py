@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from medianalysed.dupclasses import Heads, hash_columns, roots
 from medianalysed.dupindex import HASH_NAMES, HistoryIndex, ImageRef, evidence
 from medianalysed.dupsearch import (
     NO_DISTANCE,
@@ -62,7 +63,6 @@ _SIGNATURES_PER_STEP = 256
 _HISTORY_RECORDS_CACHED = 4096
 
 _HASH_COLUMNS = len(HASH_NAMES)
-_MAX_COLUMN_HEX = 16  # a hash wider than 64 bits is compared as text
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +173,7 @@ class DuplicatePlanner:
         phash = phash_value(image.hashes)
         self._phash_of.append(0 if phash is None else phash)
         self._has_phash.append(int(phash is not None))
-        row, lengths = _hash_columns(image.hashes)
+        row, lengths = hash_columns(image.hashes)
         self._columns.extend(row)
         self._lengths.extend(lengths)
         if lengths.count(-1) or set(image.hashes) - set(HASH_NAMES):
@@ -222,19 +222,19 @@ class DuplicatePlanner:
         self._sha_size = np.bincount(self._sha, minlength=len(self._shas))
         self._pix_size = np.bincount(self._pix, minlength=len(self._pix_digests))
         members = np.arange(n, dtype=np.int64)
-        self._sha_head = _Heads(self._sha, None, members, per_key=self._keep, cap=self._keep)
-        self._pix_head = _Heads(
+        self._sha_head = Heads(self._sha, None, members, per_key=self._keep, cap=self._keep)
+        self._pix_head = Heads(
             self._pix, self._sha, members, per_key=self._keep, cap=2 * self._keep
         )
         with_phash = members[has_phash]
-        self._value_head = _Heads(
+        self._value_head = Heads(
             self._value[with_phash],
             self._pix[with_phash],
             with_phash,
             per_key=self._keep,
             cap=2 * self._keep,
         )
-        self._value_first = _Heads(
+        self._value_first = Heads(
             self._value[with_phash], None, with_phash, per_key=self._keep, cap=self._keep
         )
         self._signatures = self._collect_signatures()
@@ -275,10 +275,10 @@ class DuplicatePlanner:
             self._far[value] = self._nearest_others(value, rows, distances)
 
     def _union(self, values: IntArray) -> None:
-        roots = _roots(self._parent, values)
-        lowest = roots.min()
-        if (roots != lowest).any():
-            self._parent[roots] = lowest
+        found = roots(self._parent, values)
+        lowest = found.min()
+        if (found != lowest).any():
+            self._parent[found] = lowest
 
     def _nearest_others(
         self, value: int, rows: IntArray, distances: IntArray
@@ -452,8 +452,8 @@ class DuplicatePlanner:
         self._add_groups("same_pixels", self._pix, pixels)
         component = np.full(n, -1, dtype=np.int64)
         has_value = self._value >= 0
-        roots = _roots(self._parent, np.arange(len(self._values), dtype=np.int64))
-        component[has_value] = roots[self._value[has_value]]
+        root_of = roots(self._parent, np.arange(len(self._values), dtype=np.int64))
+        component[has_value] = root_of[self._value[has_value]]
         spans = np.unique(np.stack((component[has_value], self._pix[has_value]), axis=1), axis=0)
         classes = np.bincount(spans[:, 0], minlength=len(self._values)) if len(spans) else None
         near = np.zeros(n, dtype=bool)
@@ -574,71 +574,6 @@ class _NearHistory:
     entries: list[_Entry]
 
 
-class _Heads:
-    """For each class, its first members (in member order), at most `per_key` of each key.
-
-    With `cap >= 2 * per_key`, the first `per_key` members whose key differs from any one key
-    are among them: at most `per_key` of them have that key.
-    """
-
-    def __init__(
-        self,
-        classes: IntArray,
-        keys: IntArray | None,
-        members: IntArray,
-        *,
-        per_key: int,
-        cap: int,
-    ) -> None:
-        if keys is not None:
-            order = np.lexsort((members, keys, classes))
-            order = order[_rank_in_runs(classes[order], keys[order]) < per_key]
-        else:
-            order = np.arange(len(members))
-        order = order[np.lexsort((members[order], classes[order]))]
-        order = order[_rank_in_runs(classes[order]) < cap]
-        self._members = members[order]
-        size = int(classes.max()) + 1 if len(classes) else 0
-        self._offsets = np.searchsorted(classes[order], np.arange(size + 1))
-
-    def members(self, cls: int) -> list[int]:
-        """The head of one class."""
-        head: list[int] = self._members[self._offsets[cls] : self._offsets[cls + 1]].tolist()
-        return head
-
-    def first(self, classes: IntArray) -> IntArray:
-        """The first member of each class (every class has one)."""
-        first: IntArray = self._members[self._offsets[classes]]
-        return first
-
-
-def _rank_in_runs(*sorted_keys: IntArray) -> IntArray:
-    """Position of each element within its run of equal keys (keys sorted together)."""
-    n = len(sorted_keys[0])
-    starts_here = np.zeros(n, dtype=bool)
-    if n:
-        starts_here[0] = True
-    for keys in sorted_keys:
-        starts_here[1:] |= keys[1:] != keys[:-1]
-    positions = np.arange(n, dtype=np.int64)
-    starts = np.where(starts_here, positions, 0)
-    np.maximum.accumulate(starts, out=starts)
-    ranks: IntArray = positions - starts
-    return ranks
-
-
-def _roots(parent: IntArray, items: IntArray) -> IntArray:
-    """Union-find roots of `items`, compressing the paths it walks."""
-    roots = parent[items]
-    while True:
-        above = parent[roots]
-        if np.array_equal(above, roots):
-            break
-        roots = above
-    parent[items] = roots
-    return roots
-
-
 def _history_entries(found: _History, tier: Tier, keep: int) -> list[_Entry]:
     if not len(found.ids):
         return []
@@ -648,22 +583,3 @@ def _history_entries(found: _History, tier: Tier, keep: int) -> list[_Entry]:
             found.ids[:keep].tolist(), found.distances[:keep].tolist(), strict=True
         )
     ]
-
-
-def _hash_columns(hashes: Mapping[str, str]) -> tuple[list[int], list[int]]:
-    """The hashes as 64-bit ints with their hex lengths (0: absent, -1: not representable)."""
-    row: list[int] = []
-    lengths: list[int] = []
-    for name in HASH_NAMES:
-        text = hashes.get(name)
-        if text is None:
-            row.append(0)
-            lengths.append(0)
-            continue
-        try:
-            value = int(text, 16) if 0 < len(text) <= _MAX_COLUMN_HEX else -1
-        except ValueError:
-            value = -1
-        row.append(max(value, 0))
-        lengths.append(len(text) if value >= 0 else -1)
-    return row, lengths
