@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 from medianalysed import outbox
 from medianalysed.crashpoints import crash_point
-from medianalysed.models import BatchStatus, ImageStatus
+from medianalysed.models import BatchStatus, ImageStatus, Phase
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RERUN_PHASE: Final = "resetting"
+RERUN_PHASE: Final = Phase.RESETTING
 _RESET_CHUNK = 500
 
 
@@ -52,7 +52,7 @@ def plan_rerun(store: StateStore, batch_id: str, *, only_failed: bool) -> RerunP
     record = store.get_batch(batch_id)
     if record is None:
         raise RerunError(f"no batch named {batch_id!r}")
-    if record.phase != "done":
+    if record.phase != Phase.DONE:
         raise RerunError(
             f"batch {batch_id} is still {record.status} ({record.phase}); "
             "wait for it to finish or cancel it first"
@@ -161,6 +161,6 @@ def finish_rerun(
         store.put_images(batch_id, resets)
     crash_point("rerun:reset", batch_id)  # images reset, the batch not yet reopened
     # A batch set aside before it was ever listed (chunks == 0) is listed now.
-    reopened = record.evolve(phase="running" if record.chunks else "enumerating")
+    reopened = record.evolve(phase=Phase.RUNNING if record.chunks else Phase.ENUMERATING)
     store.put_batch(reopened)
     return reopened

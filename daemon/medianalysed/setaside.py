@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from medianalysed import outbox
 from medianalysed.errors import MedianalysedError, clip_message
-from medianalysed.models import BatchStatus, utc_now_iso
+from medianalysed.models import BatchStatus, Phase, utc_now_iso
 from medianalysed.state import BatchRecord, StateStore
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def set_aside(
     now = utc_now_iso()
     counts = _counts(store, record)
     ended = record.evolve(
-        phase="done",
+        phase=Phase.DONE,
         status=BatchStatus.FAILED,
         completed_at=now,
         final_counts=counts,

@@ -34,7 +34,7 @@ import diskcache
 from medianalysed import names
 from medianalysed.diskfaults import GuardedCache, classified
 from medianalysed.errors import DiskWriteError, StateError
-from medianalysed.models import STATE_SCHEMA_VERSION, BatchStatus, ImageStatus, Priority
+from medianalysed.models import STATE_SCHEMA_VERSION, BatchStatus, ImageStatus, Phase, Priority
 
 _logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class BatchRecord:
     loose_file: bool = False  # a single file dropped at the inbox root
     claim_key: str = ""  # the claim on the dropped input (its inbox and name)
     status: BatchStatus = BatchStatus.QUEUED
-    phase: str = "enumerating"  # enumerating | running | finalizing | written | done
+    phase: Phase = Phase.ENUMERATING
     priority: Priority = Priority.NORMAL
     tags: tuple[str, ...] = ()
     callback_url: str = ""
@@ -83,7 +83,7 @@ class BatchRecord:
             "loose_file": self.loose_file,
             "claim_key": self.claim_key,
             "status": str(self.status),
-            "phase": self.phase,
+            "phase": str(self.phase),
             "priority": str(self.priority),
             "tags": list(self.tags),
             "callback_url": self.callback_url,
@@ -113,7 +113,7 @@ class BatchRecord:
             loose_file=data.get("loose_file", False),
             claim_key=data.get("claim_key", ""),
             status=BatchStatus(data["status"]),
-            phase=data["phase"],
+            phase=Phase(data["phase"]),
             priority=Priority(data["priority"]),
             tags=tuple(data["tags"]),
             callback_url=data["callback_url"],

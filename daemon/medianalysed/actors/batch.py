@@ -59,6 +59,7 @@ from medianalysed.models import (
     ANALYSIS_VERSION,
     BatchStatus,
     ImageStatus,
+    Phase,
     final_batch_status,
     utc_now_iso,
 )
@@ -318,14 +319,14 @@ class BatchActor(pykka.ThreadingActor):
             self._record = finish_rerun(self._store, self._record, self._history)
             leave_step(self._store, self._batch_id)
             phase = self._record.phase
-        if phase == "enumerating":
+        if phase == Phase.ENUMERATING:
             self._enumerate()
             phase = self._record.phase
-        if phase == "running":
+        if phase == Phase.RUNNING:
             self._resume_running()
-        elif phase in {"finalizing", "written", "disposing"}:
+        elif phase in {Phase.FINALIZING, Phase.WRITTEN, Phase.DISPOSING}:
             self._finalize()
-        elif phase == "done":
+        elif phase == Phase.DONE:
             self._tell_finished()
 
     def _tell_finished(self) -> None:
@@ -352,7 +353,7 @@ class BatchActor(pykka.ThreadingActor):
         except STORAGE_FAULTS:
             raise  # the disk's or the database's fault, not this input's: parked or repaired
         except Exception as exc:
-            if self._record.phase != "running":
+            if self._record.phase != Phase.RUNNING:
                 raise  # finalising failed, not this input: a crash, restarted from state
             logger.exception(
                 "batch %s: handling the outcome of %s failed",
@@ -434,15 +435,15 @@ class BatchActor(pykka.ThreadingActor):
         )
         if self._record.phase == RERUN_PHASE:
             # Crashed while resetting for a rerun: what was not reset keeps its old record.
-            self._record = self._record.evolve(phase="running")
-        if self._record.phase == "enumerating":
+            self._record = self._record.evolve(phase=Phase.RUNNING)
+        if self._record.phase == Phase.ENUMERATING:
             self._record = self._record.evolve(
-                phase="running",
+                phase=Phase.RUNNING,
                 status=BatchStatus.PROCESSING,
                 chunks=self._stored_chunks(),
                 note=_joined_note(self._record.note, "its listing did not complete"),
             )
-        if self._record.phase == "running":
+        if self._record.phase == Phase.RUNNING:
             self._counts = self._fail_unfinished()
             self._record = self._record.evolve(total=sum(self._counts.values()))
             self._store.put_batch(self._record)
@@ -510,7 +511,7 @@ class BatchActor(pykka.ThreadingActor):
             self._store.put_images(self._batch_id, refused)
         self._save(
             self._record.evolve(
-                phase="running",
+                phase=Phase.RUNNING,
                 status=BatchStatus.PROCESSING,
                 total=total,
                 chunks=chunks,
@@ -749,7 +750,7 @@ class BatchActor(pykka.ThreadingActor):
         self._write_status()
 
     def _on_tick(self) -> None:
-        if self._record.phase != "running":
+        if self._record.phase != Phase.RUNNING:
             return
         if not self._in_flight:
             # Waiting for a worker or a retry is not a stall: this actor answers.
@@ -758,7 +759,7 @@ class BatchActor(pykka.ThreadingActor):
         self._write_status()
 
     def _cancel(self) -> None:
-        if self._record.phase not in {"running", "enumerating"}:
+        if self._record.phase not in {Phase.RUNNING, Phase.ENUMERATING}:
             return
         self._cancelled = True
         self._retry_heap.clear()
@@ -803,7 +804,7 @@ class BatchActor(pykka.ThreadingActor):
     # -- finalisation ------------------------------------------------------------------
 
     def _finalize(self) -> None:
-        if self._record.phase in {"running", "enumerating"}:
+        if self._record.phase in {Phase.RUNNING, Phase.ENUMERATING}:
             counts = self._live_counts()
             status = (
                 BatchStatus.CANCELLED
@@ -812,13 +813,13 @@ class BatchActor(pykka.ThreadingActor):
             )
             self._save(
                 self._record.evolve(
-                    phase="finalizing",
+                    phase=Phase.FINALIZING,
                     status=status,
                     completed_at=utc_now_iso(),
                     final_counts=counts,
                 )
             )
-        if self._record.phase == "finalizing":
+        if self._record.phase == Phase.FINALIZING:
             if self._finalising is None:
                 enter_step(self._store, self._batch_id, "finalizing")
                 crash_point("finalize", self._batch_id)
@@ -859,11 +860,11 @@ class BatchActor(pykka.ThreadingActor):
             callback_url=self._record.callback_url,
             run=self._record.runs,
         )
-        self._save(self._record.evolve(phase="written"))
+        self._save(self._record.evolve(phase=Phase.WRITTEN))
         self._finish()
 
     def _finish(self) -> None:
-        if self._record.phase in {"written", "disposing"}:
+        if self._record.phase in {Phase.WRITTEN, Phase.DISPOSING}:
             enter_step(self._store, self._batch_id, "disposing")
             self._dispose_input()
         leave_step(self._store, self._batch_id)
@@ -891,7 +892,7 @@ class BatchActor(pykka.ThreadingActor):
             counts=self._record.final_counts,
             started_at=self._record.started_at,
             updated_at=utc_now_iso(),
-            phase="finalizing",
+            phase=Phase.FINALIZING,
             finalizing={"stage": stage, "done": done, "total": total},
         )
         try:
@@ -933,7 +934,7 @@ class BatchActor(pykka.ThreadingActor):
             counts=counts,
             started_at=self._record.started_at,
             updated_at=self._record.completed_at or utc_now_iso(),
-            phase="done",
+            phase=Phase.DONE,
         )
         outbox.write_json_atomic(batch_dir / outbox.STATUS_FILE, fields)
         fields["completed_at"] = self._record.completed_at
@@ -1037,8 +1038,10 @@ class BatchActor(pykka.ThreadingActor):
             self._dispose_input_steps()
 
     def _dispose_input_steps(self) -> None:
-        if self._record.phase == "written":
-            self._save(self._record.evolve(phase="disposing", archived_to=self._disposal_target()))
+        if self._record.phase == Phase.WRITTEN:
+            self._save(
+                self._record.evolve(phase=Phase.DISPOSING, archived_to=self._disposal_target())
+            )
             crash_point("dispose:intent", self._batch_id)
         source = Path(self._record.source)
         target = self._record.archived_to
@@ -1055,7 +1058,7 @@ class BatchActor(pykka.ThreadingActor):
             )
             target = None
         crash_point("dispose:moved", self._batch_id)
-        self._save(self._record.evolve(phase="done", archived_to=target))
+        self._save(self._record.evolve(phase=Phase.DONE, archived_to=target))
 
     def _disposal_action(self) -> str:
         source = Path(self._record.source)

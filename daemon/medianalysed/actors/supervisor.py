@@ -55,7 +55,7 @@ from medianalysed.messages import (
     WorkerIdle,
     WorkWanted,
 )
-from medianalysed.models import BatchStatus, Priority, utc_now_iso
+from medianalysed.models import BatchStatus, Phase, Priority, utc_now_iso
 from medianalysed.readiness import SettleTracker, TreeSnapshot, is_batch_candidate, snapshot_tree
 from medianalysed.rerun import RerunError, begin_rerun
 from medianalysed.setaside import set_aside
@@ -188,7 +188,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._paused = self._store.is_paused()
         self._review_crash_loops()
         for record in self._store.iter_batches(skip_damaged=True):
-            if record.phase != "done":
+            if record.phase != Phase.DONE:
                 logger.info("resuming batch %s (%s)", record.batch_id, record.phase)
                 self._queued.append(record.batch_id)
         self._start_queued()
@@ -455,7 +455,7 @@ class SupervisorActor(pykka.ThreadingActor):
             self._queue_ranks.pop(batch_id, None)
             try:
                 record = self._store.get_batch(batch_id)
-                if record is None or record.phase == "done":
+                if record is None or record.phase == Phase.DONE:
                     continue
                 self._start_batch(record)
             except Exception:
@@ -516,7 +516,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._reclaim_slots(self._demand.pop(message.batch_id, None), message.grants_received)
         self._parts.progress.forget(message.batch_id)
         record = self._store.get_batch(message.batch_id)
-        if record is not None and record.phase == "done" and record.claim_key:
+        if record is not None and record.phase == Phase.DONE and record.claim_key:
             moved = record.archived_to is not None or not Path(record.source).exists()
             claim = self._store.claim_for(record.claim_key)
             # After a retry the claim may belong to a newer folder of the same name.
@@ -577,7 +577,7 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _restart(self, batch_id: str, restarts: int, reason: str) -> None:
         record = self._store.get_batch(batch_id)
-        if record is None or record.phase == "done":
+        if record is None or record.phase == Phase.DONE:
             return
         if restarts > MAX_BATCH_RESTARTS:
             logger.error(
