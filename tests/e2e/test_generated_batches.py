@@ -11,16 +11,19 @@ The longer run (>= 10,000 cases) is `benchmarks/fuzz_daemon.py`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
+from tests.e2e.harness import run_cli
 from tests.generated import corpus, strategies
-from tests.generated.drive import FuzzDaemon
-from tests.generated.invariant import Violation
+from tests.generated.drive import FuzzDaemon, fuzz_config
+from tests.generated.invariant import check_outbox, expected_inputs
+from tests.generated.known import new_violations
+from tests.generated.materialise import Materialiser
 
 pytestmark = pytest.mark.e2e
 
@@ -38,24 +41,6 @@ E2E_BATCHES = strategies.batches(
     loose=strategies.loose_entries(link_kinds=_LOOSE_LINKS),
     urls=st.none() | strategies.urls_files(max_lines=8),
 )
-
-
-# Violations main still has that no strategy can avoid, each with its finding; only these
-# exact ones are let through. Remove an entry as soon as its fix lands.
-OPEN_FINDINGS: dict[str, Callable[[Violation], bool]] = {
-    "G5 (unowned): an UNSUPPORTED_FORMAT image is `failed`, SPEC §3 says `skipped`": (
-        lambda v: (
-            v.kind == "error-status" and v.detail.startswith("UNSUPPORTED_FORMAT but status failed")
-        )
-    ),
-    "G6 (names): a bare \\r in a cell (a name, an EXIF string) splits its results.csv row": (
-        lambda v: v.kind == "csv-rows-cr"
-    ),
-}
-
-
-def _still_open(violation: Violation) -> bool:
-    return any(matches(violation) for matches in OPEN_FINDINGS.values())
 
 
 @pytest.fixture(scope="module")
@@ -85,5 +70,38 @@ def test_every_generated_batch_ends_with_one_record_per_input_and_a_healthy_daem
     fuzz: FuzzDaemon, spec: strategies.BatchSpec
 ) -> None:
     dropped = fuzz.drop(spec)
-    violations = [v for v in fuzz.wait(dropped, BATCH_DEADLINE_S) if not _still_open(v)]
+    violations = new_violations(fuzz.wait(dropped, BATCH_DEADLINE_S))
     assert not violations, f"batch {dropped.prefix}:\n" + "\n".join(map(str, violations))
+
+
+@pytest.mark.timeout(300)
+@settings(
+    max_examples=6,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
+@given(spec=E2E_BATCHES)
+def test_analyze_without_the_daemon_writes_an_outbox_that_keeps_the_invariant(
+    tmp_path_factory: pytest.TempPathFactory, spec: strategies.BatchSpec
+) -> None:
+    if not corpus.available():
+        pytest.skip(f"corpora not found at {corpus.CORPORA}")
+    # A symlink named on the command line is followed: the user asked for that path.
+    assume(not isinstance(spec.loose, strategies.Link))
+    root = Path(tmp_path_factory.mktemp("analyze"))
+    config = fuzz_config(root, port=0)  # no server: its URLs fail, each with its record
+    planted = Materialiser(root / "staging", root / "outside", server=None).build(spec, b"b")
+    expected = expected_inputs(planted.path, forbidden=frozenset(planted.forbidden_hashes))
+
+    done = run_cli("analyze", "--config", str(config), "--out", str(root / "out"),
+                   "--no-progress", str(planted.path), cwd=root, timeout=240)  # fmt: skip
+
+    (outbox,) = (root / "out").iterdir()
+    violations = new_violations(check_outbox(expected, outbox))
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    assert not violations, "\n".join(map(str, violations))
