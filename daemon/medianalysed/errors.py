@@ -76,7 +76,8 @@ _RETRYABLE = frozenset(
         ErrorCode.REMOTE_ERROR,
     }
 )
-_SKIPPING = frozenset({ErrorCode.TOO_LARGE, ErrorCode.TOO_SMALL})
+# SPEC §3: a file that is not an image (or not one we decode) is skipped, like the size rules.
+_SKIPPING = frozenset({ErrorCode.TOO_LARGE, ErrorCode.TOO_SMALL, ErrorCode.UNSUPPORTED_FORMAT})
 
 
 def clip_message(message: str) -> str:

@@ -211,7 +211,7 @@ def _duplicate_totals(final: dict[str, Any]) -> list[str]:
 def _final_record(record: BatchRecord, relpath: str) -> dict[str, Any] | None:
     results = Path(record.outbox_dir) / outbox.RESULTS_JSONL
     # results.jsonl is compact JSON: a cheap text test skips parsing every other line.
-    needle = '"path":' + json.dumps(names.display(relpath), ensure_ascii=False)
+    needle = '"path":' + json.dumps(names.record_path(relpath), ensure_ascii=False)
     try:
         with results.open(encoding="utf-8") as handle:
             for line in handle:

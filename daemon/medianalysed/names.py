@@ -71,16 +71,34 @@ def display(key: str) -> str:
     return _SURROGATE.sub(lambda m: f"\\x{ord(m[0]) - 0xDC00:02x}", key)
 
 
+def is_exact(key: str) -> bool:
+    """Whether `record_path` shows the key as it is: valid text with no literal `\\x`."""
+    return is_clean(key) and "\\x" not in key
+
+
+def record_path(key: str) -> str:
+    """The `path` form of a record: `display`, made one-to-one.
+
+    A literal name `\\xff` (four characters) and the one byte 0xff would both display as
+    `\\xff`. So a name that is not exact has every literal backslash written `\\x5c` as well:
+    in such a path each backslash starts an escape, and an exact path never holds `\\x`, so
+    no two names share a `path` (and the inexact ones carry `path_bytes`).
+    """
+    if is_exact(key):
+        return key
+    return display(key.replace("\\", "\\x5c"))
+
+
 def path_bytes(key: str) -> str | None:
-    """The `path_bytes` field: base64 of the exact bytes, or None when `display` is exact."""
-    if is_clean(key):
+    """The `path_bytes` field: base64 of the exact bytes, or None when `record_path` is exact."""
+    if is_exact(key):
         return None
     return base64.b64encode(to_bytes(key)).decode("ascii")
 
 
 def path_fields(key: str) -> dict[str, str]:
     """`{"path": ...}` plus `"path_bytes"` when needed: how every output names a file."""
-    fields = {"path": display(key)}
+    fields = {"path": record_path(key)}
     exact = path_bytes(key)
     if exact is not None:
         fields["path_bytes"] = exact

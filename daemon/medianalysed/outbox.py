@@ -316,7 +316,10 @@ class ResultsWriter:
 
     def __init__(self, jsonl: IO[str], csv_file: IO[str]) -> None:
         self._jsonl = jsonl
-        self._csv = csv.writer(csv_file, lineterminator="\n")
+        # RFC 4180 line ends: the csv module quotes a cell holding any character of the line
+        # terminator, so with "\r\n" a bare "\r" in a name or an EXIF string is quoted too
+        # (with "\n" alone it was written bare, and every reader split the row there).
+        self._csv = csv.writer(csv_file, lineterminator="\r\n")
         self._csv.writerow(CSV_COLUMNS)
         self._previous: str | None = None
         self.count = 0

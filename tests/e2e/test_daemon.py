@@ -75,6 +75,7 @@ def test_folder_renamed_into_inbox_is_analysed_once_and_archived(daemon, tmp_pat
     assert by_path["broken.jpg"]["status"] == "failed"
     assert by_path["broken.jpg"]["error"]["code"] == "CORRUPT"
     assert by_path["notes.txt"]["error"]["code"] == "UNSUPPORTED_FORMAT"
+    assert by_path["notes.txt"]["status"] == "skipped"  # SPEC §3: not an image is skipped
     assert by_path["kitchen/ukbench00120.jpg"]["group"] == "kitchen"
     gps = by_path["DSCN0010.jpg"]["exif"]["gps"]
     assert gps["lat"] == pytest.approx(43.4674, abs=1e-3)
@@ -84,7 +85,8 @@ def test_folder_renamed_into_inbox_is_analysed_once_and_archived(daemon, tmp_pat
     )
     assert summary["status"] == "partial"
     assert summary["counts"]["total"] == 8
-    assert summary["counts"]["failed"] == 2
+    assert summary["counts"]["failed"] == 1
+    assert summary["counts"]["skipped"] == 1
     assert summary["failures"] == {"CORRUPT": 1, "UNSUPPORTED_FORMAT": 1}
     assert ["DSCN0010.jpg", "kitchen/copy-of-DSCN0010.jpg"] in summary["duplicates"]["exact"]
     assert summary["groups"]["kitchen"]["images"] == 3
@@ -134,6 +136,30 @@ def test_loose_file_is_a_batch_of_one_and_names_never_collide(daemon, corpora):
     second = process.summary("photo-2")
     assert second["batch_id"] == "photo-2"
     assert process.results("photo-2")[0]["path"] == "photo.jpg"
+
+
+def test_any_link_dropped_at_the_inbox_root_is_a_batch_of_one_refused(daemon, tmp_path):
+    """Dangling, looping, outward and folder links are inputs too: one REFUSED record each."""
+    process = daemon(inbox={"settle_seconds": 0.5})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(b"not to be read")
+    targets = {
+        "loop": "loop",
+        "dangling": str(tmp_path / "nowhere"),
+        "outward": str(outside / "secret.jpg"),
+        "folder": str(outside),
+    }
+    for name, target in targets.items():
+        os.symlink(target, process.inbox / name)
+
+    for name in targets:
+        summary = process.summary(name)
+        [record] = process.results(name)
+        assert summary["counts"]["total"] == 1, name
+        assert record["status"] == "failed", name
+        assert record["error"]["code"] == "REFUSED", name
+    assert process.terminate() == 0
 
 
 def test_sigkill_mid_batch_then_restart_gives_exactly_once_results(daemon, tmp_path, corpora):

@@ -51,6 +51,7 @@ def test_record_fields_are_utf8_text_and_give_back_the_exact_bytes(raw: bytes) -
         assert "\\x" in fields["path"]
     else:
         assert fields["path"].encode("utf-8") == raw, "a valid UTF-8 name is shown as it is"
+        assert b"\\x" not in raw
     assert names.to_bytes(_record_key(fields)) == raw
 
 
@@ -62,12 +63,36 @@ def test_two_distinct_names_never_share_path_and_path_bytes(one: bytes, other: b
     assert (first == second) == (one == other)
 
 
-def test_the_escape_lookalike_is_told_apart_by_path_bytes() -> None:
+def test_the_escape_lookalike_gets_a_path_of_its_own() -> None:
     literal = names.path_fields(names.from_bytes(b"IMG\\xff.jpg"))  # backslash, x, f, f
     undecodable = names.path_fields(names.from_bytes(b"IMG\xff.jpg"))
-    assert literal["path"] == undecodable["path"] == "IMG\\xff.jpg"
-    assert "path_bytes" not in literal
+    assert undecodable["path"] == "IMG\\xff.jpg"
+    assert literal["path"] == "IMG\\x5cxff.jpg"
+    assert literal["path_bytes"] == base64.b64encode(b"IMG\\xff.jpg").decode()
     assert undecodable["path_bytes"] == base64.b64encode(b"IMG\xff.jpg").decode()
+    # A backslash that starts no escape look-alike stays as it is.
+    assert names.path_fields(names.from_bytes(b"a\\b.jpg")) == {"path": "a\\b.jpg"}
+
+
+# Names built from the pieces that make escapes and their look-alikes.
+ESCAPE_PIECES = (
+    st.lists(
+        st.sampled_from([b"\\", b"x", b"5", b"c", b"f", b"\xff", b"\xc3", b"a", b"/"]),
+        min_size=1,
+        max_size=10,
+    )
+    .map(b"".join)
+    .filter(lambda raw: not raw.startswith(b"/") and not raw.endswith(b"/"))
+)
+
+
+@EXAMPLES
+@given(st.one_of(REL_PATHS, ESCAPE_PIECES), st.one_of(REL_PATHS, ESCAPE_PIECES))
+def test_two_distinct_names_never_share_a_path(one: bytes, other: bytes) -> None:
+    first = names.path_fields(names.from_bytes(one))
+    second = names.path_fields(names.from_bytes(other))
+    assert (first["path"] == second["path"]) == (one == other)
+    assert names.to_bytes(_record_key(first)) == one
 
 
 @EXAMPLES

@@ -565,3 +565,14 @@ def test_percentage_of_an_empty_batch(status, expected):
     doc = status_document(batch_id="e", status=status, counts={}, started_at=None, updated_at="t")
     assert doc["progress"] == "0/0"
     assert doc["percentage"] == expected
+
+
+def test_a_cell_with_any_line_break_stays_in_its_row(tmp_path):
+    names = ["a\rb.jpg", "c\nd.jpg", "e\r\nf.jpg", "g\u2028h.jpg"]
+    records = [record(name) for name in sorted(names)]
+    write_results(tmp_path, records)
+
+    with (tmp_path / "results.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+
+    assert [row["path"] for row in rows] == sorted(names)

@@ -1006,7 +1006,7 @@ class BatchActor(pykka.ThreadingActor):
         group = None if path.startswith(URL_PATH_PREFIX) else group_of(path)
         return {
             **names.path_fields(path),
-            "group": None if group is None else names.display(group),
+            "group": None if group is None else names.record_path(group),
             "status": str(image.status),
             "error": image.error if image.status != ImageStatus.DONE else None,
             "attempts": image.attempts,
@@ -1021,7 +1021,7 @@ class BatchActor(pykka.ThreadingActor):
             "duplicate_group": (
                 None
                 if duplicates is None or duplicates.group is None
-                else names.display(duplicates.group)
+                else names.record_path(duplicates.group)
             ),
             "analysis_version": ANALYSIS_VERSION,
         }
@@ -1120,7 +1120,7 @@ def _shown_matches(matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _shown_groups(groups: dict[str, list[list[str]]]) -> dict[str, list[list[str]]]:
     """The summary's duplicate groups, their paths in the records' `path` form."""
     return {
-        tier: [[names.display(path) for path in group] for group in found]
+        tier: [[names.record_path(path) for path in group] for group in found]
         for tier, found in groups.items()
     }
 

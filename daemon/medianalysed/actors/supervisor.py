@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import stat as stat_module
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -391,7 +392,7 @@ class SupervisorActor(pykka.ThreadingActor):
             identity = _identity(path)
         except OSError:
             return True
-        loose = path.is_file()
+        loose = _is_loose(path)
         name = names.from_os(path.stem if loose else path.name)
         batch_id = self._unique_batch_id(inbox, name)
         options = BatchOptions() if loose else read_batch_options(path)
@@ -853,5 +854,12 @@ def _candidate_key(inbox: str, name: str) -> str:
 
 
 def _identity(path: Path) -> str:
-    stat = path.stat()
+    # The entry itself, never a link's target: a dangling or looping link at the inbox root
+    # is an input like any other (its batch of one reports it REFUSED).
+    stat = os.lstat(path)
     return f"{stat.st_dev}:{stat.st_ino}"
+
+
+def _is_loose(path: Path) -> bool:
+    """Whether an inbox entry is a batch of one: anything but a real directory (links too)."""
+    return not stat_module.S_ISDIR(os.lstat(path).st_mode)
