@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import platform
@@ -80,6 +81,7 @@ class Figures:
             "peak_rss_mb_daemon_process": round(self.peak_daemon_rss_mb, 1),
             "reproducers": self.reproducers,
             "window": args.window,
+            "trees_per_batch": args.merge,
             "seed": args.seed,
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
@@ -196,6 +198,24 @@ class Run:
             self.collect()
 
 
+def merged(specs: list[strategies.BatchSpec]) -> strategies.BatchSpec:
+    """One batch holding every spec's tree as a group (fewer, bigger batches: less overhead).
+
+    The first spec gives the batch its name, control files and marker; a loose spec stays
+    loose (the others are dropped with it only when it is not).
+    """
+    first = specs[0]
+    if first.loose is not None:
+        return first
+    taken = {name for name, _ in first.root.entries}
+    groups = tuple(
+        (b"merged-%d" % index, spec.root)
+        for index, spec in enumerate(specs[1:], start=1)
+        if spec.loose is None and b"merged-%d" % index not in taken
+    )
+    return dataclasses.replace(first, root=strategies.Folder(first.root.entries + groups))
+
+
 class _Enough(Exception):  # noqa: N818 - a signal to stop generating, not an error
     pass
 
@@ -208,6 +228,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sampler.pgid = fuzz.process.pid
     sampler.start()
     feeder = Run(fuzz, args, figures, sampler)
+    pending: list[strategies.BatchSpec] = []
 
     @seed(args.seed)
     @settings(
@@ -221,7 +242,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def generate(spec: strategies.BatchSpec) -> None:
         if feeder.dropped_cases >= args.cases:
             raise _Enough
-        feeder.feed(spec)
+        pending.append(spec)
+        if len(pending) >= args.merge:
+            feeder.feed(merged(pending))
+            pending.clear()
         if figures.batches and figures.batches % 25 == 0:
             print(f"{figures.cases} cases, {figures.batches} batches, {dict(figures.violations)}")
 
@@ -247,6 +271,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=10_000, help="inputs to check (default 10000)")
     parser.add_argument("--window", type=int, default=3, help="batches in flight at once")
+    parser.add_argument("--merge", type=int, default=6, help="generated trees per batch")
     parser.add_argument("--deadline", type=float, default=90.0, help="seconds a batch may take")
     parser.add_argument("--seed", type=int, default=20261201)
     parser.add_argument(
