@@ -29,16 +29,10 @@ pytestmark = pytest.mark.e2e
 
 BATCH_DEADLINE_S = 60.0
 
-# The whole class is generated; what main does not hold yet is narrowed here, each with the
-# /work/wt/FINDINGS.md entry that says why. Widen as the owners land their fixes.
-# - no "\\" in names: a literal "\\xff" and the byte 0xff beside it share one `path` (G8, names).
-# - no dangling or looping symlink dropped loose at the inbox root: never a batch (G9).
-_NARROWED = b"\\"
-_LOOSE_LINKS = tuple(k for k in strategies.LINK_KINDS if k not in ("dangling", "loop"))
+# The whole class, as tests/generated/strategies.py generates it (smaller batches than the
+# benchmark's). Violations main still has are let through only as listed in known.py.
 E2E_BATCHES = strategies.batches(
-    tree=strategies.trees(max_entries=6, max_leaves=16, forbidden=_NARROWED),
-    suffixes=strategies.batch_suffixes(forbidden=_NARROWED),
-    loose=strategies.loose_entries(link_kinds=_LOOSE_LINKS),
+    tree=strategies.trees(max_entries=6, max_leaves=16),
     urls=st.none() | strategies.urls_files(max_lines=8),
 )
 

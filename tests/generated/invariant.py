@@ -302,16 +302,36 @@ def _record_name(checker: _Checker, record: dict[str, Any]) -> bytes | None:
         return None
 
 
+def exact_text(name: bytes) -> str | None:
+    """The name as text when `path` can show it as it is: valid UTF-8 without a literal `\\x`."""
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if "\\x" in text else text
+
+
+def wanted_path(name: bytes) -> str:
+    """SPEC §1 `path`: the name as UTF-8 text, each undecodable byte written `\\xNN`.
+
+    So that no two names share a path, a name that is not exact also has each literal
+    backslash written `\\x5c` (G8), and carries `path_bytes`.
+    """
+    exact = exact_text(name)
+    if exact is not None:
+        return exact
+    escaped = name.decode("utf-8", errors="surrogateescape").replace("\\", "\\x5c")
+    return "".join(
+        f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in escaped
+    )
+
+
 def _check_path_text(checker: _Checker, record: dict[str, Any], name: bytes) -> None:
-    """`path` is the name decoded as UTF-8 with each undecodable byte written `\\xNN`."""
-    wanted = name.decode("utf-8", errors="backslashreplace")
+    wanted = wanted_path(name)
     if record.get("path") != wanted:
         checker.fail("path-text", f"path {record.get('path')!r} for name {name!r}, want {wanted!r}")
-    try:
-        name.decode("utf-8")
-    except UnicodeDecodeError:
-        if record.get("path_bytes") is None:
-            checker.fail("path-bytes-missing", f"{wanted!r} is not UTF-8 but has no path_bytes")
+    if exact_text(name) is None and record.get("path_bytes") is None:
+        checker.fail("path-bytes-missing", f"{wanted!r} is not exact text but has no path_bytes")
 
 
 def _check_status(checker: _Checker, record: dict[str, Any]) -> None:
