@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import json
 import os
 import queue
@@ -398,3 +399,46 @@ def test_records_carry_bounded_matches_counts_and_groups(env):
     summary = json.loads((outbox_dir / "summary.json").read_text())
     assert summary["duplicates"]["near"] == [["a.jpg", "b.jpg", "sub/c.jpg"]]
     assert summary["duplicates_capped"] == 0
+
+
+class _LosesOnePathOnce(BatchActor):
+    """Loses the first path of its line once, the way a broken step would."""
+
+    lost = False
+
+    def _resume_running(self) -> None:
+        super()._resume_running()
+        if not self.lost:
+            self.lost = True
+            self._cursor = itertools.islice(self._cursor, 1, None)
+
+
+def test_an_image_that_left_the_line_without_an_outcome_is_found_again(env, caplog):
+    """Every started batch ends: even a path lost from the line (a bug) is analysed."""
+    batch = _LosesOnePathOnce.start(
+        record=env["record"],
+        settings=env["settings"],
+        store=env["store"],
+        history=env["history"],
+        supervisor=env["supervisor"],
+    )
+    expect(env["supervisor_q"], WorkWanted)
+
+    seen = []
+    for _ in range(3):
+        job = _grant_and_answer(
+            env,
+            batch,
+            lambda job: ImageAnalysed(
+                path=job.path,
+                attempt=job.attempt,
+                result=_result(job.path, job.path),
+                error=None,
+                duration_ms=1.0,
+            ),
+        )
+        seen.append(job.path)
+
+    assert sorted(seen) == ["a.jpg", "b.jpg", "sub/c.jpg"]
+    assert expect(env["supervisor_q"], BatchFinished).status == "completed"
+    assert "none left in line" in caplog.text

@@ -78,6 +78,8 @@ from medianalysed.urllist import URL_PATH_PREFIX, entries_with_urls, shown_url
 logger = logging.getLogger(__name__)
 
 STATUS_WRITE_INTERVAL_S = 0.5
+# A line found empty while images are counted waiting is read again at most this often.
+LINE_RESCAN_INTERVAL_S = 1.0
 _INDEX_BATCH = 500
 FINALISE_SLICE_S = 0.05  # longest stretch of finalising work between two messages
 FINALISING_STATUS_INTERVAL_S = 1.0  # each status.json costs an fsync: not every slice
@@ -154,6 +156,7 @@ class BatchActor(pykka.ThreadingActor):
         self._progress = progress or ProgressClock()
         self._salvage = salvage
         self._cursor: Iterator[str] = iter(())
+        self._last_line_rescan = float("-inf")
         self._in_flight: dict[str, int] = {}
         self._retry_heap: list[tuple[float, str]] = []
         self._counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
@@ -530,6 +533,14 @@ class BatchActor(pykka.ThreadingActor):
             self._record = self._record.evolve(note="the batch folder vanished before it started")
 
     def _resume_running(self) -> None:
+        self._reread_line()
+        if self._record.status == BatchStatus.CANCELLED:
+            self._cancelled = True
+        self._write_status(force=True)
+        self._after_change()
+
+    def _reread_line(self) -> None:
+        """Count the images from state and walk their line again from the start."""
         counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
         for path in self._store.iter_paths(self._record):
             if path in self._in_flight:
@@ -542,10 +553,6 @@ class BatchActor(pykka.ThreadingActor):
         self._cursor = self._store.iter_paths(self._record)
         self._retry_heap = []  # the cursor finds the images waiting for a retry again
         self._last_ready_reported = -1
-        if self._record.status == BatchStatus.CANCELLED:
-            self._cancelled = True
-        self._write_status(force=True)
-        self._after_change()
 
     # -- dispatching -------------------------------------------------------------------
 
@@ -574,16 +581,45 @@ class BatchActor(pykka.ThreadingActor):
     def _on_slot(self, message: SlotGranted) -> None:
         self._grants_received += 1
         job = None if self._cancelled else self._next_job()
+        reread = job is None and self._line_lost()
+        if reread:
+            self._reread_line()
+            job = self._next_job()
         if job is None:
             self._supervisor.tell(SlotReturned(batch_id=self._batch_id, worker=message.worker))
             self._last_ready_reported = -1
-            self._report_demand()
+            if reread:
+                self._after_change()  # the counts were wrong: nothing may be left to do
+            else:
+                self._report_demand()
             return
         self._in_flight[job.path] = job.attempt
         self._counts["pending"] -= 1
         self._status_dirty = True
         message.worker.tell(job)
         self._report_demand()
+
+    def _line_lost(self) -> bool:
+        """Whether the counts say images wait that neither the line nor the retries hold.
+
+        It should never be true: every path leaves the line for a worker, a record or the
+        retry heap. If a bug ever breaks that, the batch must still end (SPEC §1), so the line
+        is read again from state, at most once every `LINE_RESCAN_INTERVAL_S`.
+        """
+        if self._cancelled or self._parked is not None:
+            return False
+        waiting = self._counts["pending"] - len(self._retry_heap)
+        now = time.monotonic()
+        if waiting <= 0 or now - self._last_line_rescan < LINE_RESCAN_INTERVAL_S:
+            return False
+        self._last_line_rescan = now
+        logger.warning(
+            "batch %s: %d images counted waiting but none left in line; reading the line again",
+            self._batch_id,
+            waiting,
+            extra=self._log_extra(),
+        )
+        return True
 
     def _next_job(self) -> AnalyseImage | None:
         now = self._clock()
