@@ -191,7 +191,8 @@ class DuplicatePlanner:
         for start in range(0, len(self._values), _VALUES_PER_STEP):
             self._search_values(start, min(start + _VALUES_PER_STEP, len(self._values)))
             yield ("grouping", min(start + _VALUES_PER_STEP, len(self._values)), len(self._values))
-        signatures = self._signatures
+        # Grouped by pHash, so that each distinct pHash is searched in the history once.
+        signatures = sorted(self._signatures, key=lambda signature: signature.value)
         for start in range(0, len(signatures), _SIGNATURES_PER_STEP):
             for signature in signatures[start : start + _SIGNATURES_PER_STEP]:
                 self._plan_signature(signature)
@@ -427,7 +428,7 @@ class DuplicatePlanner:
         """Ids of this batch's images in the history (left out of every history answer)."""
         return frozenset(self._history.batch_ids(self._batch_id))
 
-    @functools.lru_cache(maxsize=64)  # noqa: B019 - the planner lives as long as one finalising
+    @functools.lru_cache(maxsize=4)  # noqa: B019 - the planner lives as long as one finalising
     def _near_history(self, query: int) -> tuple[IntArray, IntArray, bool]:
         return self._history.near_ids(
             query,

@@ -277,3 +277,35 @@ def test_a_search_over_the_cap_counts_what_it_verified_and_says_so(
         assert duplicates.capped
         assert duplicates.count <= 39  # a lower bound
         assert len(duplicates.matches) <= 10
+
+
+class CountingHistory(HistoryIndex):
+    """Counts the history's near searches."""
+
+    near_searches = 0
+
+    def near_ids(self, query: int, **options: Any) -> Any:
+        self.near_searches += 1
+        return super().near_ids(query, **options)
+
+
+def test_the_history_is_searched_once_per_distinct_phash_not_per_image(tmp_path: Path) -> None:
+    history = CountingHistory(tmp_path / "counting", analysis_version=1)
+    try:
+        base = 0x0123456789ABCDEF
+        values = [flip(base, [bit]) for bit in range(64)]
+        values += [flip(base, [bit, bit + 1]) for bit in range(36)]  # 100: more than any cache
+        images = [  # interleaved: image i has the pHash of i % 100, and its own bytes
+            IndexedImage(
+                ImageRef(BATCH, f"{i:03d}.jpg"), f"s{i}", f"p{i}", _hashes(values[i % 100], i), 1
+            )
+            for i in range(300)
+        ]
+        history.add_many(images)
+
+        planner = _plan(history, images, listed=10, distance=6)
+
+        assert history.near_searches == 100
+        assert planner.duplicates(0).count == 299
+    finally:
+        history.close()
