@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tests.generated import corpus
 from tests.generated.remote import RemoteServer
-from tests.generated.strategies import (
+from tests.generated.spec import (
     BatchSpec,
     Blob,
     Fifo,
