@@ -7,7 +7,9 @@ the connected components of the within-batch matches of each tier.
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -309,3 +311,25 @@ def test_the_history_is_searched_once_per_distinct_phash_not_per_image(tmp_path:
         assert planner.duplicates(0).count == 299
     finally:
         history.close()
+
+
+def test_a_finished_planner_is_freed_with_its_tables(index: HistoryIndex) -> None:
+    # Its caches used to live on the class and kept every batch's planner (~1 MB) alive.
+    earlier = [
+        IndexedImage(ImageRef("earlier", f"{i:03d}.jpg"), f"old{i}", f"pxo{i}", _hashes(7, i), 1)
+        for i in range(20)
+    ]
+    index.add_many(earlier)
+    images = [
+        IndexedImage(ImageRef(BATCH, f"{i:03d}.jpg"), f"new{i}", f"pxn{i}", _hashes(7, i), 1)
+        for i in range(20)
+    ]
+    index.add_many(images)
+    planner = _plan(index, images, listed=5, distance=6)
+    assert planner.duplicates(0).count > 0  # the history caches were used
+    freed = weakref.ref(planner)
+
+    del planner
+    gc.collect()
+
+    assert freed() is None
