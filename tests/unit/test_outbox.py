@@ -312,7 +312,7 @@ def test_write_results_orders_by_the_exact_names_and_keeps_path_bytes(tmp_path):
     with (tmp_path / RESULTS_CSV).open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(row["path"], row["path_bytes"]) for row in rows] == [
-        ("a\\xff", ""),
+        ("a\\x5cxff", "YVx4ZmY="),  # the literal backslash-x: written \x5c, never a look-alike
         ("a]", ""),
         ("a\\xff", "Yf8="),
     ]

@@ -29,13 +29,13 @@ from typing import Any
 import pykka
 
 from medianalysed import names, outbox
+from medianalysed.actors.outboxwriter import BatchOutbox, Progress
 from medianalysed.config import InboxConfig, ProcessingConfig
 from medianalysed.crashloop import enter_step, leave_step
 from medianalysed.crashpoints import crash_point
 from medianalysed.diskfaults import STORAGE_FAULTS, FaultBoard, classified
 from medianalysed.disposal import delete_input, move_input, partial_copy_path
-from medianalysed.dupgroups import BatchImage, DuplicatePlanner, RecordDuplicates
-from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
+from medianalysed.dupindex import HistoryIndex
 from medianalysed.errors import (
     AnalysisError,
     DiskWriteError,
@@ -56,14 +56,13 @@ from medianalysed.messages import (
     WorkWanted,
 )
 from medianalysed.models import (
-    ANALYSIS_VERSION,
     BatchStatus,
     ImageStatus,
     Phase,
     final_batch_status,
     utc_now_iso,
 )
-from medianalysed.readiness import group_of, iter_batch_entries
+from medianalysed.readiness import iter_batch_entries
 from medianalysed.rerun import RERUN_PHASE, finish_rerun
 from medianalysed.stalls import ProgressClock
 from medianalysed.state import (
@@ -73,19 +72,16 @@ from medianalysed.state import (
     StateStore,
     release_thread_connections,
 )
-from medianalysed.urllist import URL_PATH_PREFIX, entries_with_urls, shown_url
+from medianalysed.urllist import entries_with_urls
 
 logger = logging.getLogger(__name__)
 
 STATUS_WRITE_INTERVAL_S = 0.5
 # A line found empty while images are counted waiting is read again at most this often.
 LINE_RESCAN_INTERVAL_S = 1.0
-_INDEX_BATCH = 500
 FINALISE_SLICE_S = 0.05  # longest stretch of finalising work between two messages
 FINALISING_STATUS_INTERVAL_S = 1.0  # each status.json costs an fsync: not every slice
-_PROGRESS_EVERY = 256  # records between two progress reports while finalising
 
-Progress = tuple[str, int, int]  # (stage, done, total) of the finalising
 # Seconds between attempts while the disk refuses writes (the last one repeats).
 WRITE_RETRY_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -860,9 +856,16 @@ class BatchActor(pykka.ThreadingActor):
                 enter_step(self._store, self._batch_id, "finalizing")
                 crash_point("finalize", self._batch_id)
                 # In slices, one message each: a stop (SIGTERM) never waits for a whole batch.
-                self._finalising = self._write_outbox()
+                self._finalising = BatchOutbox(
+                    record=self._record,
+                    store=self._store,
+                    history=self._history,
+                    near_duplicate_distance=self._settings.near_duplicate_distance,
+                    max_duplicates_listed=self._settings.max_duplicates_listed,
+                    config_fingerprint=self._settings.config_fingerprint,
+                ).write()
                 self._finalising_progress = ("indexing", 0, self._record.total)
-                with contextlib.suppress(OSError):  # if it fails, _write_outbox says why
+                with contextlib.suppress(OSError):  # if it fails, BatchOutbox.write says why
                     Path(self._record.outbox_dir).mkdir(parents=True, exist_ok=True)
                 self._write_finalising_status(force=True)
                 self.actor_ref.tell(_FinaliseStep())
@@ -938,129 +941,6 @@ class BatchActor(pykka.ThreadingActor):
         except OutboxError:
             logger.warning("cannot write status.json", exc_info=True, extra=self._log_extra())
         self._last_status_write = now
-
-    def _write_outbox(self) -> Generator[Progress, None, dict[str, Any]]:
-        """The outbox, as a generator of progress: results, status.json, then summary.json."""
-        batch_dir = Path(self._record.outbox_dir)
-        with classified("outbox", batch_dir):
-            return (yield from self._write_outbox_files(batch_dir))
-
-    def _write_outbox_files(self, batch_dir: Path) -> Generator[Progress, None, dict[str, Any]]:
-        outbox.make_batch_dir(batch_dir)
-        planner = DuplicatePlanner(
-            self._history,
-            batch_id=self._batch_id,
-            max_distance=self._settings.near_duplicate_distance,
-            listed=self._settings.max_duplicates_listed,
-        )
-        yield from self._index_done_images(planner)
-        yield from planner.steps()
-        builder = outbox.SummaryBuilder()
-        total = self._record.total
-        with outbox.open_results(batch_dir) as results:
-            for record in self._final_records(planner):
-                results.write(record)
-                builder.add(record)
-                if results.count % _PROGRESS_EVERY == 0:
-                    yield ("writing", results.count, total)
-        counts = self._record.final_counts
-        fields = outbox.status_document(
-            batch_id=self._batch_id,
-            status=str(self._record.status),
-            counts=counts,
-            started_at=self._record.started_at,
-            updated_at=self._record.completed_at or utc_now_iso(),
-            phase=Phase.DONE,
-        )
-        outbox.write_json_atomic(batch_dir / outbox.STATUS_FILE, fields)
-        fields["completed_at"] = self._record.completed_at
-        fields["duration_seconds"] = _duration_s(self._record)
-        fields["tags"] = list(self._record.tags)
-        fields["priority"] = str(self._record.priority)
-        if self._record.note:
-            fields["note"] = self._record.note
-        summary = builder.build(
-            status_fields=fields,
-            config_fingerprint=self._settings.config_fingerprint,
-            duplicate_groups=_shown_groups(planner.groups()),
-            duplicates_capped=planner.capped,
-        )
-        outbox.write_json_atomic(batch_dir / outbox.SUMMARY_FILE, summary)
-        return summary
-
-    def _index_done_images(self, planner: DuplicatePlanner) -> Iterator[Progress]:
-        """Store the done images in the history (a no-op for those already there, so a
-        resumed finalising adds nothing twice) and hand them to the planner, in path order."""
-        pending: list[IndexedImage] = []
-        total = self._record.total
-        for seen, path in enumerate(self._store.iter_paths(self._record), start=1):
-            indexed = self._indexed(path, self._store.get_image(self._batch_id, path))
-            if indexed is not None:
-                pending.append(indexed)
-                planner.add(BatchImage(path, indexed.sha256, indexed.pixel_digest, indexed.hashes))
-            if len(pending) >= _INDEX_BATCH:
-                self._history.add_many(pending)
-                pending = []
-            if seen % _PROGRESS_EVERY == 0:
-                yield ("indexing", seen, total)
-        if pending:
-            self._history.add_many(pending)
-        yield ("indexing", total, total)
-
-    def _indexed(self, path: str, image: ImageRecord | None) -> IndexedImage | None:
-        if image is None or image.status != ImageStatus.DONE or image.result is None:
-            return None
-        result = image.result
-        return IndexedImage(
-            ref=ImageRef(self._batch_id, path),
-            sha256=result["file"]["sha256"],
-            pixel_digest=result.get("pixel_digest"),
-            hashes=result.get("hashes") or {},
-            analysis_version=ANALYSIS_VERSION,
-        )
-
-    def _final_records(self, planner: DuplicatePlanner) -> Iterator[dict[str, Any]]:
-        position = 0  # among the done images, as they were handed to the planner
-        for path in self._store.iter_paths(self._record):  # stored in path order
-            image = self._store.get_image(self._batch_id, path)
-            duplicates = None
-            if self._indexed(path, image) is not None:
-                duplicates = planner.duplicates(position)
-                position += 1
-            yield self._final_record(path, image, duplicates)
-
-    def _final_record(
-        self, path: str, image: ImageRecord | None, duplicates: RecordDuplicates | None = None
-    ) -> dict[str, Any]:
-        image = image or ImageRecord(path=path)
-        result = image.result or {}
-        file_section = result.get("file") or image.file
-        if file_section is None and image.source_url is not None:
-            file_section = {"source_url": image.source_url}
-        if file_section is not None and file_section.get("source_url"):
-            file_section = {**file_section, "source_url": shown_url(file_section["source_url"])}
-        group = None if path.startswith(URL_PATH_PREFIX) else group_of(path)
-        return {
-            **names.path_fields(path),
-            "group": None if group is None else names.record_path(group),
-            "status": str(image.status),
-            "error": image.error if image.status != ImageStatus.DONE else None,
-            "attempts": image.attempts,
-            "duration_ms": image.duration_ms,
-            "file": file_section,
-            "image": result.get("image"),
-            "exif": result.get("exif"),
-            "colors": result.get("colors"),
-            "hashes": result.get("hashes"),
-            "duplicates": None if duplicates is None else _shown_matches(duplicates.matches),
-            "duplicate_count": None if duplicates is None else duplicates.count,
-            "duplicate_group": (
-                None
-                if duplicates is None or duplicates.group is None
-                else names.record_path(duplicates.group)
-            ),
-            "analysis_version": ANALYSIS_VERSION,
-        }
 
     def _dispose_input(self) -> None:
         """Archive, delete or keep the input; resumable after a kill at any step.
@@ -1148,19 +1028,6 @@ def _local_entries(source: Path, inbox: InboxConfig) -> Iterator[tuple[str, Imag
         yield entry.relpath, ImageRecord(path=entry.relpath, status=ImageStatus.FAILED, error=error)
 
 
-def _shown_matches(matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Duplicate matches name their file as records do (`path`, and `path_bytes` if needed)."""
-    return [{**match, **names.path_fields(str(match["path"]))} for match in matches]
-
-
-def _shown_groups(groups: dict[str, list[list[str]]]) -> dict[str, list[list[str]]]:
-    """The summary's duplicate groups, their paths in the records' `path` form."""
-    return {
-        tier: [[names.record_path(path) for path in group] for group in found]
-        for tier, found in groups.items()
-    }
-
-
 def _evolve_image(base: ImageRecord, **changes: Any) -> ImageRecord:
     from dataclasses import replace  # noqa: PLC0415
 
@@ -1184,16 +1051,6 @@ def _joined_note(note: str, addition: str) -> str:
 
 def _delete(source: Path) -> None:
     delete_input(source)
-
-
-def _duration_s(record: BatchRecord) -> float | None:
-    from datetime import datetime  # noqa: PLC0415
-
-    if not record.started_at or not record.completed_at:
-        return None
-    started = datetime.fromisoformat(record.started_at.replace("Z", "+00:00"))
-    completed = datetime.fromisoformat(record.completed_at.replace("Z", "+00:00"))
-    return round((completed - started).total_seconds(), 3)
 
 
 def _progress_text(counts: dict[str, int]) -> str:
