@@ -50,6 +50,7 @@ unit: $(STAMP)
 # The whole suite from source, then the end-to-end tests again against the single binary
 # (PyInstaller's two-process bootloader, bundled data and libc lookups differ from source).
 BINARY_E2E := tests/e2e/test_daemon.py tests/e2e/test_kill_switch.py \
+	tests/e2e/test_hostile_inputs.py tests/e2e/test_hostile_names.py \
 	tests/e2e/test_operations.py::test_sigterm_mid_batch_drains_exits_0_and_the_restart_finishes_exactly_once \
 	tests/e2e/test_operations.py::test_sighup_reloads_a_new_inbox_refuses_a_bad_config_and_sigusr1_dumps_stacks \
 	tests/e2e/test_operations.py::test_ready_only_once_watching_then_live_status_and_watchdog_pings \
