@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -260,8 +261,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fuzz.stop()
         log = root / "daemon.log"
         if log.is_file():
-            text = log.read_bytes()  # at a line start: a generated name may hold the words
-            figures.log_tracebacks = text.count(b"\nTraceback (most recent call last)")
+            # At a line start (the log indents them by one space): a name may hold the words.
+            pattern = re.compile(rb"^ ?Traceback \(most recent call last\)", re.MULTILINE)
+            figures.log_tracebacks = len(pattern.findall(log.read_bytes()))
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     return figures.to_json(args)
