@@ -159,6 +159,11 @@ def test_any_link_dropped_at_the_inbox_root_is_a_batch_of_one_refused(daemon, tm
         assert summary["counts"]["total"] == 1, name
         assert record["status"] == "failed", name
         assert record["error"]["code"] == "REFUSED", name
+    for name in targets:  # then archived like any input: the links themselves, not followed
+        wait_for(lambda n=name: not os.path.lexists(process.inbox / n), what=f"{name} archived")
+        assert (process.archive / name / name).is_symlink(), name
+    assert (outside / "secret.jpg").read_bytes() == b"not to be read"
+    assert "Traceback" not in process.log_text()
     assert process.terminate() == 0
 
 

@@ -993,7 +993,10 @@ class BatchActor(pykka.ThreadingActor):
         failed = self._record.final_counts.get("failed", 0) > 0
         target_root = inbox.failed if failed and inbox.failed is not None else inbox.archive
         target_root.mkdir(parents=True, exist_ok=True)
-        if target_root.resolve() in source.resolve().parents:
+        # The folder the input sits in, resolved; the input itself is never resolved (it may
+        # be a link, even one that loops, dropped at the inbox root).
+        where = source.parent.resolve()
+        if target_root.resolve() in (where, *where.parents):
             return source  # a rerun from the archive: it is where it belongs already
         candidates = names.suffixed_names(self._batch_id, names.name_max(target_root))
         target = next(
