@@ -63,6 +63,7 @@ class Figures:
     reproducers: list[str] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     peak_daemon_rss_mb: float = 0.0
+    generator_errors: int = 0
     log_tracebacks: int = 0  # unexpected exceptions the daemon logged (over all restarts)
     started: float = field(default_factory=time.monotonic)
 
@@ -76,6 +77,7 @@ class Figures:
             "violations_by_kind": dict(self.violations.most_common()),
             "daemon_deaths_and_restarts": self.daemon_deaths,
             "tracebacks_in_daemon_log": self.log_tracebacks,
+            "generator_errors": self.generator_errors,
             "seconds": round(elapsed, 1),
             "cases_per_second": round(self.cases / elapsed, 2) if elapsed else None,
             "peak_rss_mb_process_group": round(self.peak_rss_mb, 1),
@@ -153,7 +155,12 @@ class Run:
         self.saved: collections.Counter[str] = collections.Counter()
 
     def feed(self, spec: strategies.BatchSpec) -> None:
-        self.in_flight.append(self.fuzz.drop(spec))
+        try:
+            self.in_flight.append(self.fuzz.drop(spec))
+        except OSError as exc:  # a bug of the generator, not of the daemon: counted apart
+            self.figures.generator_errors += 1
+            print(f"  could not build a batch: {exc!r}", file=sys.stderr)
+            return
         self.dropped_cases += self.in_flight[-1].expected.total
         while len(self.in_flight) >= self.args.window:
             self.collect()

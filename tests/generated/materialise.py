@@ -72,8 +72,8 @@ class Materialiser:
             control = self._write_control_files(fd, spec, planted)
             entries = tuple(entry for entry in spec.root.entries if entry[0] not in control)
             self._fill(fd, Folder(entries), planted, depth=0)
-            if spec.ready_marker:
-                _write(fd, b".ready", b"")
+            if spec.ready_marker and b".ready" not in {name for name, _ in entries}:
+                _write(fd, b".ready", b"")  # (an entry of that name is a marker already)
         finally:
             os.close(fd)
         etc_hash = _sha256_of(Path(ETC_PASSWD))

@@ -129,3 +129,14 @@ def test_the_input_model_follows_spec_section_1(tmp_path):
     os.unlink(root / "urls.txt")
     os.symlink("/etc/passwd", root / "urls.txt")
     assert expected_inputs(root).url_lines == 1  # one REFUSED record for the link itself
+
+
+def test_a_tree_holding_a_ready_entry_is_built_with_its_marker(tmp_path):
+    from tests.generated.materialise import Materialiser
+    from tests.generated.spec import BatchSpec, Blob, Folder
+
+    tree = Folder(((b".ready", Blob(b"not empty", "marker-like")), (b"a.jpg", Blob(b"x", "x"))))
+    spec = BatchSpec(b"", tree, None, None, b"\n", final_newline=True, ready_marker=True)
+    planted = Materialiser(tmp_path / "s", tmp_path / "o", server=None).build(spec, b"b")
+    assert (planted.path / ".ready").read_bytes() == b"not empty"
+    assert expected_inputs(planted.path).local == {b"a.jpg"}
