@@ -29,7 +29,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, cast
 
-import pebble
 import pykka
 
 from medianalysed import __version__
@@ -49,6 +48,8 @@ from medianalysed.errors import (
     StateCorruptError,
     StateUnusableError,
 )
+from medianalysed.executors import Executor
+from medianalysed.executors.local import LocalExecutor
 from medianalysed.health import HealthBoard, StateProbe
 from medianalysed.logs import clear_secrets, register_secret, setup_logging
 from medianalysed.messages import ControlCommand, InboxesChanged, Shutdown, Snapshot, Tick
@@ -61,7 +62,6 @@ from medianalysed.staterepair import check_and_repair
 from medianalysed.systemd import Notifier, watchdog_interval
 from medianalysed.watch import InboxWatcher
 from medianalysed.webhooks import WebhookDispatcher, event_for_status
-from medianalysed.worker import pool_context, worker_initializer
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class Daemon:
         self.history: HistoryIndex | None = None
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
-        self.pool: pebble.ProcessPool | None = None
+        self.executor: Executor | None = None
         self.downloader: Downloader | None = None
         self.webhooks: WebhookDispatcher | None = None
         self.supervisor: pykka.ActorRef[Any] | None = None
@@ -203,11 +203,10 @@ class Daemon:
                 ready=self.ready.is_set,
             )
             self.metrics_server.start()
-        self.pool = pebble.ProcessPool(
-            max_workers=config.processing.effective_workers,
-            context=pool_context(),
-            initializer=worker_initializer,
-            initargs=(config.processing.max_worker_memory,),
+        self.executor = LocalExecutor(
+            workers=config.processing.effective_workers,
+            timeout_s=config.processing.image_timeout_seconds,
+            max_worker_memory=config.processing.max_worker_memory,
         )
         # One download thread per image-actor slot: a download never waits for a thread.
         self.downloader = Downloader(
@@ -241,11 +240,11 @@ class Daemon:
 
     def _supervisor_parts(self) -> SupervisorParts:
         assert self.store is not None
-        assert self.pool is not None
+        assert self.executor is not None
         config = self.config
         settings = AnalysisSettings.from_config(config)
         store = self.store
-        pool = self.pool
+        executor = self.executor
         downloader = self.downloader
         metrics = self.metrics
 
@@ -255,7 +254,7 @@ class Daemon:
 
         def worker_factory(supervisor: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
             return ImageActor.start(
-                pool=pool,
+                executor=executor,
                 settings=settings,
                 timeout_s=config.processing.image_timeout_seconds,
                 content_dir=store.content_dir,
@@ -346,8 +345,9 @@ class Daemon:
                 reasons.append(f"supervisor has not answered for {silent:.0f} s")
         if self.watcher is not None and not self.watcher.healthy():
             reasons.append("an inbox watcher thread stopped")
-        if self.pool is not None and not self.pool.active:
-            reasons.append("analysis process pool broken")
+        broken = None if self.executor is None else self.executor.broken()
+        if broken is not None:
+            reasons.append(broken)
         return reasons
 
     def snapshot(self, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -452,9 +452,8 @@ class Daemon:
             except pykka.Timeout:
                 logger.error("supervisor did not stop within 10 s")
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
-        if self.pool is not None:
-            self.pool.stop()  # type: ignore[no-untyped-call]
-            self.pool.join(timeout=10)
+        if self.executor is not None:
+            self.executor.close()
         if self.downloader is not None:
             self.downloader.close()
         if self.webhooks is not None:
@@ -521,8 +520,9 @@ def _start_failure_exit(exc: MedianalysedError) -> ExitCode:
 
 def _fatal_condition(daemon: Daemon) -> ExitCode | None:
     """The exit code when the daemon must stop now (logged), or None."""
-    if daemon.pool is not None and not daemon.pool.active:
-        logger.critical("the analysis process pool is broken; exiting so it can be restarted")
+    broken = None if daemon.executor is None else daemon.executor.broken()
+    if broken is not None:
+        logger.critical("the %s; exiting so it can be restarted", broken)
         return ExitCode.FAILURE
     damaged = corruption_seen()
     if damaged is not None:

@@ -27,6 +27,7 @@ from medianalysed.config import (
     resolve_config,
 )
 from medianalysed.errors import ConfigError, ExitCode, MedianalysedError
+from medianalysed.executors import available_executors
 from medianalysed.logs import setup_logging
 from medianalysed.models import Phase
 from medianalysed.state import BatchRecord, StateStore
@@ -43,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="medianalysed",
         description="Analyse folders of images dropped into watched inboxes.",
     )
-    parser.add_argument("--version", action="version", version=f"medianalysed {__version__}")
+    executors = ", ".join(available_executors())
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"medianalysed {__version__} (executors: {executors})",
+    )
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -7,11 +7,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pebble
-
 from medianalysed.actors.image import ImageActor
 from medianalysed.config import Config, DownloadsConfig
 from medianalysed.downloads import Downloader
+from medianalysed.executors.local import LocalExecutor
 from medianalysed.messages import AnalyseImage, ImageAnalysed, WorkerIdle
 from medianalysed.models import AnalysisSettings
 from tests.e2e.harness import wait_for
@@ -24,12 +23,12 @@ def test_a_download_in_flight_leaves_the_image_actor_free(tmp_path: Path) -> Non
     messages: queue.Queue[Any] = queue.Queue()
     recorder = RecordingActor.start(messages)
     downloader = Downloader(DownloadsConfig(timeout_seconds=30, allow_private_networks=True))
-    pool = pebble.ProcessPool(max_workers=1)
+    executor = LocalExecutor(workers=1, timeout_s=10, max_worker_memory=0)
     try:
         with scripted_server({}) as server:
             server.routes["/x.jpg"] = hold(server, release, then=answer(404))
             actor = ImageActor.start(
-                pool=pool,
+                executor=executor,
                 settings=AnalysisSettings.from_config(Config()),
                 timeout_s=10,
                 content_dir=None,
@@ -56,8 +55,7 @@ def test_a_download_in_flight_leaves_the_image_actor_free(tmp_path: Path) -> Non
     finally:
         release.set()
         downloader.close()
-        pool.close()
-        pool.join(10)
+        executor.close()
     assert analysed.path == "urls.txt#L0001"
     assert analysed.error is not None
     assert analysed.error["code"] == "BAD_REQUEST"

@@ -124,7 +124,9 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(capsys, "--version") == (0, f"medianalysed {__version__}\n", "")
+    # This venv has the dev extra, so the [dask] extra too; the single binary has only local.
+    expected = f"medianalysed {__version__} (executors: local, dask)\n"
+    assert run(capsys, "--version") == (0, expected, "")
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:

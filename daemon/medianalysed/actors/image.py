@@ -1,7 +1,8 @@
-"""ImageActor: feeds one worker process; the unit of concurrency and failure.
+"""ImageActor: feeds one worker of the executor; the unit of concurrency and failure.
 
-The CPU work runs in a pebble worker process (no GIL, killable on timeout); the actor
-only schedules it and turns the future's outcome into an `ImageAnalysed` message.
+The CPU work runs on the executor (`executors/`: a pebble worker process here, no GIL and
+killable on timeout, or a Dask worker); the actor only submits it and turns the future's
+outcome into an `ImageAnalysed` message.
 Nothing here waits on a future: the done-callback tells the actor itself.
 """
 
@@ -17,15 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pebble
 import pykka
 
 from medianalysed.downloads import Downloader, DownloadOutcome
 from medianalysed.errors import AnalysisError, DiskWriteError, ErrorCode, internal_error
+from medianalysed.executors import Executor, settle
+from medianalysed.executors.base import LOST_RUNS, REPLACED
 from medianalysed.messages import AnalyseImage, ImageAnalysed, WorkerCrashed, WorkerIdle
 from medianalysed.models import AnalysisSettings
 from medianalysed.urllist import shown_url
-from medianalysed.worker import WorkerJob, run_job
+from medianalysed.worker import WorkerJob
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class ImageActor(pykka.ThreadingActor):
     def __init__(
         self,
         *,
-        pool: pebble.ProcessPool,
+        executor: Executor,
         settings: AnalysisSettings,
         timeout_s: float,
         content_dir: Path | None,
@@ -81,7 +83,7 @@ class ImageActor(pykka.ThreadingActor):
         on_process_replaced: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__()
-        self._pool = pool
+        self._executor = executor
         self._settings = settings
         self._timeout_s = timeout_s
         self._content_dir = None if content_dir is None else str(content_dir)
@@ -185,27 +187,35 @@ class ImageActor(pykka.ThreadingActor):
             bypass_cache=job.bypass_cache,
         )
         try:
-            future = self._pool.schedule(run_job, args=(work,), timeout=self._timeout_s)
-        except RuntimeError:  # the pool is closing: the daemon is shutting down
+            future = self._executor.submit(work)
+        except RuntimeError:  # the executor is closing: the daemon is shutting down
             self._reply(job, None, None, interrupted=True)
             return
         # pebble's timeout starts when a process takes the task; this one also covers the
         # wait behind the other queued image and a task that never reaches a process (a
         # broken pool), so a batch is never stuck.
-        timer = threading.Timer(
-            self._timeout_s * (SLOTS_PER_WORKER + 1) + OVERDUE_MARGIN_S,
-            lambda: self.actor_ref.tell(_Overdue(job)),
-        )
-        timer.daemon = True
-        self._in_flight[job] = _InFlight(future=future, timer=timer, started=started)
-        timer.start()
+        entry = _InFlight(future=future, timer=None, started=started)
+        self._in_flight[job] = entry
+        self._arm_overdue(job, entry)
         future.add_done_callback(
             lambda done: self.actor_ref.tell(_JobDone(job=job, future=done, started=started))
         )
 
+    def _arm_overdue(self, job: AnalyseImage, entry: _InFlight) -> None:
+        timer = threading.Timer(
+            self._timeout_s * (SLOTS_PER_WORKER + 1) + OVERDUE_MARGIN_S,
+            lambda: self._tell_self(_Overdue(job)),
+        )
+        timer.daemon = True
+        entry.timer = timer
+        timer.start()
+
     def _overdue(self, message: _Overdue) -> None:
         entry = self._in_flight.get(message.job)
         if entry is None or entry.future is None:
+            return
+        if self._executor.held(entry.future):  # paused (a scheduler away): not running yet
+            self._arm_overdue(message.job, entry)
             return
         entry.future.cancel()
         logger.error("analysis of %s never finished; reported as TIMEOUT", message.job.path)
@@ -216,29 +226,12 @@ class ImageActor(pykka.ThreadingActor):
         if done.job not in self._in_flight:
             return  # already answered as overdue
         try:
-            outcome = done.future.result()
+            outcome = settle(done.future, self._timeout_s)
         except CancelledError:
             self._reply(done.job, None, None, interrupted=True)
             return
-        except TimeoutError:
+        if outcome.get(REPLACED):
             self._on_process_replaced()
-            outcome = {
-                "error": _error(
-                    ErrorCode.TIMEOUT,
-                    f"analysis took longer than image_timeout_seconds ({self._timeout_s:g} s); "
-                    "the worker was stopped",
-                )
-            }
-        except pebble.ProcessExpired as exc:
-            self._on_process_replaced()
-            outcome = {
-                "error": _error(
-                    ErrorCode.INTERNAL,
-                    f"ProcessExpired: the analysis process died (exit code {exc.exitcode})",
-                )
-            }
-        except Exception as exc:
-            outcome = {"error": _error(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")}
         self._reply(
             done.job,
             outcome.get("result"),
@@ -246,6 +239,7 @@ class ImageActor(pykka.ThreadingActor):
             cached=bool(outcome.get("cached")),
             elapsed_ms=outcome.get("elapsed_ms"),
             file=outcome.get("file"),
+            lost_runs=int(outcome.get(LOST_RUNS, 0)),
         )
 
     def _reply(
@@ -259,6 +253,7 @@ class ImageActor(pykka.ThreadingActor):
         elapsed_ms: float | None = None,
         file: dict[str, Any] | None = None,
         disk_fault: DiskWriteError | None = None,
+        lost_runs: int = 0,
     ) -> None:
         entry = self._in_flight.pop(job)
         if entry.timer is not None:
@@ -267,7 +262,7 @@ class ImageActor(pykka.ThreadingActor):
             elapsed_ms = (time.monotonic() - entry.started) * 1000
         outcome = ImageAnalysed(
             path=job.path,
-            attempt=job.attempt,
+            attempt=job.attempt + lost_runs,  # a run lost with a Dask worker was an attempt
             result=result,
             error=error,
             duration_ms=round(elapsed_ms, 1),
