@@ -28,6 +28,7 @@ from typing import IO, Any, cast
 
 from medianalysed import names
 from medianalysed.diskfaults import DISK_ERRNOS
+from medianalysed.dupactions import DuplicateGroups, outermost
 from medianalysed.errors import OutboxDiskWriteError, OutboxError
 from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.readiness import group_of
@@ -87,6 +88,9 @@ CSV_COLUMNS: tuple[str, ...] = (
     "duplicates",
     "duplicate_count",
     "duplicate_group",
+    "duplicate_of",
+    "duplicate_tier",
+    "duplicate_seen_in",
     "analysis_version",
 )
 # Spreadsheets run a cell starting with one of these as a formula (CSV injection); EXIF strings
@@ -192,6 +196,16 @@ def write_atomic(path: Path, data: bytes) -> None:
     """
     with _atomic_binary(path) as handle:
         handle.write(data)
+
+
+def write_lines_atomic(path: Path, lines: Iterable[str]) -> None:
+    """Write the text `lines` to `path` as UTF-8, atomically (nothing is left on an error).
+
+    Raises:
+        OutboxError: the file could not be written.
+    """
+    with _atomic_text(path) as handle:
+        handle.writelines(lines)
 
 
 def _json_document(obj: object) -> bytes:
@@ -465,6 +479,7 @@ class SummaryBuilder:
         self.failures: Counter[str] = Counter()
         self.run = RunStats()
         self.duplicates = {tier: _UnionFind() for tier in DUPLICATE_TIERS}
+        self.duplicate_groups = DuplicateGroups()
         self.groups: dict[str, _GroupStats] = {}
         self.formats: Counter[str] = Counter()
         self.cameras: Counter[str] = Counter()
@@ -476,6 +491,7 @@ class SummaryBuilder:
         self.run.add(record)
         self._add_failure(record)
         self._add_duplicates(path, record.get("duplicates"))
+        self.duplicate_groups.add(record)
         image, exif, file = (_section(record, name) for name in ("image", "exif", "file"))
         fmt = image.get("format")
         if isinstance(fmt, str):
@@ -526,10 +542,7 @@ class SummaryBuilder:
         joining the records' listed matches (which a bounded list cannot give in full)."""
         aggregated = self._to_json()
         if duplicate_groups is not None:
-            aggregated["duplicates"] = {
-                tier: [list(group) for group in duplicate_groups.get(tier, [])]
-                for tier in DUPLICATE_TIERS
-            }
+            aggregated["duplicates"] = outermost(duplicate_groups)
         if duplicates_capped is not None:
             aggregated["duplicates_capped"] = duplicates_capped
         return {
@@ -545,7 +558,10 @@ class SummaryBuilder:
             date_range = {"first": self.first_date, "last": self.last_date}
         return {
             "failures": dict(sorted(self.failures.items())),
-            "duplicates": {tier: forest.groups() for tier, forest in self.duplicates.items()},
+            "duplicates": outermost(
+                {tier: forest.groups() for tier, forest in self.duplicates.items()}
+            ),
+            "duplicate_groups": self.duplicate_groups.groups_json(),
             "groups": {name: self.groups[name].to_json() for name in sorted(self.groups)},
             "formats": dict(sorted(self.formats.items())),
             "cameras": dict(sorted(self.cameras.items())),
@@ -564,10 +580,12 @@ def summarize(
     """Build `summary.json` from the final status fields and one streaming pass over the records.
 
     Adds `failures` (per error code, over failed and skipped images), `duplicates` (per tier,
-    the groups of paths within this batch, each listed once: `duplicate_groups` from
-    `dupgroups` when given, else the connected groups of the records' listed matches; matches
-    with a non-null `seen_in` are left out), `groups` (per sub-directory), `formats`,
-    `cameras`, `date_range` (null when no image has an ISO `exif.datetime_original`),
+    the groups of paths within this batch, each listed once under the tier that joins it
+    (`dupactions.outermost`): `duplicate_groups` from `dupgroups` when given, else the
+    connected groups of the records' listed matches; matches with a non-null `seen_in` are left
+    out), `duplicate_groups` (every group with its keeper and each member's tier, earlier
+    batches' images included: `dupactions.DuplicateGroups`), `groups` (per sub-directory),
+    `formats`, `cameras`, `date_range` (null when no image has an ISO `exif.datetime_original`),
     `duplicates_capped` (when given: records whose `duplicate_count` is a lower bound), the run's
     figures (`runstats.RunStats`: `success_rate`, `failed_ratio`, `can_retry`, `retries`,
     `duration_ms`) and `config_fingerprint`.

@@ -130,7 +130,7 @@ def test_batch_asks_for_workers_and_writes_every_image_once(env):
     assert [json.loads(line)["path"] for line in lines] == ["a.jpg", "b.jpg", "sub/c.jpg"]
     summary = json.loads((outbox / "summary.json").read_text())
     assert summary["counts"]["done"] == 3
-    assert summary["duplicates"]["exact"] == [["a.jpg", "sub/c.jpg"]]
+    assert summary["duplicates"]["near"] == [["a.jpg", "b.jpg", "sub/c.jpg"]]
     assert (env["inbox"].archive / "b1" / "a.jpg").is_file()
 
 
@@ -369,7 +369,7 @@ def test_a_stop_during_finalising_leaves_no_outbox_and_the_restart_finishes_once
         assert [json.loads(line)["path"] for line in lines] == ["a.jpg", "b.jpg", "sub/c.jpg"]
         summary = json.loads((outbox_dir / "summary.json").read_text())
         assert summary["phase"] == "done"
-        assert summary["duplicates"]["exact"] == [["a.jpg", "sub/c.jpg"]]
+        assert summary["duplicates"]["near"] == [["a.jpg", "b.jpg", "sub/c.jpg"]]
         assert len(gated) == 3
     finally:
         gated.close()
@@ -396,8 +396,26 @@ def test_records_carry_bounded_matches_counts_and_groups(env):
         "sub/c.jpg": 2,
     }
     assert {r["duplicate_group"] for r in records.values()} == {"a.jpg"}
+    # Same size, no date: the shortest path is kept.
+    assert {path: (r["duplicate_of"], r["duplicate_tier"]) for path, r in records.items()} == {
+        "a.jpg": (None, "exact"),
+        "b.jpg": ("a.jpg", "near"),
+        "sub/c.jpg": ("a.jpg", "exact"),
+    }
     summary = json.loads((outbox_dir / "summary.json").read_text())
-    assert summary["duplicates"]["near"] == [["a.jpg", "b.jpg", "sub/c.jpg"]]
+    assert summary["duplicates"] == {"exact": [], "same_pixels": [], "near": [list(records)]}
+    assert summary["duplicate_groups"] == [
+        {
+            "id": "a.jpg",
+            "keeper": "a.jpg",
+            "size": 3,
+            "members": [
+                {"path": "a.jpg", "tier": "exact", "seen_in": None},
+                {"path": "b.jpg", "tier": "near", "seen_in": None},
+                {"path": "sub/c.jpg", "tier": "exact", "seen_in": None},
+            ],
+        }
+    ]
     assert summary["duplicates_capped"] == 0
 
 

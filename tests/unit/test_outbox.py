@@ -270,6 +270,14 @@ def test_csv_row_flattens_nested_fields_and_nulls():
     assert json.loads(row["colors.dominant"]) == [{"hex": "#aabbcc", "ratio": 0.31}]
     assert json.loads(row["duplicates"])[0]["path"] == "kitchen/IMG_0002.jpg"
     assert not any("MakerNote" in cell or "huge" in cell for cell in row.values())
+    assert (row["duplicate_of"], row["duplicate_tier"], row["duplicate_seen_in"]) == ("", "", "")
+    chosen = {"duplicate_of": "old/a.jpg", "duplicate_tier": "exact", "duplicate_seen_in": "trip"}
+    row = csv_row({**FULL, **chosen})
+    assert (row["duplicate_of"], row["duplicate_tier"], row["duplicate_seen_in"]) == (
+        "old/a.jpg",
+        "exact",
+        "trip",
+    )
 
     failed = csv_row(FAILED)
     assert failed["error.code"] == "CORRUPT"
@@ -403,10 +411,11 @@ def test_summarize_aggregates():
 
     assert list(summary)[:3] == ["batch_id", "status", "completed_at"]
     assert summary["failures"] == {"CORRUPT": 2, "TOO_SMALL": 1}
+    # Each group once, under the tier that joins it: z.heic is in the near group of kitchen/1.
     assert summary["duplicates"] == {
         "exact": [["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"]],
-        "same_pixels": [["kitchen/1.jpg", "z.heic"]],
-        "near": [["kitchen/1.jpg", "kitchen/2.jpg", "kitchen/3.jpg"]],
+        "same_pixels": [],
+        "near": [["kitchen/1.jpg", "kitchen/2.jpg", "kitchen/3.jpg", "z.heic"]],
     }
     assert summary["groups"] == {
         "kitchen": {
@@ -429,6 +438,7 @@ def test_summarize_of_no_records():
         "batch_id": "e",
         "failures": {},
         "duplicates": {"exact": [], "same_pixels": [], "near": []},
+        "duplicate_groups": [],
         "groups": {},
         "formats": {},
         "cameras": {},
@@ -470,9 +480,9 @@ def test_planner_groups_replace_the_groups_of_listed_matches():
     )
 
     assert summary["duplicates"] == {
-        "exact": [["c.jpg", "d.jpg"]],
+        "exact": [],
         "same_pixels": [],
-        "near": [["a.jpg", "b.jpg", "c.jpg"]],
+        "near": [["a.jpg", "b.jpg", "c.jpg", "d.jpg"]],
     }
     assert summary["duplicates_capped"] == 0
 

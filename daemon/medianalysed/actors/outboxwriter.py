@@ -14,8 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from medianalysed import names, outbox
+from medianalysed import gexf, names, outbox
 from medianalysed.diskfaults import classified
+from medianalysed.dupactions import choose_keeper, duplicate_fields, keeper_facts, outermost
 from medianalysed.dupgroups import BatchImage, DuplicatePlanner, RecordDuplicates
 from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
 from medianalysed.models import ANALYSIS_VERSION, ImageStatus, Phase, utc_now_iso
@@ -55,14 +56,18 @@ class BatchOutbox:
         )
         yield from self._index_done_images(planner)
         yield from planner.steps()
+        keepers = yield from self._keepers(planner)
         builder = outbox.SummaryBuilder()
         total = self.record.total
         with outbox.open_results(batch_dir) as results:
-            for record in self._final_records(planner):
+            for record in self._final_records(planner, keepers):
                 results.write(record)
                 builder.add(record)
                 if results.count % _PROGRESS_EVERY == 0:
                     yield ("writing", results.count, total)
+        outbox.write_lines_atomic(
+            batch_dir / gexf.GEXF_FILE, gexf.lines(builder.duplicate_groups, self.record.batch_id)
+        )
         counts = self.record.final_counts
         fields = outbox.status_document(
             batch_id=self.record.batch_id,
@@ -119,7 +124,24 @@ class BatchOutbox:
             analysis_version=ANALYSIS_VERSION,
         )
 
-    def _final_records(self, planner: DuplicatePlanner) -> Iterator[dict[str, Any]]:
+    def _keepers(self, planner: DuplicatePlanner) -> Generator[Progress, None, dict[str, str]]:
+        """Per member of a group in this batch (but its keeper), the keeper's path."""
+        keeper_of: dict[str, str] = {}
+        groups = [group for found in outermost(planner.groups()).values() for group in found]
+        for done, group in enumerate(groups, start=1):
+            facts = []
+            for path in group:
+                image = self.store.get_image(self.record.batch_id, path)
+                facts.append(keeper_facts(path, None if image is None else image.result))
+            keeper = choose_keeper(facts)
+            keeper_of.update((path, keeper) for path in group if path != keeper)
+            if done % _PROGRESS_EVERY == 0:
+                yield ("keepers", done, len(groups))
+        return keeper_of
+
+    def _final_records(
+        self, planner: DuplicatePlanner, keepers: dict[str, str]
+    ) -> Iterator[dict[str, Any]]:
         position = 0  # among the done images, as they were handed to the planner
         for path in self.store.iter_paths(self.record):  # stored in path order
             image = self.store.get_image(self.record.batch_id, path)
@@ -127,10 +149,14 @@ class BatchOutbox:
             if self._indexed(path, image) is not None:
                 duplicates = planner.duplicates(position)
                 position += 1
-            yield self._final_record(path, image, duplicates)
+            yield self._final_record(path, image, duplicates, keepers.get(path))
 
     def _final_record(
-        self, path: str, image: ImageRecord | None, duplicates: RecordDuplicates | None = None
+        self,
+        path: str,
+        image: ImageRecord | None,
+        duplicates: RecordDuplicates | None = None,
+        keeper: str | None = None,
     ) -> dict[str, Any]:
         image = image or ImageRecord(path=path)
         result = image.result or {}
@@ -140,6 +166,7 @@ class BatchOutbox:
         if file_section is not None and file_section.get("source_url"):
             file_section = {**file_section, "source_url": shown_url(file_section["source_url"])}
         group = None if path.startswith(URL_PATH_PREFIX) else group_of(path)
+        matches = None if duplicates is None else _shown_matches(duplicates.matches)
         return {
             **names.path_fields(path),
             "group": None if group is None else names.record_path(group),
@@ -152,13 +179,14 @@ class BatchOutbox:
             "exif": result.get("exif"),
             "colors": result.get("colors"),
             "hashes": result.get("hashes"),
-            "duplicates": None if duplicates is None else _shown_matches(duplicates.matches),
+            "duplicates": matches,
             "duplicate_count": None if duplicates is None else duplicates.count,
             "duplicate_group": (
                 None
                 if duplicates is None or duplicates.group is None
                 else names.record_path(duplicates.group)
             ),
+            **duplicate_fields(matches, None if keeper is None else names.record_path(keeper)),
             "analysis_version": ANALYSIS_VERSION,
         }
 
