@@ -9,9 +9,11 @@ imply a near pHash), so one file can sit in an `exact` and a `near` group at onc
   first), kept in the record as `duplicate_tier`;
 - a group's keeper is the member with the most pixels, then the earliest
   `exif.datetime_original` (files without one come after), then the shortest path, then the
-  path itself (`keeper_order`); every other member gets `duplicate_of: <keeper>`;
+  path itself (`keeper_order`), among this batch's files; another member's `duplicate_of` is
+  the keeper, unless its strongest match is an image of an earlier batch, which it then names
+  (with `duplicate_seen_in`): that image is already there;
 - a file that only matches images of earlier batches is a group of its own with those images
-  as members (`seen_in` names their batch), and its `duplicate_of` is the closest of them.
+  as members (`seen_in` names their batch).
 
 `DuplicateGroups` then collects, from the final records, the summary's `duplicate_groups` and
 the graph `duplicates.gexf` draws (`gexf.py`): nodes are the batch's files and the earlier
@@ -89,7 +91,7 @@ def keeper_order(facts: KeeperFacts) -> tuple[int, str, int, str]:
 
 
 def keeper_facts(path: str, result: Mapping[str, Any] | None) -> KeeperFacts:
-    """The facts of one stored result (missing sizes count as 0 pixels)."""
+    """The facts of a stored result or a final record (missing sizes count as 0 pixels)."""
     result = result or {}
     image = result.get("image") or {}
     exif = result.get("exif") or {}
@@ -110,13 +112,16 @@ def duplicate_fields(
     """`duplicate_of`, `duplicate_tier`, `duplicate_seen_in` of one record.
 
     `keeper` is the record's group keeper when it is another file of this batch (record form),
-    else None. Without a keeper, a record whose matches include earlier batches' images points
-    at the closest of them.
+    else None. The file a record duplicates is its strongest match when that one was seen in an
+    earlier batch (the image is already there), else its keeper, else (a keeper) the closest
+    image of an earlier batch it matches, if any.
     """
-    tier = str(matches[0]["tier"]) if matches else None
-    if keeper is not None:
+    if not matches:
+        return {"duplicate_of": None, "duplicate_tier": None, "duplicate_seen_in": None}
+    tier = str(matches[0]["tier"])
+    if keeper is not None and matches[0].get("seen_in") is None:
         return {"duplicate_of": keeper, "duplicate_tier": tier, "duplicate_seen_in": None}
-    earlier = next((m for m in matches or () if m.get("seen_in") is not None), None)
+    earlier = next((m for m in matches if m.get("seen_in") is not None), None)
     return {
         "duplicate_of": None if earlier is None else earlier["path"],
         "duplicate_tier": tier,
@@ -126,7 +131,7 @@ def duplicate_fields(
 
 @dataclass(slots=True)
 class _Group:
-    keeper: str | None = None
+    keeper: KeeperFacts | None = None
     members: dict[Node, str] = field(default_factory=dict)  # node -> its strongest tier
 
 
@@ -157,8 +162,9 @@ class DuplicateGroups:
         group = self._groups.setdefault(group_id, _Group())
         own: Node = (None, path)
         group.members[own] = str(record.get("duplicate_tier") or matches[0]["tier"])
-        if record.get("duplicate_of") is None or record.get("duplicate_seen_in") is not None:
-            group.keeper = path
+        facts = keeper_facts(path, record)
+        if group.keeper is None or keeper_order(facts) < keeper_order(group.keeper):
+            group.keeper = facts
         for match in matches:
             other: Node = (match.get("seen_in"), str(match["path"]))
             tier = str(match["tier"])
@@ -174,7 +180,7 @@ class DuplicateGroups:
         shown = []
         for group_id in sorted(self._groups):
             group = self._groups[group_id]
-            keeper = group.keeper or min(p for s, p in group.members if s is None)
+            keeper = group.keeper.path if group.keeper else ""
             ordered = sorted(
                 group.members.items(),
                 key=lambda item: (item[0] != (None, keeper), item[0][0] is not None, item[0]),

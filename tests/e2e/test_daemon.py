@@ -214,7 +214,15 @@ def test_redropped_batch_is_served_from_the_content_cache_and_matches_history(
         for relative in PHOTOS:
             shutil.copy(corpora / relative, staged / Path(relative).name)
         os.rename(staged, process.inbox / name)
-        process.summary(name)
+        summary = process.summary(name)
+    # The summary lists the matches against history too, with their batch.
+    seen_before = {
+        member["path"]
+        for group in summary["duplicate_groups"]
+        for member in group["members"]
+        if member["seen_in"] == "first"
+    }
+    assert seen_before == {Path(relative).name for relative in PHOTOS}
     again = {r["path"]: r for r in process.results("again")}
     first = {r["path"]: r for r in process.results("first")}
     assert again.keys() == first.keys()
@@ -223,6 +231,7 @@ def test_redropped_batch_is_served_from_the_content_cache_and_matches_history(
         assert {"tier": "exact", "path": path, "seen_in": "first"}.items() <= next(
             d for d in record["duplicates"] if d["seen_in"] == "first" and d["path"] == path
         ).items()
+        assert (record["duplicate_of"], record["duplicate_seen_in"]) == (path, "first")
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     hits = [
         float(line.split()[-1])

@@ -70,11 +70,18 @@ def test_keeper_facts_of_a_stored_result():
 
 
 def test_duplicate_fields_point_at_the_keeper_else_at_the_closest_earlier_image():
-    matches = [_match("exact", "old/a.jpg", "holiday"), _match("near", "b.jpg")]
-    assert duplicate_fields(matches, "k.jpg") == {
+    in_batch_first = [_match("exact", "c.jpg"), _match("near", "old/a.jpg", "holiday")]
+    assert duplicate_fields(in_batch_first, "k.jpg") == {
         "duplicate_of": "k.jpg",
         "duplicate_tier": "exact",
         "duplicate_seen_in": None,
+    }
+    # The strongest match is already in an earlier batch: that is what it duplicates.
+    matches = [_match("exact", "old/a.jpg", "holiday"), _match("near", "b.jpg")]
+    assert duplicate_fields(matches, "k.jpg") == {
+        "duplicate_of": "old/a.jpg",
+        "duplicate_tier": "exact",
+        "duplicate_seen_in": "holiday",
     }
     assert duplicate_fields(matches, None) == {
         "duplicate_of": "old/a.jpg",
@@ -102,6 +109,7 @@ def test_groups_hold_history_matches_with_their_batch_and_one_tier_per_file():
             "a.jpg",
             [_match("exact", "c.jpg"), _match("near", "b.jpg")],
             duplicate_group="a.jpg",
+            image={"width": 10, "height": 10},
         )
     )
     collector.add(
@@ -113,7 +121,13 @@ def test_groups_hold_history_matches_with_their_batch_and_one_tier_per_file():
         )
     )
     collector.add(
-        _record("c.jpg", [_match("exact", "a.jpg")], duplicate_group="a.jpg", keeper="a.jpg")
+        _record(
+            "c.jpg",
+            [_match("exact", "a.jpg")],
+            duplicate_group="a.jpg",
+            keeper="a.jpg",
+            image={"width": 5, "height": 10},
+        )
     )
     # Seen only in an earlier batch: a group of its own.
     collector.add(_record("new.jpg", [_match("near", "old/new.jpg", "holiday")]))

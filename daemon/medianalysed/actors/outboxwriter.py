@@ -125,16 +125,19 @@ class BatchOutbox:
         )
 
     def _keepers(self, planner: DuplicatePlanner) -> Generator[Progress, None, dict[str, str]]:
-        """Per member of a group in this batch (but its keeper), the keeper's path."""
+        """Per member of a group in this batch (but its keeper), the keeper's record path."""
         keeper_of: dict[str, str] = {}
         groups = [group for found in outermost(planner.groups()).values() for group in found]
         for done, group in enumerate(groups, start=1):
+            shown = {names.record_path(path): path for path in group}  # ordered as records are
             facts = []
-            for path in group:
+            for record_path, path in shown.items():
                 image = self.store.get_image(self.record.batch_id, path)
-                facts.append(keeper_facts(path, None if image is None else image.result))
+                facts.append(keeper_facts(record_path, None if image is None else image.result))
             keeper = choose_keeper(facts)
-            keeper_of.update((path, keeper) for path in group if path != keeper)
+            keeper_of.update(
+                (path, keeper) for shown_path, path in shown.items() if shown_path != keeper
+            )
             if done % _PROGRESS_EVERY == 0:
                 yield ("keepers", done, len(groups))
         return keeper_of
@@ -186,7 +189,7 @@ class BatchOutbox:
                 if duplicates is None or duplicates.group is None
                 else names.record_path(duplicates.group)
             ),
-            **duplicate_fields(matches, None if keeper is None else names.record_path(keeper)),
+            **duplicate_fields(matches, keeper),
             "analysis_version": ANALYSIS_VERSION,
         }
 
