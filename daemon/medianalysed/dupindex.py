@@ -6,8 +6,8 @@ carries every hash's distance as evidence.
 
 Durability and memory:
 
-- The source of truth is a diskcache `Cache` (SQLite in WAL mode, never evicting) holding JSON
-  text only: one record per image under an integer id, plus `ref:`, `sha:` and `pix:` lookups.
+- The source of truth is `dupstore.ImageStore` (SQLite through diskcache, JSON text only):
+  one record per image under an integer id, plus `ref:`, `sha:` and `pix:` lookups.
   `add` commits before it returns, so a SIGKILL never loses an acknowledged image.
 - For near search, memory holds a few columns per image and a multi-index over the pHash
   (`dupsearch`). Ids grow monotonically and rows are appended in id order, so `ids` stays
@@ -28,13 +28,10 @@ open a directory: the memory side is not shared between processes.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
-import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -55,8 +52,8 @@ from medianalysed.dupsearch import (
     within,
 )
 from medianalysed.dupsnapshot import SNAPSHOT_NAME, read_snapshot, write_snapshot
+from medianalysed.dupstore import STORE_FORMAT, ImageRef, ImageStore, IndexedImage
 from medianalysed.errors import StateError
-from medianalysed.state import open_durable_cache
 
 logger = logging.getLogger(__name__)
 
@@ -73,38 +70,12 @@ __all__ = [
 ]
 
 HASH_NAMES = ("phash", "dhash", "ahash", "whash", "colorhash")
-STORE_FORMAT = 1
 
 
 _MIN_BUFFER = 2048
 _MAX_BUFFER = 32768
 _SNAPSHOT_EVERY = 100_000  # rows changed since the last snapshot; bounds replay after a crash
 _TX_CHUNK = 2000  # images per SQLite transaction in add_many
-
-_KEY_FORMAT = "meta:format"
-_KEY_UUID = "meta:uuid"
-_KEY_LAST_ID = "meta:last_id"
-_KEY_REMOVALS = "meta:removals"
-_KEY_RM_TRIMMED = "meta:removals_trimmed"
-
-
-@dataclass(frozen=True, slots=True)
-class ImageRef:
-    """Where an image was seen: its batch and its posix path inside the batch."""
-
-    batch_id: str
-    path: str
-
-
-@dataclass(frozen=True, slots=True)
-class IndexedImage:
-    """What the index keeps about one analysed image."""
-
-    ref: ImageRef
-    sha256: str
-    pixel_digest: str | None
-    hashes: Mapping[str, str]
-    analysis_version: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,22 +143,14 @@ class HistoryIndex:
         self._columns = Columns()
         self._tables = BucketTables.empty()
         self._alive = 0
+        self._store = ImageStore(self.directory)
         try:
-            # diskcache's defaults (32 MiB page cache per thread's connection, 64 MiB mmap) cost
-            # ~70 MiB of RSS at 1M images; the OS page cache serves these lookups just as well.
-            self._cache = open_durable_cache(
-                self.directory, what="the duplicate index", cache_pages=1024
-            )
-        except sqlite3.Error as exc:
-            raise StateError(f"duplicate index at {self.directory} unusable: {exc}") from exc
-        try:
-            self._uuid = self._init_meta()
             self._load()
         except sqlite3.Error as exc:
-            self._cache.close()
+            self._store.close()
             raise StateError(f"duplicate index at {self.directory} unusable: {exc}") from exc
         except BaseException:
-            self._cache.close()
+            self._store.close()
             raise
 
     # ----------------------------------------------------------------- public API
@@ -229,11 +192,11 @@ class HistoryIndex:
         self._check_open()
         if limit <= 0:
             return []
-        self_id = self._cache.get(_ref_key(image.ref))
-        exact_ids = set(self._id_list(_sha_key(image.sha256)))
+        self_id = self._store.ref_id(image.ref)
+        exact_ids = set(self._store.sha_ids(image.sha256))
         pixel_ids = set()
         if image.pixel_digest is not None:
-            pixel_ids = set(self._id_list(_pix_key(image.pixel_digest))) - exact_ids
+            pixel_ids = set(self._store.pixel_ids(image.pixel_digest)) - exact_ids
         exact_ids.discard(self_id)
         pixel_ids.discard(self_id)
         query = phash_value(image.hashes)
@@ -264,8 +227,9 @@ class HistoryIndex:
         if (sha256 is None) == (pixel_digest is None):
             raise ValueError("give exactly one of sha256 and pixel_digest")
         self._check_open()
-        key = _sha_key(sha256) if sha256 is not None else _pix_key(cast("str", pixel_digest))
-        return sorted(set(self._id_list(key)))
+        if sha256 is not None:
+            return sorted(set(self._store.sha_ids(sha256)))
+        return sorted(set(self._store.pixel_ids(cast("str", pixel_digest))))
 
     def batch_ids(self, batch_id: str) -> list[int]:
         """Ids of the stored images of one batch."""
@@ -342,10 +306,9 @@ class HistoryIndex:
         self._check_open()
         found: dict[int, tuple[ImageRef, dict[str, str], int]] = {}
         for image_id in ids:
-            record = self._record(int(image_id))
-            if record is not None:
-                ref = ImageRef(record["batch_id"], record["path"])
-                found[int(image_id)] = (ref, record["hashes"], record["analysis_version"])
+            stored = self._store.image(int(image_id))
+            if stored is not None:
+                found[stored.image_id] = (stored.ref, stored.hashes, stored.analysis_version)
         return found
 
     def remove_batch(self, batch_id: str) -> int:
@@ -363,12 +326,7 @@ class HistoryIndex:
             n = columns.n
             rows = np.flatnonzero((columns.batch[:n] == code) & ((columns.flags[:n] & 1) != 0))
             ids = [int(i) for i in columns.ids[rows]]
-            with self._transaction():
-                lists = _ListEdits(self)
-                for image_id in ids:
-                    self._delete_record(image_id, lists)
-                lists.save()
-                self._log_removals(ids)
+            self._store.remove(ids)
             with self._mem_lock:
                 columns.kill(rows.astype(np.int64))
                 self._alive -= len(ids)
@@ -390,103 +348,26 @@ class HistoryIndex:
                     self._write_snapshot()
             finally:
                 self._closed = True
-                self._cache.close()
-
-    # ----------------------------------------------------------------- disk layout
-
-    def _init_meta(self) -> str:
-        with self._cache.transact():
-            stored_format = self._cache.get(_KEY_FORMAT)
-            if stored_format is None:
-                self._cache.set(_KEY_FORMAT, STORE_FORMAT)
-                self._cache.set(_KEY_UUID, uuid.uuid4().hex)
-                self._cache.set(_KEY_LAST_ID, 0)
-                self._cache.set(_KEY_REMOVALS, 0)
-                self._cache.set(_KEY_RM_TRIMMED, 0)
-            elif stored_format != STORE_FORMAT:
-                raise StateError(
-                    f"duplicate index at {self.directory} has format {stored_format}, "
-                    f"this version reads {STORE_FORMAT}"
-                )
-            return str(self._cache.get(_KEY_UUID))
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        try:
-            with self._cache.transact():
-                yield
-        except sqlite3.Error as exc:
-            raise StateError(f"duplicate index at {self.directory} not writable: {exc}") from exc
+                self._store.close()
 
     def _check_open(self) -> None:
         if self._closed:
             raise StateError(f"duplicate index at {self.directory} is closed")
 
-    def _id_list(self, key: str) -> list[int]:
-        raw = self._cache.get(key)
-        return [] if raw is None else cast("list[int]", json.loads(raw))
-
-    def _record(self, image_id: int) -> dict[str, Any] | None:
-        raw = self._cache.get(image_id)
-        return None if raw is None else cast("dict[str, Any]", json.loads(raw))
-
-    def _delete_record(self, image_id: int, lists: _ListEdits) -> None:
-        """Remove an image and its lookups (inside a transaction)."""
-        record = self._record(image_id)
-        if record is None:
-            return
-        self._cache.delete(image_id)
-        ref_key = _ref_key(ImageRef(record["batch_id"], record["path"]))
-        if self._cache.get(ref_key) == image_id:
-            self._cache.delete(ref_key)
-        lists.remove(_sha_key(record["sha256"]), image_id)
-        if record["pixel_digest"] is not None:
-            lists.remove(_pix_key(record["pixel_digest"]), image_id)
-
-    def _log_removals(self, ids: list[int]) -> None:
-        """Note removed ids so that an older snapshot can be brought up to date."""
-        if not ids:
-            return
-        sequence = int(self._cache.incr(_KEY_REMOVALS))
-        self._cache.set(f"rm:{sequence}", json.dumps(ids))
-
     # ----------------------------------------------------------------- writing
 
     def _add_chunk(self, images: list[IndexedImage]) -> None:
         """Commit one transaction of adds, then publish the rows (caller holds the write lock)."""
-        added: list[tuple[int, IndexedImage]] = []
-        replaced: list[int] = []
-        with self._transaction():
-            lists = _ListEdits(self)
-            last_id = int(self._cache.get(_KEY_LAST_ID))
-            for image in images:
-                text = _record_json(image)
-                ref_key = _ref_key(image.ref)
-                old_id = self._cache.get(ref_key)
-                if old_id is not None:
-                    if self._cache.get(old_id) == text:
-                        continue
-                    self._delete_record(old_id, lists)
-                    replaced.append(old_id)
-                last_id += 1
-                self._cache.set(last_id, text)
-                self._cache.set(ref_key, last_id)
-                lists.add(_sha_key(image.sha256), last_id)
-                if image.pixel_digest is not None:
-                    lists.add(_pix_key(image.pixel_digest), last_id)
-                added.append((last_id, image))
-            lists.save()
-            self._cache.set(_KEY_LAST_ID, last_id)
-            self._log_removals(replaced)
+        committed = self._store.add(images)
         with self._mem_lock:
             columns = self._columns
-            dead = columns.rows_of(replaced)
+            dead = columns.rows_of(committed.replaced)
             columns.kill(dead)
-            for image_id, image in added:
+            for image_id, image in committed.added:
                 batch = self._batch_code(image.ref.batch_id)
                 columns.append(image_id, phash_value(image.hashes), image.analysis_version, batch)
-            self._alive += len(added) - len(dead)
-        self._changes_since_snapshot += len(added) + len(dead)
+            self._alive += len(committed.added) - len(dead)
+        self._changes_since_snapshot += len(committed.added) + len(dead)
 
     def _batch_code(self, batch_id: str) -> int:
         code = self._batch_codes.get(batch_id)
@@ -522,17 +403,15 @@ class HistoryIndex:
         """Read the records of the best candidates (outside the memory lock)."""
         matches: list[Match] = []
         for candidate in found:
-            record = self._record(candidate.image_id)
-            if record is None:  # removed since the search
+            stored = self._store.image(candidate.image_id)
+            if stored is None:  # removed since the search
                 continue
-            comparable = record["analysis_version"] == image.analysis_version
             distances = (
-                evidence(image.hashes, record["hashes"])
-                if comparable
+                evidence(image.hashes, stored.hashes)
+                if stored.analysis_version == image.analysis_version
                 else dict.fromkeys(evidence(image.hashes, {}))
             )
-            ref = ImageRef(record["batch_id"], record["path"])
-            matches.append(Match(ref=ref, tier=candidate.tier, distances=distances))
+            matches.append(Match(ref=stored.ref, tier=candidate.tier, distances=distances))
             if len(matches) == limit:
                 break
         return matches
@@ -540,8 +419,8 @@ class HistoryIndex:
     # ----------------------------------------------------------------- opening
 
     def _load(self) -> None:
-        last_id = int(self._cache.get(_KEY_LAST_ID))
-        removals = int(self._cache.get(_KEY_REMOVALS))
+        last_id = self._store.last_id()
+        removals = self._store.removals()
         columns = self._load_snapshot(last_id, removals)
         if columns is None:
             logger.info("rebuilding duplicate index from %s (%d ids)", self.directory, last_id)
@@ -559,25 +438,26 @@ class HistoryIndex:
         if snapshot is None:
             return None
         meta, columns = snapshot.meta, snapshot.columns
-        trimmed = int(self._cache.get(_KEY_RM_TRIMMED))
+        trimmed = self._store.removals_trimmed()
         ids = columns.column("ids")
         usable = (
             bool(np.all(ids[1:] > ids[:-1]))
             and meta.get("format") == STORE_FORMAT
-            and meta.get("uuid") == self._uuid
+            and meta.get("uuid") == self._store.uuid
             and meta["last_id"] <= last_id
             and trimmed <= meta["removals"] <= removals
         )
         if not usable:
             logger.warning("duplicate index snapshot does not match the store; rebuilding")
             return None
-        removed: list[int] = []
-        for sequence in range(meta["removals"] + 1, removals + 1):
-            logged = self._cache.get(f"rm:{sequence}")
-            if logged is None:
-                logger.warning("duplicate index removal log %d missing; rebuilding", sequence)
-                return None
-            removed.extend(json.loads(logged))
+        removed = self._store.removed_since(meta["removals"], removals)
+        if removed is None:
+            logger.warning(
+                "duplicate index removal log %d..%d incomplete; rebuilding",
+                meta["removals"] + 1,
+                removals,
+            )
+            return None
         self._batch_names = snapshot.batch_names
         self._batch_codes = {name: code for code, name in enumerate(snapshot.batch_names)}
         dead = columns.rows_of(removed)
@@ -588,92 +468,21 @@ class HistoryIndex:
 
     def _replay(self, columns: Columns, after_id: int, last_id: int) -> Columns:
         """Append the records with ids in (after_id, last_id] that still exist."""
-        with self._cache.transact():  # one read transaction: several times faster than 1 per get
-            for image_id in range(after_id + 1, last_id + 1):
-                record = self._record(image_id)
-                if record is None:
-                    continue
-                phash = phash_value(record["hashes"])
-                batch = self._batch_code(record["batch_id"])
-                columns.append(image_id, phash, record["analysis_version"], batch)
+        for stored in self._store.images(after_id, last_id):
+            phash = phash_value(stored.hashes)
+            batch = self._batch_code(stored.ref.batch_id)
+            columns.append(stored.image_id, phash, stored.analysis_version, batch)
         return columns
 
     def _write_snapshot(self) -> None:
         """Save the alive rows atomically, then trim the removal log it covers (write lock held)."""
-        removals = int(self._cache.get(_KEY_REMOVALS))
+        removals = self._store.removals()
         meta = {
             "format": STORE_FORMAT,
-            "uuid": self._uuid,
-            "last_id": int(self._cache.get(_KEY_LAST_ID)),
+            "uuid": self._store.uuid,
+            "last_id": self._store.last_id(),
             "removals": removals,
         }
         write_snapshot(self.directory, self._columns, self._batch_names, meta)
         self._changes_since_snapshot = 0
-        self._trim_removal_log(removals)
-
-    def _trim_removal_log(self, upto: int) -> None:
-        with self._transaction():
-            trimmed = int(self._cache.get(_KEY_RM_TRIMMED))
-            for sequence in range(trimmed + 1, upto + 1):
-                self._cache.delete(f"rm:{sequence}")
-            self._cache.set(_KEY_RM_TRIMMED, max(trimmed, upto))
-
-
-class _ListEdits:
-    """The `sha:`/`pix:` id lists changed by one transaction, each read and written once.
-
-    Editing a list per image would rewrite it once per image: quadratic when thousands of
-    copies of one file (or of one blank page) arrive together.
-    """
-
-    def __init__(self, index: HistoryIndex) -> None:
-        self._index = index
-        self._lists: dict[str, list[int]] = {}
-        self._removed: dict[str, set[int]] = {}
-
-    def _ids(self, key: str) -> list[int]:
-        ids = self._lists.get(key)
-        if ids is None:
-            ids = self._lists[key] = self._index._id_list(key)
-        return ids
-
-    def add(self, key: str, image_id: int) -> None:
-        self._ids(key).append(image_id)
-
-    def remove(self, key: str, image_id: int) -> None:
-        self._ids(key)
-        self._removed.setdefault(key, set()).add(image_id)
-
-    def save(self) -> None:
-        cache = self._index._cache
-        for key, listed in self._lists.items():
-            removed = self._removed.get(key, set())
-            ids = [image_id for image_id in listed if image_id not in removed]
-            if ids:
-                cache.set(key, json.dumps(ids))
-            else:
-                cache.delete(key)
-
-
-def _record_json(image: IndexedImage) -> str:
-    record = {
-        "batch_id": image.ref.batch_id,
-        "path": image.ref.path,
-        "sha256": image.sha256,
-        "pixel_digest": image.pixel_digest,
-        "hashes": dict(image.hashes),
-        "analysis_version": image.analysis_version,
-    }
-    return json.dumps(record, sort_keys=True, separators=(",", ":"))
-
-
-def _ref_key(ref: ImageRef) -> str:
-    return "ref:" + json.dumps([ref.batch_id, ref.path], separators=(",", ":"))
-
-
-def _sha_key(sha256: str) -> str:
-    return f"sha:{sha256}"
-
-
-def _pix_key(digest: str) -> str:
-    return f"pix:{digest}"
+        self._store.trim_removal_log(removals)
