@@ -29,7 +29,6 @@ open a directory: the memory side is not shared between processes.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -52,7 +51,13 @@ from medianalysed.dupsearch import (
     within,
 )
 from medianalysed.dupsnapshot import SNAPSHOT_NAME, read_snapshot, write_snapshot
-from medianalysed.dupstore import STORE_FORMAT, ImageRef, ImageStore, IndexedImage
+from medianalysed.dupstore import (
+    STORE_FORMAT,
+    ImageRef,
+    ImageStore,
+    IndexedImage,
+    closed_on_failure,
+)
 from medianalysed.errors import StateError
 
 logger = logging.getLogger(__name__)
@@ -144,14 +149,8 @@ class HistoryIndex:
         self._tables = BucketTables.empty()
         self._alive = 0
         self._store = ImageStore(self.directory)
-        try:
+        with closed_on_failure(self.directory, self._store.close):
             self._load()
-        except sqlite3.Error as exc:
-            self._store.close()
-            raise StateError(f"duplicate index at {self.directory} unusable: {exc}") from exc
-        except BaseException:
-            self._store.close()
-            raise
 
     # ----------------------------------------------------------------- public API
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,14 +87,8 @@ class ImageStore:
             )
         except sqlite3.Error as exc:
             raise StateError(f"duplicate index at {self.directory} unusable: {exc}") from exc
-        try:
+        with closed_on_failure(self.directory, self._cache.close):
             self.uuid = self._init_meta()
-        except sqlite3.Error as exc:
-            self._cache.close()
-            raise StateError(f"duplicate index at {self.directory} unusable: {exc}") from exc
-        except BaseException:
-            self._cache.close()
-            raise
 
     def close(self) -> None:
         """Close the store (only the calling thread's connection stays open until it ends)."""
@@ -263,6 +257,19 @@ class ImageStore:
             return
         sequence = int(self._cache.incr(_KEY_REMOVALS))
         self._cache.set(f"rm:{sequence}", json.dumps(ids))
+
+
+@contextmanager
+def closed_on_failure(directory: Path, close: Callable[[], None]) -> Iterator[None]:
+    """Call `close` when the block fails; an SQLite error becomes a StateError (`directory`)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        close()
+        raise StateError(f"duplicate index at {directory} unusable: {exc}") from exc
+    except BaseException:
+        close()
+        raise
 
 
 class _ListEdits:
