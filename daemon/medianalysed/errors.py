@@ -170,9 +170,10 @@ class AnalysisError(MedianalysedError):
         """Whether another attempt may succeed."""
         return self.code.retryable
 
-    def to_json(self) -> dict[str, object]:
-        """The `error` object of a per-image record."""
-        return {"code": str(self.code), "message": self.message, "retryable": self.retryable}
+    def to_json(self, *, retryable: bool | None = None) -> dict[str, object]:
+        """The `error` object of a per-image record (`retryable` overrides the code's)."""
+        again = self.retryable if retryable is None else retryable
+        return {"code": str(self.code), "message": self.message, "retryable": again}
 
 
 def internal_error(exc: BaseException, doing: str) -> dict[str, object]:

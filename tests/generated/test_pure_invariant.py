@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medianalysed.actors.batch import _local_entries
+from medianalysed.batchwork.enumeration import local_entries
 from medianalysed.config import InboxConfig
 from medianalysed.models import AnalysisSettings
 from medianalysed.urllist import URL_PATH_PREFIX, URLS_FILE, entries_with_urls
@@ -30,7 +30,7 @@ _counter = iter(range(10**9))
 
 
 def _enumerated(root: Path) -> list[str]:
-    return [path for path, _ in entries_with_urls(root, _local_entries(root, InboxConfig()))]
+    return [path for path, _ in entries_with_urls(root, local_entries(root, InboxConfig()))]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=_SLOW)

@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,20 +30,22 @@ import pykka
 
 from medianalysed import names, outbox
 from medianalysed.actors.outboxwriter import BatchOutbox, Progress
+from medianalysed.batchwork import salvage
+from medianalysed.batchwork.disposing import dispose_input
+from medianalysed.batchwork.enumeration import input_root, store_listing
+from medianalysed.batchwork.finalising import (
+    finalising_record,
+    finalising_status,
+    progress_text,
+    running_status,
+)
+from medianalysed.batchwork.retries import RetryPolicy, internal_record, write_retry_delay
 from medianalysed.config import InboxConfig, ProcessingConfig
 from medianalysed.crashloop import enter_step, leave_step
 from medianalysed.crashpoints import crash_point
-from medianalysed.diskfaults import STORAGE_FAULTS, FaultBoard, classified
-from medianalysed.disposal import delete_input, move_input, partial_copy_path
+from medianalysed.diskfaults import STORAGE_FAULTS, FaultBoard
 from medianalysed.dupindex import HistoryIndex
-from medianalysed.errors import (
-    AnalysisError,
-    DiskWriteError,
-    ErrorCode,
-    OutboxError,
-    clip_message,
-    internal_error,
-)
+from medianalysed.errors import DiskWriteError, ErrorCode, OutboxError
 from medianalysed.messages import (
     AnalyseImage,
     BatchCrashed,
@@ -55,24 +57,10 @@ from medianalysed.messages import (
     Tick,
     WorkWanted,
 )
-from medianalysed.models import (
-    BatchStatus,
-    ImageStatus,
-    Phase,
-    final_batch_status,
-    utc_now_iso,
-)
-from medianalysed.readiness import iter_batch_entries
+from medianalysed.models import BatchStatus, ImageStatus, Phase, utc_now_iso
 from medianalysed.rerun import RERUN_PHASE, finish_rerun
 from medianalysed.stalls import ProgressClock
-from medianalysed.state import (
-    PATH_CHUNK_SIZE,
-    BatchRecord,
-    ImageRecord,
-    StateStore,
-    release_thread_connections,
-)
-from medianalysed.urllist import entries_with_urls
+from medianalysed.state import BatchRecord, ImageRecord, StateStore, release_thread_connections
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +69,6 @@ STATUS_WRITE_INTERVAL_S = 0.5
 LINE_RESCAN_INTERVAL_S = 1.0
 FINALISE_SLICE_S = 0.05  # longest stretch of finalising work between two messages
 FINALISING_STATUS_INTERVAL_S = 1.0  # each status.json costs an fsync: not every slice
-
-# Seconds between attempts while the disk refuses writes (the last one repeats).
-WRITE_RETRY_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +149,7 @@ class BatchActor(pykka.ThreadingActor):
         self._finalising: Generator[Progress, None, dict[str, Any]] | None = None
         self._finalising_progress: Progress = ("indexing", 0, 0)
         self._faults = faults or FaultBoard()
+        self._retries = RetryPolicy(settings.processing, clock)
         # While a write fails: the failure, the messages kept for the retry, when it is due.
         self._parked: DiskWriteError | None = None
         self._deferred: deque[ImageAnalysed | CancelBatch] = deque()
@@ -252,7 +238,7 @@ class BatchActor(pykka.ThreadingActor):
         if self._finalising is not None:
             self._finalising.close()  # its temporary files go; the retry starts it again
             self._finalising = None
-        delay = WRITE_RETRY_BACKOFF_S[min(self._failed_attempts, len(WRITE_RETRY_BACKOFF_S) - 1)]
+        delay = write_retry_delay(self._failed_attempts)
         self._failed_attempts += 1
         self._parked = failure
         self._retry_at = time.monotonic() + delay
@@ -389,13 +375,7 @@ class BatchActor(pykka.ThreadingActor):
             source_url = None if previous is None else previous.source_url
         except Exception:  # the stored record may be what is broken
             logger.debug("unreadable image record %s", path, exc_info=True)
-        return ImageRecord(
-            path=path,
-            status=ImageStatus.FAILED,
-            attempts=attempt,
-            error=internal_error(exc, doing),
-            source_url=source_url,
-        )
+        return internal_record(path, attempt, exc, doing, source_url)
 
     def _count_internal(self, record: ImageRecord) -> None:
         try:
@@ -432,101 +412,30 @@ class BatchActor(pykka.ThreadingActor):
             self._salvage,
             extra=self._log_extra(),
         )
-        if self._record.phase == RERUN_PHASE:
-            # Crashed while resetting for a rerun: what was not reset keeps its old record.
-            self._record = self._record.evolve(phase=Phase.RUNNING)
-        if self._record.phase == Phase.ENUMERATING:
-            self._record = self._record.evolve(
-                phase=Phase.RUNNING,
-                status=BatchStatus.PROCESSING,
-                chunks=self._stored_chunks(),
-                note=_joined_note(self._record.note, "its listing did not complete"),
-            )
+        self._record = salvage.salvage_record(self._store, self._record)
         if self._record.phase == Phase.RUNNING:
-            self._counts = self._fail_unfinished()
-            self._record = self._record.evolve(total=sum(self._counts.values()))
-            self._store.put_batch(self._record)
-        self._finalize()
-
-    def _stored_chunks(self) -> int:
-        chunks = 0
-        while self._store.get_path_chunk(self._batch_id, chunks):
-            chunks += 1
-        return chunks
-
-    def _fail_unfinished(self) -> dict[str, int]:
-        counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
-        error = AnalysisError(
-            ErrorCode.INTERNAL, f"not analysed: the batch actor kept crashing ({self._salvage})"
-        ).to_json()
-        failed: list[ImageRecord] = []
-        for path in self._store.iter_paths(self._record):
-            image = self._store.get_image(self._batch_id, path)
-            if image is not None and image.status.terminal:
-                counts[str(image.status)] += 1
-                continue
-            record = ImageRecord(
-                path=path,
-                status=ImageStatus.FAILED,
-                attempts=0 if image is None else image.attempts,
-                error=error,
-                source_url=None if image is None else image.source_url,
+            self._counts = salvage.fail_unfinished(
+                self._store, self._record, self._salvage, self._count_internal
             )
-            failed.append(record)
-            counts["failed"] += 1
-            self._count_internal(record)
-            if len(failed) >= PATH_CHUNK_SIZE:
-                self._store.put_images(self._batch_id, failed)
-                failed = []
-        if failed:
-            self._store.put_images(self._batch_id, failed)
-        return counts
+            self._save(self._record.evolve(total=sum(self._counts.values())))
+        self._finalize()
 
     def _enumerate(self) -> None:
         enter_step(self._store, self._batch_id, "enumerating")
         crash_point("enumerate", self._batch_id)
-        source = Path(self._record.source)
-        inbox = self._settings.inbox
-        chunk: list[str] = []
-        chunks = 0
-        total = 0
-        refused: list[ImageRecord] = []
-        for path, record in self._entries(source, inbox):
-            chunk.append(path)
-            total += 1
-            if record is not None:
-                refused.append(record)
-            if len(chunk) == PATH_CHUNK_SIZE:
-                self._store.put_path_chunk(self._batch_id, chunks, chunk)
-                chunks += 1
-                chunk = []
-            if len(refused) >= PATH_CHUNK_SIZE:
-                self._store.put_images(self._batch_id, refused)
-                refused = []
-        if chunk:
-            self._store.put_path_chunk(self._batch_id, chunks, chunk)
-            chunks += 1
-        if refused:
-            self._store.put_images(self._batch_id, refused)
+        listing = store_listing(self._store, self._record, self._settings.inbox)
         self._save(
             self._record.evolve(
                 phase=Phase.RUNNING,
                 status=BatchStatus.PROCESSING,
-                total=total,
-                chunks=chunks,
+                total=listing.total,
+                chunks=listing.chunks,
                 started_at=self._record.started_at or utc_now_iso(),
+                note=listing.note or self._record.note,
             )
         )
         leave_step(self._store, self._batch_id)
-        logger.info("batch %s: %d images", self._batch_id, total, extra=self._log_extra())
-
-    def _entries(
-        self, source: Path, inbox: InboxConfig
-    ) -> Iterator[tuple[str, ImageRecord | None]]:
-        try:
-            yield from entries_with_urls(source, _local_entries(source, inbox))
-        except FileNotFoundError:
-            self._record = self._record.evolve(note="the batch folder vanished before it started")
+        logger.info("batch %s: %d images", self._batch_id, listing.total, extra=self._log_extra())
 
     def _resume_running(self) -> None:
         self._reread_line()
@@ -657,7 +566,7 @@ class BatchActor(pykka.ThreadingActor):
             file_path = self._download_path(path)
             root, relpath = file_path.parent, file_path.name
         else:
-            root = _input_root(self._record)
+            root = input_root(self._record)
             relpath = path
         return AnalyseImage(
             batch_id=self._batch_id,
@@ -723,39 +632,15 @@ class BatchActor(pykka.ThreadingActor):
         self._after_change()
 
     def _outcome_record(self, message: ImageAnalysed, source_url: str | None) -> ImageRecord:
-        base = ImageRecord(
-            path=message.path,
-            attempts=message.attempt,
-            duration_ms=message.duration_ms,
-            source_url=source_url,
-            file=message.file,
-        )
-        if message.result is not None:
-            return _evolve_image(base, status=ImageStatus.DONE, result=message.result)
-        error = dict(message.error or {"code": "INTERNAL", "message": "no outcome"})
-        code = ErrorCode(error["code"])
-        if code.skips:
-            return _evolve_image(base, status=ImageStatus.SKIPPED, error=error)
-        if code.retryable and self._should_retry(message.attempt, code):
-            return _evolve_image(
-                base,
-                status=ImageStatus.PENDING,
-                error=error,
-                next_attempt_at=self._clock() + self._backoff(message.attempt),
-            )
-        return _evolve_image(base, status=ImageStatus.FAILED, error=error)
+        return self._retries.outcome_record(message, source_url, may_retry=self._may_retry)
 
-    def _should_retry(self, attempt: int, code: ErrorCode) -> bool:
-        if self._cancelled or attempt > self._settings.processing.max_retries:
+    def _may_retry(self, code: ErrorCode) -> bool:
+        if self._cancelled:
             return False
         if code == ErrorCode.IO_ERROR and self._record.source:
             # A vanished batch folder will not come back: fail now, not after the backoff.
-            return _input_root(self._record).exists()
+            return input_root(self._record).exists()
         return True
-
-    def _backoff(self, attempt: int) -> float:
-        delays = self._settings.processing.retry_backoff_seconds or (0.0,)
-        return float(delays[min(attempt - 1, len(delays) - 1)])
 
     def _after_change(self) -> None:
         if self._finished_work():
@@ -817,60 +702,55 @@ class BatchActor(pykka.ThreadingActor):
             not self._status_dirty or now - self._last_status_write < STATUS_WRITE_INTERVAL_S
         ):
             return
-        document = outbox.status_document(
-            batch_id=self._batch_id,
-            status=str(self._record.status),
-            counts=self._live_counts(),
-            started_at=self._record.started_at,
-            updated_at=utc_now_iso(),
-        )
+        self._put_status(running_status(self._record, self._live_counts()))
+        self._status_dirty = False
+        self._last_status_write = now
+
+    def _write_finalising_status(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_status_write < FINALISING_STATUS_INTERVAL_S:
+            return
+        self._put_status(finalising_status(self._record, self._finalising_progress))
+        self._last_status_write = now
+
+    def _put_status(self, document: Mapping[str, Any]) -> None:
         try:
             outbox.write_json_atomic(Path(self._record.outbox_dir) / outbox.STATUS_FILE, document)
         except DiskWriteError:
             raise  # the disk's fault: the batch parks (on_receive)
         except OutboxError:
             logger.warning("cannot write status.json", exc_info=True, extra=self._log_extra())
-        self._status_dirty = False
-        self._last_status_write = now
 
     # -- finalisation ------------------------------------------------------------------
 
     def _finalize(self) -> None:
         if self._record.phase in {Phase.RUNNING, Phase.ENUMERATING}:
-            counts = self._live_counts()
-            status = (
-                BatchStatus.CANCELLED
-                if self._cancelled
-                else final_batch_status(counts["done"], counts["failed"])
-            )
             self._save(
-                self._record.evolve(
-                    phase=Phase.FINALIZING,
-                    status=status,
-                    completed_at=utc_now_iso(),
-                    final_counts=counts,
-                )
+                finalising_record(self._record, self._live_counts(), cancelled=self._cancelled)
             )
         if self._record.phase == Phase.FINALIZING:
             if self._finalising is None:
-                enter_step(self._store, self._batch_id, "finalizing")
-                crash_point("finalize", self._batch_id)
-                # In slices, one message each: a stop (SIGTERM) never waits for a whole batch.
-                self._finalising = BatchOutbox(
-                    record=self._record,
-                    store=self._store,
-                    history=self._history,
-                    near_duplicate_distance=self._settings.near_duplicate_distance,
-                    max_duplicates_listed=self._settings.max_duplicates_listed,
-                    config_fingerprint=self._settings.config_fingerprint,
-                ).write()
-                self._finalising_progress = ("indexing", 0, self._record.total)
-                with contextlib.suppress(OSError):  # if it fails, BatchOutbox.write says why
-                    Path(self._record.outbox_dir).mkdir(parents=True, exist_ok=True)
-                self._write_finalising_status(force=True)
-                self.actor_ref.tell(_FinaliseStep())
+                self._start_outbox()
             return
         self._finish()
+
+    def _start_outbox(self) -> None:
+        enter_step(self._store, self._batch_id, "finalizing")
+        crash_point("finalize", self._batch_id)
+        # In slices, one message each: a stop (SIGTERM) never waits for a whole batch.
+        self._finalising = BatchOutbox(
+            record=self._record,
+            store=self._store,
+            history=self._history,
+            near_duplicate_distance=self._settings.near_duplicate_distance,
+            max_duplicates_listed=self._settings.max_duplicates_listed,
+            config_fingerprint=self._settings.config_fingerprint,
+        ).write()
+        self._finalising_progress = ("indexing", 0, self._record.total)
+        with contextlib.suppress(OSError):  # if it fails, BatchOutbox.write says why
+            Path(self._record.outbox_dir).mkdir(parents=True, exist_ok=True)
+        self._write_finalising_status(force=True)
+        self.actor_ref.tell(_FinaliseStep())
 
     def _on_finalise_step(self) -> None:
         steps = self._finalising
@@ -905,157 +785,25 @@ class BatchActor(pykka.ThreadingActor):
     def _finish(self) -> None:
         if self._record.phase in {Phase.WRITTEN, Phase.DISPOSING}:
             enter_step(self._store, self._batch_id, "disposing")
-            self._dispose_input()
+            # A disk that refuses (archive full or read-only) parks the batch; the retry
+            # resumes here.
+            self._record = dispose_input(self._store, self._record, self._settings.inbox)
         leave_step(self._store, self._batch_id)
         shutil.rmtree(self._settings.downloads_dir / self._batch_id, ignore_errors=True)
         logger.info(
             "batch %s %s: %s",
             self._batch_id,
             self._record.status,
-            _progress_text(self._record.final_counts),
+            progress_text(self._record.final_counts),
             extra=self._log_extra(),
         )
         self._tell_finished()
         self.actor_ref.stop(block=False)
 
-    def _write_finalising_status(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_status_write < FINALISING_STATUS_INTERVAL_S:
-            return
-        stage, done, total = self._finalising_progress
-        cancelled = self._record.status == BatchStatus.CANCELLED
-        document = outbox.status_document(
-            batch_id=self._batch_id,
-            # Not terminal before summary.json is durable.
-            status=str(BatchStatus.CANCELLED if cancelled else BatchStatus.PROCESSING),
-            counts=self._record.final_counts,
-            started_at=self._record.started_at,
-            updated_at=utc_now_iso(),
-            phase=Phase.FINALIZING,
-            finalizing={"stage": stage, "done": done, "total": total},
-        )
-        try:
-            outbox.write_json_atomic(Path(self._record.outbox_dir) / outbox.STATUS_FILE, document)
-        except DiskWriteError:
-            raise  # the disk's fault: the batch parks (on_receive)
-        except OutboxError:
-            logger.warning("cannot write status.json", exc_info=True, extra=self._log_extra())
-        self._last_status_write = now
-
-    def _dispose_input(self) -> None:
-        """Archive, delete or keep the input; resumable after a kill at any step.
-
-        The target is stored first (phase `disposing`), then the input is moved or deleted
-        by idempotent steps, then the phase becomes `done`. Resumed, the same steps finish
-        what was started: a moved input is not moved again, a half copy is redone. A disk
-        that refuses (archive full or read-only) parks the batch; the retry resumes here.
-        """
-        with classified("archive", self._settings.inbox.archive):
-            self._dispose_input_steps()
-
-    def _dispose_input_steps(self) -> None:
-        if self._record.phase == Phase.WRITTEN:
-            self._save(
-                self._record.evolve(phase=Phase.DISPOSING, archived_to=self._disposal_target())
-            )
-            crash_point("dispose:intent", self._batch_id)
-        source = Path(self._record.source)
-        target = self._record.archived_to
-        if target is None:
-            if self._disposal_action() == "delete":
-                _delete(source)
-        elif Path(target) != source and not move_input(source, Path(target)):
-            logger.error(
-                "batch %s: %s exists and is not a copy of %s; the input is left where it is",
-                self._batch_id,
-                target,
-                source,
-                extra=self._log_extra(),
-            )
-            target = None
-        crash_point("dispose:moved", self._batch_id)
-        self._save(self._record.evolve(phase=Phase.DONE, archived_to=target))
-
-    def _disposal_action(self) -> str:
-        source = Path(self._record.source)
-        if self._record.keep_input or not (source.exists() or source.is_symlink()):
-            return "keep"
-        return self._settings.inbox.on_complete
-
-    def _disposal_target(self) -> str | None:
-        """Where the input will be archived (None: deleted or kept)."""
-        if self._disposal_action() != "archive":
-            return None
-        return str(self._archive_target(Path(self._record.source)))
-
-    def _archive_target(self, source: Path) -> Path:
-        inbox = self._settings.inbox
-        failed = self._record.final_counts.get("failed", 0) > 0
-        target_root = inbox.failed if failed and inbox.failed is not None else inbox.archive
-        target_root.mkdir(parents=True, exist_ok=True)
-        # The folder the input sits in, resolved; the input itself is never resolved (it may
-        # be a link, even one that loops, dropped at the inbox root).
-        where = source.parent.resolve()
-        if target_root.resolve() in (where, *where.parents):
-            return source  # a rerun from the archive: it is where it belongs already
-        candidates = names.suffixed_names(self._batch_id, names.name_max(target_root))
-        target = next(
-            target_root / name
-            for name in candidates
-            if not os.path.lexists(target_root / name)
-            and not os.path.lexists(partial_copy_path(target_root / name))
-        )
-        if self._record.loose_file:
-            # Keep the file's name, so a rerun finds the path its results refer to.
-            target = target / source.name
-        return target
-
     def _log_extra(self) -> dict[str, Any]:
         return {"batch_id": self._batch_id, "inbox": self._settings.inbox.name}
-
-
-def _local_entries(source: Path, inbox: InboxConfig) -> Iterator[tuple[str, ImageRecord | None]]:
-    for entry in iter_batch_entries(source, inbox.ready_marker, inbox.ignore):
-        if entry.refused is not None:
-            error = {"code": "REFUSED", "message": clip_message(entry.refused), "retryable": False}
-        elif entry.unreadable is not None:
-            # Not retried image by image: listing it again takes `reprocess`.
-            error = {
-                "code": "IO_ERROR",
-                "message": clip_message(entry.unreadable),
-                "retryable": False,
-            }
-        else:
-            yield entry.relpath, None
-            continue
-        yield entry.relpath, ImageRecord(path=entry.relpath, status=ImageStatus.FAILED, error=error)
-
-
-def _evolve_image(base: ImageRecord, **changes: Any) -> ImageRecord:
-    from dataclasses import replace  # noqa: PLC0415
-
-    return replace(base, **changes)
-
-
-def _input_root(record: BatchRecord) -> Path:
-    source = Path(record.source)
-    # A loose file at the inbox root is a batch of one: its path is relative to the inbox.
-    return source.parent if record.loose_file else source
 
 
 def _safe_name(path: str) -> str:
     """The download file name of a `urls.txt#L<n>` path: one short, plain component."""
     return names.shortened(names.safe_folder_name(path).replace("#", "_"), names.NAME_MAX)
-
-
-def _joined_note(note: str, addition: str) -> str:
-    return f"{note}; {addition}" if note else addition
-
-
-def _delete(source: Path) -> None:
-    delete_input(source)
-
-
-def _progress_text(counts: dict[str, int]) -> str:
-    finished = counts.get("done", 0) + counts.get("failed", 0) + counts.get("skipped", 0)
-    return f"{finished}/{counts.get('total', 0)} ({counts.get('failed', 0)} failed)"

@@ -27,13 +27,13 @@ import pykka
 
 from medianalysed import names, outbox
 from medianalysed.actors.batch import (
-    WRITE_RETRY_BACKOFF_S,
     BatchActor,
     BatchListener,
     BatchSettings,
 )
 from medianalysed.actors.image import SLOTS_PER_WORKER
 from medianalysed.batchoptions import BatchOptions, read_batch_options
+from medianalysed.batchwork.retries import write_retry_delay
 from medianalysed.config import Config, InboxConfig
 from medianalysed.crashloop import in_step, review_markers
 from medianalysed.diskfaults import FaultBoard
@@ -426,7 +426,7 @@ class SupervisorActor(pykka.ThreadingActor):
         return True
 
     def _creation_failed(self, failure: DiskWriteError) -> None:
-        delay = WRITE_RETRY_BACKOFF_S[min(self._create_failures, len(WRITE_RETRY_BACKOFF_S) - 1)]
+        delay = write_retry_delay(self._create_failures)
         self._create_failures += 1
         self._create_retry_at = self._clock() + delay
         self._parts.faults.failed(NEW_BATCHES, failure, retry_in=delay)

@@ -1,0 +1,71 @@
+"""Salvage: a batch whose actor crashed more often than it may be restarted still ends.
+
+Every image not terminal becomes INTERNAL, and the batch then finalises as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from medianalysed.batchwork.enumeration import stored_chunks
+from medianalysed.errors import AnalysisError, ErrorCode
+from medianalysed.models import BatchStatus, ImageStatus, Phase
+from medianalysed.rerun import RERUN_PHASE
+from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
+
+Counts = dict[str, int]
+
+
+def salvage_record(store: StateStore, record: BatchRecord) -> BatchRecord:
+    """The record taken to `running`, whatever step the crashes interrupted (not stored)."""
+    if record.phase == RERUN_PHASE:
+        # Crashed while resetting for a rerun: what was not reset keeps its old record.
+        record = record.evolve(phase=Phase.RUNNING)
+    if record.phase == Phase.ENUMERATING:
+        record = record.evolve(
+            phase=Phase.RUNNING,
+            status=BatchStatus.PROCESSING,
+            chunks=stored_chunks(store, record.batch_id),
+            note=joined_note(record.note, "its listing did not complete"),
+        )
+    return record
+
+
+def fail_unfinished(
+    store: StateStore,
+    record: BatchRecord,
+    reason: str,
+    on_failed: Callable[[ImageRecord], None],
+) -> Counts:
+    """Store every unfinished image as INTERNAL; the batch's counts after that."""
+    counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
+    error = AnalysisError(
+        ErrorCode.INTERNAL, f"not analysed: the batch actor kept crashing ({reason})"
+    ).to_json()
+    failed: list[ImageRecord] = []
+    for path in store.iter_paths(record):
+        image = store.get_image(record.batch_id, path)
+        if image is not None and image.status.terminal:
+            counts[str(image.status)] += 1
+            continue
+        unfinished = ImageRecord(
+            path=path,
+            status=ImageStatus.FAILED,
+            attempts=0 if image is None else image.attempts,
+            error=error,
+            source_url=None if image is None else image.source_url,
+        )
+        failed.append(unfinished)
+        counts["failed"] += 1
+        on_failed(unfinished)
+        if len(failed) >= PATH_CHUNK_SIZE:
+            store.put_images(record.batch_id, failed)
+            failed = []
+    if failed:
+        store.put_images(record.batch_id, failed)
+    return counts
+
+
+def joined_note(note: str, addition: str) -> str:
+    """`note; addition`, or `addition` alone."""
+    return f"{note}; {addition}" if note else addition
