@@ -28,8 +28,8 @@ from medianalysed.config import (
 )
 from medianalysed.errors import ConfigError, ExitCode, MedianalysedError
 from medianalysed.executors import available_executors
+from medianalysed.lifecycle import BatchPhase
 from medianalysed.logs import setup_logging
-from medianalysed.models import Phase
 from medianalysed.state import BatchRecord, StateStore
 from medianalysed.webhooks import read_dead_letters
 
@@ -217,7 +217,9 @@ def _status_of(record: BatchRecord) -> dict[str, Any]:
             started_at=record.started_at,
             updated_at=record.completed_at or record.created_at,
         )
-    document["status"] = str(record.status) if record.phase == Phase.DONE else document["status"]
+    document["status"] = (
+        str(record.status) if record.phase == BatchPhase.DONE else document["status"]
+    )
     return document
 
 
@@ -249,7 +251,7 @@ def _control(config: Config, verb: str, batch_id: str) -> int:
         if record is None:
             print(f"medianalysed: no batch named {batch_id!r}", file=sys.stderr)
             return ExitCode.FAILURE
-        if record.phase == Phase.DONE:
+        if record.phase == BatchPhase.DONE:
             print(
                 f"medianalysed: {verb}: batch {batch_id} already finished ({record.status})",
                 file=sys.stderr,
@@ -380,7 +382,7 @@ def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[Bat
                 bar.total = total
                 bar.n = finished
                 bar.refresh()
-            if len(records) >= expected and all(r.phase == Phase.DONE for r in records):
+            if len(records) >= expected and all(r.phase == BatchPhase.DONE for r in records):
                 return records
             daemon.stop_requested.wait(ANALYZE_POLL_S)
     finally:
@@ -388,7 +390,7 @@ def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[Bat
 
 
 def _finished(record: BatchRecord) -> int:
-    if record.phase == Phase.DONE or record.final_counts:
+    if record.phase == BatchPhase.DONE or record.final_counts:
         counts = record.final_counts
     else:
         try:

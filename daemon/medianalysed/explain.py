@@ -14,7 +14,7 @@ from typing import Any
 
 from medianalysed import names, outbox
 from medianalysed.config import Config, InboxConfig
-from medianalysed.models import Phase
+from medianalysed.lifecycle import BatchPhase
 from medianalysed.readiness import (
     BUILTIN_IGNORES,
     CONTROL_FILES,
@@ -150,7 +150,7 @@ def _batch_for_source(
     for record in store.iter_batches():
         if record.inbox != inbox.name or Path(record.source) != top:
             continue
-        left_inbox = record.phase == Phase.DONE and (
+        left_inbox = record.phase == BatchPhase.DONE and (
             record.archived_to is not None or inbox.on_complete == "delete"
         )
         if left_inbox:

@@ -56,23 +56,6 @@ class BatchStatus(enum.StrEnum):
         }
 
 
-class Phase(enum.StrEnum):
-    """Where a batch is in its life (stored, so a restart resumes there; see BatchActor).
-
-    enumerating -> running -> finalizing -> written -> disposing -> done, and done ->
-    resetting -> running for `retry`/`reprocess`. Each phase is persisted before the side
-    effect it enables, so a kill between two steps resumes at the right one.
-    """
-
-    ENUMERATING = "enumerating"  # listing the input; the path list is stored in chunks
-    RUNNING = "running"  # images dispatched to workers, outcomes stored one by one
-    FINALIZING = "finalizing"  # counts fixed; results, status and summary being written
-    WRITTEN = "written"  # the outbox is durable and the webhooks queued
-    DISPOSING = "disposing"  # the archive target is stored; the input is being moved
-    DONE = "done"  # terminal: the input archived, deleted or kept
-    RESETTING = "resetting"  # retry/reprocess recorded; the images are being reset
-
-
 class Priority(enum.StrEnum):
     """Per-batch priority from `batch.toml`."""
 

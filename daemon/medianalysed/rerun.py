@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Final
 
 from medianalysed import outbox
 from medianalysed.crashpoints import crash_point
-from medianalysed.models import BatchStatus, ImageStatus, Phase
+from medianalysed.lifecycle import BatchPhase
+from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RERUN_PHASE: Final = Phase.RESETTING
+RERUN_PHASE: Final = BatchPhase.RESETTING
 _RESET_CHUNK = 500
 
 
@@ -52,7 +53,7 @@ def plan_rerun(store: StateStore, batch_id: str, *, only_failed: bool) -> RerunP
     record = store.get_batch(batch_id)
     if record is None:
         raise RerunError(f"no batch named {batch_id!r}")
-    if record.phase != Phase.DONE:
+    if record.phase != BatchPhase.DONE:
         raise RerunError(
             f"batch {batch_id} is still {record.status} ({record.phase}); "
             "wait for it to finish or cancel it first"
@@ -111,8 +112,9 @@ def begin_rerun(
     record = store.get_batch(batch_id)
     assert record is not None
     source = str(plan.input_path)
-    intent = record.evolve(
-        phase=RERUN_PHASE,
+    intent = store.advance(
+        record,
+        RERUN_PHASE,
         status=BatchStatus.RETRYING if only_failed else BatchStatus.PROCESSING,
         source=source,
         loose_file=record.loose_file and Path(source).is_file(),
@@ -122,7 +124,6 @@ def begin_rerun(
         bypass_cache=force,
         runs=record.runs + 1,
     )
-    store.put_batch(intent)
     store.clear_set_aside(batch_id)  # run again on purpose: no longer set aside
     crash_point("rerun:intent", batch_id)
     # Its presence means "finished"; it is written again when the rerun ends.
@@ -161,6 +162,4 @@ def finish_rerun(
         store.put_images(batch_id, resets)
     crash_point("rerun:reset", batch_id)  # images reset, the batch not yet reopened
     # A batch set aside before it was ever listed (chunks == 0) is listed now.
-    reopened = record.evolve(phase=Phase.RUNNING if record.chunks else Phase.ENUMERATING)
-    store.put_batch(reopened)
-    return reopened
+    return store.advance(record, BatchPhase.RUNNING if record.chunks else BatchPhase.ENUMERATING)

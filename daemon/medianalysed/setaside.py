@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from medianalysed import outbox
 from medianalysed.errors import MedianalysedError, clip_message
-from medianalysed.models import BatchStatus, Phase, utc_now_iso
+from medianalysed.lifecycle import BatchPhase
+from medianalysed.models import BatchStatus, utc_now_iso
 from medianalysed.state import BatchRecord, StateStore
 
 if TYPE_CHECKING:
@@ -36,14 +37,6 @@ def set_aside(
     reason = clip_message(reason)
     now = utc_now_iso()
     counts = _counts(store, record)
-    ended = record.evolve(
-        phase=Phase.DONE,
-        status=BatchStatus.FAILED,
-        completed_at=now,
-        final_counts=counts,
-        archived_to=None,
-        note=f"{record.note}; set aside: {reason}" if record.note else f"set aside: {reason}",
-    )
     entry = {
         "batch_id": batch_id,
         "inbox": record.inbox,
@@ -54,7 +47,15 @@ def set_aside(
         "incarnation": store.incarnation,
     }
     store.put_set_aside(batch_id, entry)
-    store.put_batch(ended)
+    ended = store.advance(
+        record,
+        BatchPhase.DONE,
+        status=BatchStatus.FAILED,
+        completed_at=now,
+        final_counts=counts,
+        archived_to=None,
+        note=record.noted(f"set aside: {reason}"),
+    )
     store.clear_step_marker(batch_id)
     logger.error(
         "batch %s set aside: %s; its input stays at %s",

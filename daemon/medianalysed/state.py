@@ -34,7 +34,8 @@ import diskcache
 from medianalysed import names
 from medianalysed.diskfaults import GuardedCache, classified
 from medianalysed.errors import DiskWriteError, StateError
-from medianalysed.models import STATE_SCHEMA_VERSION, BatchStatus, ImageStatus, Phase, Priority
+from medianalysed.lifecycle import RESTARTABLE, BatchPhase, IllegalTransitionError, check_move
+from medianalysed.models import STATE_SCHEMA_VERSION, BatchStatus, ImageStatus, Priority
 
 _logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class BatchRecord:
     loose_file: bool = False  # a single file dropped at the inbox root
     claim_key: str = ""  # the claim on the dropped input (its inbox and name)
     status: BatchStatus = BatchStatus.QUEUED
-    phase: Phase = Phase.ENUMERATING
+    phase: BatchPhase = BatchPhase.ENUMERATING
     priority: Priority = Priority.NORMAL
     tags: tuple[str, ...] = ()
     callback_url: str = ""
@@ -113,7 +114,7 @@ class BatchRecord:
             loose_file=data.get("loose_file", False),
             claim_key=data.get("claim_key", ""),
             status=BatchStatus(data["status"]),
-            phase=Phase(data["phase"]),
+            phase=BatchPhase(data["phase"]),
             priority=Priority(data["priority"]),
             tags=tuple(data["tags"]),
             callback_url=data["callback_url"],
@@ -131,8 +132,12 @@ class BatchRecord:
         )
 
     def evolve(self, **changes: Any) -> BatchRecord:
-        """A copy with some fields changed."""
+        """A copy with some fields changed (in memory; a stored batch moves with `advance`)."""
         return replace(self, **changes)
+
+    def noted(self, addition: str) -> str:
+        """The note with `addition` appended (`; ` between)."""
+        return f"{self.note}; {addition}" if self.note else addition
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -293,8 +298,35 @@ class StateStore:
     # -- batches -----------------------------------------------------------------
 
     def put_batch(self, record: BatchRecord) -> None:
-        """Persist a batch record."""
+        """Persist a new or rebuilt batch record; a stored batch changes through `advance`."""
         self._batches.set(record.batch_id, record.to_json())
+
+    def advance(self, record: BatchRecord, to: BatchPhase, **changes: Any) -> BatchRecord:
+        """Move a batch to phase `to` with `changes`, durably; the record as stored.
+
+        Raises:
+            IllegalTransitionError: its life does not lead from `record.phase` to `to`
+                (`lifecycle.TRANSITIONS`); nothing is written.
+            DiskWriteError: the disk refused; memory and state stay as they were.
+        """
+        check_move(record.batch_id, record.phase, to)
+        moved = record.evolve(phase=to, **changes)
+        self._batches.set(moved.batch_id, moved.to_json())
+        return moved
+
+    def restart_listing(self, record: BatchRecord) -> BatchRecord:
+        """State repair lost the image records: an unfinished batch is listed again, queued.
+
+        Raises:
+            IllegalTransitionError: the batch is done or written (nothing to list again).
+        """
+        if record.phase not in RESTARTABLE:
+            raise IllegalTransitionError(record.batch_id, record.phase, BatchPhase.ENUMERATING)
+        restarted = record.evolve(
+            phase=BatchPhase.ENUMERATING, status=BatchStatus.QUEUED, total=0, chunks=0
+        )
+        self._batches.set(restarted.batch_id, restarted.to_json())
+        return restarted
 
     def get_batch(self, batch_id: str) -> BatchRecord | None:
         """A batch record, or None."""

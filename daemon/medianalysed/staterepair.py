@@ -42,7 +42,8 @@ from medianalysed.errors import (
     StateCorruptError,
     StateUnusableError,
 )
-from medianalysed.models import BatchStatus, Phase, Priority, utc_now_iso
+from medianalysed.lifecycle import BatchPhase
+from medianalysed.models import BatchStatus, Priority, utc_now_iso
 from medianalysed.outbox import SUMMARY_FILE
 from medianalysed.state import BatchRecord, StateStore
 
@@ -276,7 +277,7 @@ def _recreate_finished(
         source=str(inbox.path / batch_id),
         outbox_dir=str(batch_dir),
         status=_status(summary.get("status")),
-        phase=Phase.DONE,
+        phase=BatchPhase.DONE,
         priority=_priority(summary.get("priority")),
         tags=tuple(str(tag) for tag in summary.get("tags") or ()),
         created_at=str(summary.get("started_at") or utc_now_iso()),
@@ -292,7 +293,7 @@ def _recreate_finished(
         return
     # Its input is still in the inbox (on_complete = "keep", or a crash before archiving): it
     # is claimed so it never runs again, and `written` makes it archived now if it should be.
-    phase = Phase.DONE if inbox.on_complete == "keep" else Phase.WRITTEN
+    phase = BatchPhase.DONE if inbox.on_complete == "keep" else BatchPhase.WRITTEN
     record = record.evolve(
         source=str(entry),
         loose_file=entry.is_file(),
@@ -326,15 +327,13 @@ def _restart_unfinished(store: StateStore) -> None:
     """The image records are gone: every unfinished batch starts again from its input."""
     restarted = 0
     for record in list(store.iter_batches()):
-        if record.phase in {Phase.DONE, Phase.WRITTEN}:
+        if record.phase in {BatchPhase.DONE, BatchPhase.WRITTEN}:
             continue
         summary_present = (Path(record.outbox_dir) / SUMMARY_FILE).is_file()
-        if summary_present and record.phase == Phase.FINALIZING:
-            store.put_batch(record.evolve(phase=Phase.WRITTEN))
+        if summary_present and record.phase == BatchPhase.FINALIZING:
+            store.advance(record, BatchPhase.WRITTEN)
             continue
-        store.put_batch(
-            record.evolve(phase=Phase.ENUMERATING, status=BatchStatus.QUEUED, total=0, chunks=0)
-        )
+        store.restart_listing(record)
         restarted += 1
     logger.warning("%d unfinished batch(es) start again from their input", restarted)
 

@@ -34,7 +34,7 @@ from medianalysed.batchwork import salvage
 from medianalysed.batchwork.disposing import dispose_input
 from medianalysed.batchwork.enumeration import input_root, store_listing
 from medianalysed.batchwork.finalising import (
-    finalising_record,
+    finalising_changes,
     finalising_status,
     progress_text,
     running_status,
@@ -46,6 +46,7 @@ from medianalysed.crashpoints import crash_point
 from medianalysed.diskfaults import STORAGE_FAULTS, FaultBoard
 from medianalysed.dupindex import HistoryIndex
 from medianalysed.errors import DiskWriteError, ErrorCode, OutboxError
+from medianalysed.lifecycle import BatchPhase
 from medianalysed.messages import (
     AnalyseImage,
     BatchCrashed,
@@ -57,7 +58,7 @@ from medianalysed.messages import (
     Tick,
     WorkWanted,
 )
-from medianalysed.models import BatchStatus, ImageStatus, Phase, utc_now_iso
+from medianalysed.models import BatchStatus, ImageStatus, utc_now_iso
 from medianalysed.rerun import RERUN_PHASE, finish_rerun
 from medianalysed.stalls import ProgressClock
 from medianalysed.state import BatchRecord, ImageRecord, StateStore, release_thread_connections
@@ -287,10 +288,9 @@ class BatchActor(pykka.ThreadingActor):
         self._failed_attempts = 0
         self._faults.recovered(self._who)
 
-    def _save(self, record: BatchRecord) -> None:
-        """Persist `record`, then adopt it (a failed write leaves memory as it was)."""
-        self._store.put_batch(record)
-        self._record = record
+    def _advance(self, to: BatchPhase, **changes: Any) -> None:
+        """Persist the move, then adopt it (a failed write leaves memory as it was)."""
+        self._record = self._store.advance(self._record, to, **changes)
 
     # -- start and resume --------------------------------------------------------------
 
@@ -304,14 +304,14 @@ class BatchActor(pykka.ThreadingActor):
             self._record = finish_rerun(self._store, self._record, self._history)
             leave_step(self._store, self._batch_id)
             phase = self._record.phase
-        if phase == Phase.ENUMERATING:
+        if phase == BatchPhase.ENUMERATING:
             self._enumerate()
             phase = self._record.phase
-        if phase == Phase.RUNNING:
+        if phase == BatchPhase.RUNNING:
             self._resume_running()
-        elif phase in {Phase.FINALIZING, Phase.WRITTEN, Phase.DISPOSING}:
+        elif phase in {BatchPhase.FINALIZING, BatchPhase.WRITTEN, BatchPhase.DISPOSING}:
             self._finalize()
-        elif phase == Phase.DONE:
+        elif phase == BatchPhase.DONE:
             self._tell_finished()
 
     def _tell_finished(self) -> None:
@@ -338,7 +338,7 @@ class BatchActor(pykka.ThreadingActor):
         except STORAGE_FAULTS:
             raise  # the disk's or the database's fault, not this input's: parked or repaired
         except Exception as exc:
-            if self._record.phase != Phase.RUNNING:
+            if self._record.phase != BatchPhase.RUNNING:
                 raise  # finalising failed, not this input: a crash, restarted from state
             logger.exception(
                 "batch %s: handling the outcome of %s failed",
@@ -413,26 +413,24 @@ class BatchActor(pykka.ThreadingActor):
             extra=self._log_extra(),
         )
         self._record = salvage.salvage_record(self._store, self._record)
-        if self._record.phase == Phase.RUNNING:
+        if self._record.phase == BatchPhase.RUNNING:
             self._counts = salvage.fail_unfinished(
                 self._store, self._record, self._salvage, self._count_internal
             )
-            self._save(self._record.evolve(total=sum(self._counts.values())))
+            self._advance(BatchPhase.RUNNING, total=sum(self._counts.values()))
         self._finalize()
 
     def _enumerate(self) -> None:
         enter_step(self._store, self._batch_id, "enumerating")
         crash_point("enumerate", self._batch_id)
         listing = store_listing(self._store, self._record, self._settings.inbox)
-        self._save(
-            self._record.evolve(
-                phase=Phase.RUNNING,
-                status=BatchStatus.PROCESSING,
-                total=listing.total,
-                chunks=listing.chunks,
-                started_at=self._record.started_at or utc_now_iso(),
-                note=listing.note or self._record.note,
-            )
+        self._advance(
+            BatchPhase.RUNNING,
+            status=BatchStatus.PROCESSING,
+            total=listing.total,
+            chunks=listing.chunks,
+            started_at=self._record.started_at or utc_now_iso(),
+            note=listing.note or self._record.note,
         )
         leave_step(self._store, self._batch_id)
         logger.info("batch %s: %d images", self._batch_id, listing.total, extra=self._log_extra())
@@ -662,12 +660,12 @@ class BatchActor(pykka.ThreadingActor):
             else BatchStatus.PROCESSING
         )
         if status != self._record.status:
-            self._save(self._record.evolve(status=status))
+            self._advance(self._record.phase, status=status)
             self._status_dirty = True
         self._write_status()
 
     def _on_tick(self) -> None:
-        if self._record.phase != Phase.RUNNING:
+        if self._record.phase != BatchPhase.RUNNING:
             return
         if not self._in_flight:
             # Waiting for a worker or a retry is not a stall: this actor answers.
@@ -676,11 +674,11 @@ class BatchActor(pykka.ThreadingActor):
         self._write_status()
 
     def _cancel(self) -> None:
-        if self._record.phase not in {Phase.RUNNING, Phase.ENUMERATING}:
+        if self._record.phase not in {BatchPhase.RUNNING, BatchPhase.ENUMERATING}:
             return
         self._cancelled = True
         self._retry_heap.clear()
-        self._save(self._record.evolve(status=BatchStatus.CANCELLED))
+        self._advance(self._record.phase, status=BatchStatus.CANCELLED)
         logger.info("batch %s cancelled", self._batch_id, extra=self._log_extra())
         self._after_change()
 
@@ -724,11 +722,10 @@ class BatchActor(pykka.ThreadingActor):
     # -- finalisation ------------------------------------------------------------------
 
     def _finalize(self) -> None:
-        if self._record.phase in {Phase.RUNNING, Phase.ENUMERATING}:
-            self._save(
-                finalising_record(self._record, self._live_counts(), cancelled=self._cancelled)
-            )
-        if self._record.phase == Phase.FINALIZING:
+        if self._record.phase in {BatchPhase.RUNNING, BatchPhase.ENUMERATING}:
+            changes = finalising_changes(self._live_counts(), cancelled=self._cancelled)
+            self._advance(BatchPhase.FINALIZING, **changes)
+        if self._record.phase == BatchPhase.FINALIZING:
             if self._finalising is None:
                 self._start_outbox()
             return
@@ -779,11 +776,11 @@ class BatchActor(pykka.ThreadingActor):
             callback_url=self._record.callback_url,
             run=self._record.runs,
         )
-        self._save(self._record.evolve(phase=Phase.WRITTEN))
+        self._advance(BatchPhase.WRITTEN)
         self._finish()
 
     def _finish(self) -> None:
-        if self._record.phase in {Phase.WRITTEN, Phase.DISPOSING}:
+        if self._record.phase in {BatchPhase.WRITTEN, BatchPhase.DISPOSING}:
             enter_step(self._store, self._batch_id, "disposing")
             # A disk that refuses (archive full or read-only) parks the batch; the retry
             # resumes here.

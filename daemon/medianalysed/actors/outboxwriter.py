@@ -19,7 +19,8 @@ from medianalysed.diskfaults import classified
 from medianalysed.dupactions import choose_keeper, duplicate_fields, keeper_facts, outermost
 from medianalysed.dupgroups import BatchImage, DuplicatePlanner, RecordDuplicates
 from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
-from medianalysed.models import ANALYSIS_VERSION, ImageStatus, Phase, utc_now_iso
+from medianalysed.lifecycle import BatchPhase
+from medianalysed.models import ANALYSIS_VERSION, ImageStatus, utc_now_iso
 from medianalysed.readiness import group_of
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
 from medianalysed.urllist import URL_PATH_PREFIX, shown_url
@@ -75,7 +76,7 @@ class BatchOutbox:
             counts=counts,
             started_at=self.record.started_at,
             updated_at=self.record.completed_at or utc_now_iso(),
-            phase=Phase.DONE,
+            phase=BatchPhase.DONE,
         )
         outbox.write_json_atomic(batch_dir / outbox.STATUS_FILE, fields)
         fields["completed_at"] = self.record.completed_at

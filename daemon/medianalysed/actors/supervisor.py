@@ -38,6 +38,7 @@ from medianalysed.config import Config, InboxConfig
 from medianalysed.crashloop import in_step, review_markers
 from medianalysed.diskfaults import FaultBoard
 from medianalysed.errors import DiskWriteError, ErrorCode, MedianalysedError
+from medianalysed.lifecycle import BatchPhase, is_legal
 from medianalysed.messages import (
     BatchCrashed,
     BatchFinished,
@@ -56,7 +57,7 @@ from medianalysed.messages import (
     WorkerIdle,
     WorkWanted,
 )
-from medianalysed.models import BatchStatus, Phase, Priority, utc_now_iso
+from medianalysed.models import BatchStatus, Priority, utc_now_iso
 from medianalysed.readiness import SettleTracker, TreeSnapshot, is_batch_candidate, snapshot_tree
 from medianalysed.rerun import RerunError, begin_rerun
 from medianalysed.setaside import set_aside
@@ -189,7 +190,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._paused = self._store.is_paused()
         self._review_crash_loops()
         for record in self._store.iter_batches(skip_damaged=True):
-            if record.phase != Phase.DONE:
+            if record.phase != BatchPhase.DONE:
                 logger.info("resuming batch %s (%s)", record.batch_id, record.phase)
                 self._queued.append(record.batch_id)
         self._start_queued()
@@ -456,7 +457,7 @@ class SupervisorActor(pykka.ThreadingActor):
             self._queue_ranks.pop(batch_id, None)
             try:
                 record = self._store.get_batch(batch_id)
-                if record is None or record.phase == Phase.DONE:
+                if record is None or record.phase == BatchPhase.DONE:
                     continue
                 self._start_batch(record)
             except Exception:
@@ -517,7 +518,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._reclaim_slots(self._demand.pop(message.batch_id, None), message.grants_received)
         self._parts.progress.forget(message.batch_id)
         record = self._store.get_batch(message.batch_id)
-        if record is not None and record.phase == Phase.DONE and record.claim_key:
+        if record is not None and record.phase == BatchPhase.DONE and record.claim_key:
             moved = record.archived_to is not None or not Path(record.source).exists()
             claim = self._store.claim_for(record.claim_key)
             # After a retry the claim may belong to a newer folder of the same name.
@@ -578,7 +579,7 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def _restart(self, batch_id: str, restarts: int, reason: str) -> None:
         record = self._store.get_batch(batch_id)
-        if record is None or record.phase == Phase.DONE:
+        if record is None or record.phase == BatchPhase.DONE:
             return
         if restarts > MAX_BATCH_RESTARTS:
             logger.error(
@@ -777,13 +778,15 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         if batch_id in self._queued:
             record = self._store.get_batch(batch_id)
-            if record is not None:
-                self._store.put_batch(record.evolve(status=BatchStatus.CANCELLED))
-            # It still runs, to write its outbox files and archive its input.
             self._queued.remove(batch_id)
-            if record is not None:
-                self._start_batch(record.evolve(status=BatchStatus.CANCELLED))
-                self._tell_batch(batch_id, CancelBatch())
+            if record is None:
+                return
+            if is_legal(record.phase, record.phase):
+                record = self._store.advance(record, record.phase, status=BatchStatus.CANCELLED)
+            # It still runs, to write its outbox files and archive its input (one already
+            # finalising keeps the end it has).
+            self._start_batch(record)
+            self._tell_batch(batch_id, CancelBatch())
 
     def _publish_gauges(self) -> None:
         self._parts.on_gauges(

@@ -16,7 +16,7 @@ from medianalysed.config import InboxConfig
 from medianalysed.crashpoints import crash_point
 from medianalysed.diskfaults import classified
 from medianalysed.disposal import delete_input, move_input, partial_copy_path
-from medianalysed.models import Phase
+from medianalysed.lifecycle import BatchPhase
 from medianalysed.state import BatchRecord, StateStore
 
 logger = logging.getLogger(__name__)
@@ -33,9 +33,9 @@ def dispose_input(store: StateStore, record: BatchRecord, inbox: InboxConfig) ->
 
 
 def _dispose_steps(store: StateStore, record: BatchRecord, inbox: InboxConfig) -> BatchRecord:
-    if record.phase == Phase.WRITTEN:
-        record = record.evolve(phase=Phase.DISPOSING, archived_to=disposal_target(record, inbox))
-        store.put_batch(record)
+    if record.phase == BatchPhase.WRITTEN:
+        target = disposal_target(record, inbox)
+        record = store.advance(record, BatchPhase.DISPOSING, archived_to=target)
         crash_point("dispose:intent", record.batch_id)
     source = Path(record.source)
     target = record.archived_to
@@ -52,9 +52,7 @@ def _dispose_steps(store: StateStore, record: BatchRecord, inbox: InboxConfig) -
         )
         target = None
     crash_point("dispose:moved", record.batch_id)
-    done = record.evolve(phase=Phase.DONE, archived_to=target)
-    store.put_batch(done)
-    return done
+    return store.advance(record, BatchPhase.DONE, archived_to=target)
 
 
 def disposal_action(record: BatchRecord, inbox: InboxConfig) -> str:

@@ -6,25 +6,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from medianalysed import outbox
-from medianalysed.models import BatchStatus, Phase, final_batch_status, utc_now_iso
+from medianalysed.lifecycle import BatchPhase
+from medianalysed.models import BatchStatus, final_batch_status, utc_now_iso
 from medianalysed.state import BatchRecord
 
 Stage = tuple[str, int, int]  # (stage, done, total) of the outbox being written
 
 
-def finalising_record(
-    record: BatchRecord, counts: Mapping[str, int], *, cancelled: bool
-) -> BatchRecord:
-    """The record that fixes a batch's terminal status and counts (phase `finalizing`)."""
+def finalising_changes(counts: Mapping[str, int], *, cancelled: bool) -> dict[str, Any]:
+    """What the move to `finalizing` fixes: the terminal status, the end time, the counts."""
     status = (
         BatchStatus.CANCELLED if cancelled else final_batch_status(counts["done"], counts["failed"])
     )
-    return record.evolve(
-        phase=Phase.FINALIZING,
-        status=status,
-        completed_at=utc_now_iso(),
-        final_counts=dict(counts),
-    )
+    return {"status": status, "completed_at": utc_now_iso(), "final_counts": dict(counts)}
 
 
 def running_status(record: BatchRecord, counts: Mapping[str, int]) -> dict[str, Any]:
@@ -48,7 +42,7 @@ def finalising_status(record: BatchRecord, stage: Stage) -> dict[str, Any]:
         counts=record.final_counts,
         started_at=record.started_at,
         updated_at=utc_now_iso(),
-        phase=Phase.FINALIZING,
+        phase=BatchPhase.FINALIZING,
         finalizing={"stage": name, "done": done, "total": total},
     )
 

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from medianalysed.batchwork.enumeration import stored_chunks
 from medianalysed.errors import AnalysisError, ErrorCode
-from medianalysed.models import BatchStatus, ImageStatus, Phase
+from medianalysed.lifecycle import BatchPhase
+from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.rerun import RERUN_PHASE
 from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
 
@@ -17,16 +18,17 @@ Counts = dict[str, int]
 
 
 def salvage_record(store: StateStore, record: BatchRecord) -> BatchRecord:
-    """The record taken to `running`, whatever step the crashes interrupted (not stored)."""
+    """The batch taken to `running`, whatever step the crashes interrupted; as stored."""
     if record.phase == RERUN_PHASE:
         # Crashed while resetting for a rerun: what was not reset keeps its old record.
-        record = record.evolve(phase=Phase.RUNNING)
-    if record.phase == Phase.ENUMERATING:
-        record = record.evolve(
-            phase=Phase.RUNNING,
+        return store.advance(record, BatchPhase.RUNNING)
+    if record.phase == BatchPhase.ENUMERATING:
+        return store.advance(
+            record,
+            BatchPhase.RUNNING,
             status=BatchStatus.PROCESSING,
             chunks=stored_chunks(store, record.batch_id),
-            note=joined_note(record.note, "its listing did not complete"),
+            note=record.noted("its listing did not complete"),
         )
     return record
 
@@ -64,8 +66,3 @@ def fail_unfinished(
     if failed:
         store.put_images(record.batch_id, failed)
     return counts
-
-
-def joined_note(note: str, addition: str) -> str:
-    """`note; addition`, or `addition` alone."""
-    return f"{note}; {addition}" if note else addition
