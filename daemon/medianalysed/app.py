@@ -16,7 +16,6 @@ and run at the next start.
 from __future__ import annotations
 
 import faulthandler
-import json
 import logging
 import re
 import signal
@@ -55,7 +54,7 @@ from medianalysed.logs import clear_secrets, register_secret, setup_logging
 from medianalysed.messages import ControlCommand, InboxesChanged, Shutdown, Snapshot, Tick
 from medianalysed.metrics import Metrics, MetricsServer
 from medianalysed.models import ANALYSIS_VERSION, AnalysisSettings
-from medianalysed.outbox import STATUS_FILE, finalizing_note
+from medianalysed.progress import stored_progress
 from medianalysed.stalls import ProgressClock
 from medianalysed.state import StateStore
 from medianalysed.staterepair import check_and_repair
@@ -615,18 +614,9 @@ def status_line(daemon: Daemon) -> str:
 
 
 def _batch_progress(daemon: Daemon, batch_id: str) -> str:
-    """`ID 5/30 (2 failed)` from the batch's live status.json, or the bare id."""
-    record = None if daemon.store is None else daemon.store.get_batch(batch_id)
-    if record is None:
-        return batch_id
-    try:
-        live = json.loads((Path(record.outbox_dir) / STATUS_FILE).read_text(encoding="utf-8"))
-        progress = str(live["progress"])
-        failed = int(live["counts"]["failed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return batch_id
-    failed_text = f" ({failed} failed)" if failed else ""
-    return f"{batch_id} {progress}{failed_text}{finalizing_note(live)}"
+    """`ID 5/30 (2 failed)` from the batch's stored progress, or the bare id."""
+    progress = None if daemon.store is None else stored_progress(daemon.store, batch_id)
+    return batch_id if progress is None else f"{batch_id} {progress.line()}"
 
 
 # Sections (or keys) a reload does not apply: the parts that use them are built at start.

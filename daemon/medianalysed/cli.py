@@ -30,6 +30,7 @@ from medianalysed.errors import ConfigError, ExitCode, MedianalysedError
 from medianalysed.executors import available_executors
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.logs import setup_logging
+from medianalysed.progress import BatchProgress, progress_of
 from medianalysed.state import BatchRecord, StateStore
 from medianalysed.webhooks import read_dead_letters
 
@@ -150,12 +151,14 @@ def _config(args: argparse.Namespace) -> int:
 
 def _status(config: Config, batch_id: str | None, *, as_json: bool) -> int:
     records: list[BatchRecord] = []
+    progress: dict[str, BatchProgress] = {}
     paused = False
     set_aside: list[dict[str, Any]] = []
     if config.daemon.state_dir.is_dir():  # a never-started daemon has no state: nothing to show
         store = StateStore(config.daemon.state_dir)
         try:
             records = list(store.iter_batches(skip_damaged=True))
+            progress = {r.batch_id: progress_of(store, r) for r in records}
             paused = store.is_paused()
             set_aside = store.set_aside_entries()
         finally:
@@ -164,7 +167,7 @@ def _status(config: Config, batch_id: str | None, *, as_json: bool) -> int:
     if batch_id is not None and not records:
         print(f"medianalysed: no batch named {batch_id!r}", file=sys.stderr)
         return ExitCode.FAILURE
-    documents = [_status_of(record) for record in records]
+    documents = [_status_of(record, progress[record.batch_id]) for record in records]
     dead_letters = read_dead_letters(config.daemon.state_dir / "webhooks")
     if batch_id is not None:
         set_aside = [entry for entry in set_aside if entry.get("batch_id") == batch_id]
@@ -205,18 +208,8 @@ def _dead_letter_text(letter: dict[str, Any]) -> str:
     )
 
 
-def _status_of(record: BatchRecord) -> dict[str, Any]:
-    live = Path(record.outbox_dir) / outbox.STATUS_FILE
-    try:
-        document = dict(json.loads(live.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        document = outbox.status_document(
-            batch_id=record.batch_id,
-            status=str(record.status),
-            counts=record.final_counts or {"total": record.total},
-            started_at=record.started_at,
-            updated_at=record.completed_at or record.created_at,
-        )
+def _status_of(record: BatchRecord, progress: BatchProgress) -> dict[str, Any]:
+    document = progress.document()
     document["status"] = (
         str(record.status) if record.phase == BatchPhase.DONE else document["status"]
     )
@@ -377,7 +370,7 @@ def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[Bat
             daemon.tick()
             records = list(store.iter_batches())
             total = sum(r.total for r in records)
-            finished = sum(_finished(r) for r in records)
+            finished = sum(_finished(store, r) for r in records)
             if (bar.total, bar.n) != (total, finished):
                 bar.total = total
                 bar.n = finished
@@ -389,16 +382,10 @@ def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[Bat
         bar.close()
 
 
-def _finished(record: BatchRecord) -> int:
+def _finished(store: StateStore, record: BatchRecord) -> int:
     if record.phase == BatchPhase.DONE or record.final_counts:
-        counts = record.final_counts
-    else:
-        try:
-            live = json.loads((Path(record.outbox_dir) / outbox.STATUS_FILE).read_text("utf-8"))
-            counts = live.get("counts", {})
-        except (OSError, ValueError):
-            return 0
-    return int(counts.get("done", 0) + counts.get("failed", 0) + counts.get("skipped", 0))
+        return BatchProgress.ended(record).finished
+    return progress_of(store, record).finished
 
 
 def _progress(counts: dict[str, int]) -> str:

@@ -19,6 +19,7 @@ from medianalysed import outbox
 from medianalysed.errors import MedianalysedError, clip_message
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus, utc_now_iso
+from medianalysed.progress import BatchProgress, publish
 from medianalysed.state import BatchRecord, StateStore
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def set_aside(
         record.source,
         extra={"batch_id": batch_id},
     )
-    summary = _write_outbox(ended, entry)
+    summary = _write_outbox(store, ended, entry)
     if listener is not None:
         try:
             listener.batch_finished(
@@ -92,14 +93,9 @@ def _counts(store: StateStore, record: BatchRecord) -> dict[str, int]:
     return counts
 
 
-def _write_outbox(record: BatchRecord, entry: dict[str, Any]) -> dict[str, Any]:
-    fields = outbox.status_document(
-        batch_id=record.batch_id,
-        status=str(record.status),
-        counts=record.final_counts,
-        started_at=record.started_at,
-        updated_at=record.completed_at or utc_now_iso(),
-    )
+def _write_outbox(store: StateStore, record: BatchRecord, entry: dict[str, Any]) -> dict[str, Any]:
+    ended = BatchProgress.ended(record)
+    fields = ended.document()
     summary: dict[str, Any] = {
         **fields,
         "completed_at": record.completed_at,
@@ -111,7 +107,7 @@ def _write_outbox(record: BatchRecord, entry: dict[str, Any]) -> dict[str, Any]:
     directory = Path(record.outbox_dir)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        outbox.write_json_atomic(directory / outbox.STATUS_FILE, fields)
+        publish(store, record, ended)
         outbox.write_json_atomic(directory / outbox.SUMMARY_FILE, summary)
     except (OSError, MedianalysedError) as exc:
         logger.error("batch %s: cannot write its outbox: %s", record.batch_id, exc)

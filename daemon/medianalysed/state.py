@@ -44,6 +44,7 @@ _SEP = "\x00"
 _CLAIM_PREFIX = "\x00claim\x00"
 _STEP_PREFIX = "step\x00"
 _SET_ASIDE_PREFIX = "set_aside\x00"
+_PROGRESS_PREFIX = "progress\x00"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -441,6 +442,17 @@ class StateStore:
     def set_flag(self, key: str, value: object) -> None:
         """Store a small named value (JSON-compatible)."""
         self._flags.set(key, value)
+
+    # -- progress (progress.BatchProgress, as JSON) ------------------------------------
+
+    def put_progress(self, batch_id: str, text: str) -> None:
+        """Store a batch's latest progress (`progress.publish` is the writer)."""
+        self._flags.set(_PROGRESS_PREFIX + batch_id, text)
+
+    def get_progress(self, batch_id: str) -> str | None:
+        """A batch's latest progress as stored, or None."""
+        text = self._flags.get(_PROGRESS_PREFIX + batch_id)
+        return None if text is None else cast(str, text)
 
     # -- crash-loop records (see crashloop.py) ----------------------------------------
 

@@ -16,6 +16,7 @@ from medianalysed import __version__
 from medianalysed.cli import main
 from medianalysed.config import WebhookConfig
 from medianalysed.models import BatchStatus, ImageStatus
+from medianalysed.progress import BatchProgress, publish
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
 from medianalysed.webhooks import WebhookDispatcher
 
@@ -66,8 +67,6 @@ def add_batch(store: StateStore, config: Path, batch_id: str, *, phase: str) -> 
     outbox_dir = root / "outbox" / batch_id
     outbox_dir.mkdir(parents=True)
     counts = {"total": 2, "pending": 0, "processing": 0, "done": 1, "failed": 1, "skipped": 0}
-    live = {"batch_id": batch_id, "status": "partial", "counts": counts, "progress": "2/2"}
-    (outbox_dir / "status.json").write_text(json.dumps(live), encoding="utf-8")
     record = BatchRecord(
         batch_id=batch_id,
         inbox="default",
@@ -81,6 +80,7 @@ def add_batch(store: StateStore, config: Path, batch_id: str, *, phase: str) -> 
         archived_to=str(input_dir) if done else None,
     )
     store.put_batch(record)
+    publish(store, record, BatchProgress.running(record, counts))  # what `status` reads
     store.put_path_chunk(batch_id, 0, ["a.jpg", "b.jpg"])
     store.put_images(
         batch_id,
@@ -250,6 +250,15 @@ def test_pause_and_resume_are_durable(
     assert run(capsys, "resume", "--config", str(config))[0] == 0
     assert not store.is_paused()
     assert control_queue(store) == [{"verb": "pause"}, {"verb": "resume"}]
+
+
+def test_status_reads_a_running_batch_from_state_not_from_the_outbox(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    record = add_batch(store, config, "running", phase="running")
+    (Path(record.outbox_dir) / "status.json").unlink()
+    code, out, _ = run(capsys, "status", "--config", str(config))
+    assert (code, out) == (0, "running: processing 2/2 (1 failed)\n")
 
 
 def test_cancel_queues_a_command_for_a_running_batch_only(

@@ -21,23 +21,21 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pykka
 
-from medianalysed import names, outbox
+from medianalysed import names
 from medianalysed.actors.outboxwriter import BatchOutbox, Progress
 from medianalysed.batchwork import salvage
 from medianalysed.batchwork.disposing import dispose_input
 from medianalysed.batchwork.enumeration import input_root, store_listing
 from medianalysed.batchwork.finalising import (
     finalising_changes,
-    finalising_status,
     progress_text,
-    running_status,
 )
 from medianalysed.batchwork.retries import RetryPolicy, internal_record, write_retry_delay
 from medianalysed.config import InboxConfig, ProcessingConfig
@@ -59,6 +57,7 @@ from medianalysed.messages import (
     WorkWanted,
 )
 from medianalysed.models import BatchStatus, ImageStatus, utc_now_iso
+from medianalysed.progress import BatchProgress, publish
 from medianalysed.rerun import RERUN_PHASE, finish_rerun
 from medianalysed.stalls import ProgressClock
 from medianalysed.state import BatchRecord, ImageRecord, StateStore, release_thread_connections
@@ -700,7 +699,7 @@ class BatchActor(pykka.ThreadingActor):
             not self._status_dirty or now - self._last_status_write < STATUS_WRITE_INTERVAL_S
         ):
             return
-        self._put_status(running_status(self._record, self._live_counts()))
+        self._put_status(BatchProgress.running(self._record, self._live_counts()))
         self._status_dirty = False
         self._last_status_write = now
 
@@ -708,12 +707,12 @@ class BatchActor(pykka.ThreadingActor):
         now = time.monotonic()
         if not force and now - self._last_status_write < FINALISING_STATUS_INTERVAL_S:
             return
-        self._put_status(finalising_status(self._record, self._finalising_progress))
+        self._put_status(BatchProgress.finalising(self._record, self._finalising_progress))
         self._last_status_write = now
 
-    def _put_status(self, document: Mapping[str, Any]) -> None:
+    def _put_status(self, progress: BatchProgress) -> None:
         try:
-            outbox.write_json_atomic(Path(self._record.outbox_dir) / outbox.STATUS_FILE, document)
+            publish(self._store, self._record, progress)
         except DiskWriteError:
             raise  # the disk's fault: the batch parks (on_receive)
         except OutboxError:

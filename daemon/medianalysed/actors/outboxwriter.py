@@ -20,7 +20,8 @@ from medianalysed.dupactions import choose_keeper, duplicate_fields, keeper_fact
 from medianalysed.dupgroups import BatchImage, DuplicatePlanner, RecordDuplicates
 from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
 from medianalysed.lifecycle import BatchPhase
-from medianalysed.models import ANALYSIS_VERSION, ImageStatus, utc_now_iso
+from medianalysed.models import ANALYSIS_VERSION, ImageStatus
+from medianalysed.progress import BatchProgress, publish
 from medianalysed.readiness import group_of
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
 from medianalysed.urllist import URL_PATH_PREFIX, shown_url
@@ -69,16 +70,8 @@ class BatchOutbox:
         outbox.write_lines_atomic(
             batch_dir / gexf.GEXF_FILE, gexf.lines(builder.duplicate_groups, self.record.batch_id)
         )
-        counts = self.record.final_counts
-        fields = outbox.status_document(
-            batch_id=self.record.batch_id,
-            status=str(self.record.status),
-            counts=counts,
-            started_at=self.record.started_at,
-            updated_at=self.record.completed_at or utc_now_iso(),
-            phase=BatchPhase.DONE,
-        )
-        outbox.write_json_atomic(batch_dir / outbox.STATUS_FILE, fields)
+        done = BatchProgress.ended(self.record, phase=BatchPhase.DONE)
+        fields = publish(self.store, self.record, done)
         fields["completed_at"] = self.record.completed_at
         fields["duration_seconds"] = _duration_s(self.record)
         fields["tags"] = list(self.record.tags)

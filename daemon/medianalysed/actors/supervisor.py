@@ -25,7 +25,7 @@ from typing import Any
 
 import pykka
 
-from medianalysed import names, outbox
+from medianalysed import names
 from medianalysed.actors.batch import (
     BatchActor,
     BatchListener,
@@ -58,6 +58,7 @@ from medianalysed.messages import (
     WorkWanted,
 )
 from medianalysed.models import BatchStatus, Priority, utc_now_iso
+from medianalysed.progress import BatchProgress, publish
 from medianalysed.readiness import SettleTracker, TreeSnapshot, is_batch_candidate, snapshot_tree
 from medianalysed.rerun import RerunError, begin_rerun
 from medianalysed.setaside import set_aside
@@ -422,7 +423,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._parts.faults.recovered(NEW_BATCHES)
         self._queued.append(batch_id)
         logger.info("batch %s queued from %s", batch_id, path, extra={"batch_id": batch_id})
-        _write_queued_status(record)
+        _write_queued_status(self._store, record)
         self._start_queued()
         return True
 
@@ -835,19 +836,11 @@ def _log_folder_failure(what: str, path: Path, exc: Exception) -> None:
     )
 
 
-def _write_queued_status(record: BatchRecord) -> None:
+def _write_queued_status(store: StateStore, record: BatchRecord) -> None:
     """The first status.json; failing here is logged, the batch actor writes it again."""
-    counts = dict.fromkeys(("total", "pending", "processing", "done", "failed", "skipped"), 0)
-    document = outbox.status_document(
-        batch_id=record.batch_id,
-        status=str(BatchStatus.QUEUED),
-        counts=counts,
-        started_at=None,
-        updated_at=utc_now_iso(),
-    )
     try:
         Path(record.outbox_dir).mkdir(parents=True, exist_ok=True)
-        outbox.write_json_atomic(Path(record.outbox_dir) / outbox.STATUS_FILE, document)
+        publish(store, record, BatchProgress.queued(record))
     except (OSError, MedianalysedError) as exc:
         logger.error("batch %s: cannot write its outbox yet: %s", record.batch_id, exc)
 
