@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 
 from medianalysed.crashpoints import crash_point
+from medianalysed.outbox import fsync_directory
 
 logger = logging.getLogger(__name__)
 
@@ -108,15 +109,9 @@ def _fsync_file(path: Path) -> None:
 
 def _fsync_dir(path: Path) -> None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return  # gone (a deleted parent) or unreadable: nothing to make durable
-    try:
-        os.fsync(fd)
-    except OSError:
+        fsync_directory(path)
+    except OSError:  # gone (a deleted parent) or unreadable: nothing to make durable
         logger.debug("fsync of %s failed", path, exc_info=True)
-    finally:
-        os.close(fd)
 
 
 def _lexists(path: Path) -> bool:

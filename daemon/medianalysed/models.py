@@ -22,8 +22,7 @@ STATE_SCHEMA_VERSION = 1
 class ImageStatus(enum.StrEnum):
     """Lifecycle of one image (SPEC §2)."""
 
-    PENDING = "pending"
-    PROCESSING = "processing"
+    PENDING = "pending"  # also while at a worker: in flight is counted, never stored
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"

@@ -21,7 +21,7 @@ import json
 import os
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, cast
@@ -137,7 +137,8 @@ def _create_temp(path: Path) -> tuple[int, Path]:
         return fd, temp
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a directory's entries durable; a filesystem that cannot fsync one is let be."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -171,7 +172,7 @@ def _atomic_binary(path: Path) -> Iterator[IO[bytes]]:
             raise _outbox_error(path, exc) from exc
         raise
     try:
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
     except OSError as exc:
         raise _outbox_error(path, exc) from exc
 
@@ -221,49 +222,6 @@ def write_json_atomic(path: Path, obj: object) -> None:
         TypeError: `obj` is not JSON-serialisable (a bug; nothing is written).
     """
     write_atomic(path, _json_document(obj))
-
-
-# --- batch directories -----------------------------------------------------------------------
-
-
-def _candidate_ids(name: str, max_bytes: int = names.NAME_MAX) -> Iterator[str]:
-    return names.suffixed_names(name, max_bytes)
-
-
-def reserve_batch_dir(
-    outbox: Path, name: str, is_reserved: Callable[[str], bool] = lambda _: False
-) -> tuple[str, Path]:
-    """Create `OUTBOX/<batch_id>/` for a dropped folder and return `(batch_id, directory)`.
-
-    The id is `name`, else `name-2`, `name-3`... the first that neither exists in the outbox nor
-    `is_reserved` (ids known to the state store). `mkdir` without `exist_ok` makes the reservation
-    race-free, and an existing outbox folder is never reused or overwritten. `name` is a key
-    (`names.py`): the id is its printable form, shortened to fit the outbox's NAME_MAX with its
-    suffix (`names.suffixed_names`).
-
-    Raises:
-        ValueError: `name` cannot be a directory name.
-        OutboxError: the outbox is not writable.
-    """
-    if not name or name in {".", ".."} or "/" in name or "\0" in name:
-        msg = f"not a valid batch name: {name!r}"
-        raise ValueError(msg)
-    try:
-        outbox.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _outbox_error(outbox, exc) from exc
-    for batch_id in _candidate_ids(name, names.name_max(outbox)):
-        if is_reserved(batch_id):
-            continue
-        directory = outbox / batch_id
-        try:
-            directory.mkdir()
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise _outbox_error(directory, exc) from exc
-        return batch_id, directory
-    raise AssertionError  # pragma: no cover - _candidate_ids never ends
 
 
 # --- results ---------------------------------------------------------------------------------

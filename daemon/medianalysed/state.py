@@ -435,14 +435,6 @@ class StateStore:
         """Pause or resume taking new batches."""
         self._flags.set("paused", paused)
 
-    def get_flag(self, key: str, default: object = None) -> object:
-        """A small named value."""
-        return self._flags.get(key, default=default)
-
-    def set_flag(self, key: str, value: object) -> None:
-        """Store a small named value (JSON-compatible)."""
-        self._flags.set(key, value)
-
     # -- progress (progress.BatchProgress, as JSON) ------------------------------------
 
     def put_progress(self, batch_id: str, text: str) -> None:

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from medianalysed import names
 from medianalysed.actors import supervisor
 from medianalysed.batchoptions import read_batch_options
 from medianalysed.config import InboxConfig
@@ -213,11 +214,11 @@ def _open_problem(exc: sqlite3.Error, db: Path) -> str:
 
 def _move_aside(directory: Path) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = directory.with_name(f"{directory.name}.corrupt-{stamp}")
-    suffix = 2
-    while target.exists():
-        target = directory.with_name(f"{directory.name}.corrupt-{stamp}-{suffix}")
-        suffix += 1
+    target = next(
+        directory.with_name(name)
+        for name in names.suffixed_names(f"{directory.name}.corrupt-{stamp}")
+        if not directory.with_name(name).exists()
+    )
     try:
         directory.rename(target)
     except OSError as exc:

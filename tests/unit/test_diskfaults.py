@@ -187,7 +187,7 @@ def test_a_full_disk_under_the_outbox_raises_an_outbox_write_failure(small_tmpfs
 def _database(tmp_path: Path, rows: int = 200) -> Path:
     store = StateStore(tmp_path / "state")
     for index in range(rows):
-        store.set_flag(f"flag{index}", "x" * 100)
+        store.put_progress(f"b{index}", "x" * 100)
     store.close()
     db = tmp_path / "state" / "flags" / "cache.db"
     connection = sqlite3.connect(str(db))

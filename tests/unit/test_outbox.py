@@ -20,7 +20,6 @@ from medianalysed.outbox import (
     csv_row,
     finalizing_note,
     open_results,
-    reserve_batch_dir,
     status_document,
     summarize,
     write_atomic,
@@ -139,78 +138,6 @@ def test_non_serialisable_json_writes_nothing(tmp_path):
     with pytest.raises(TypeError):
         write_json_atomic(tmp_path / "s.json", {"x": object()})
     assert list(tmp_path.iterdir()) == []
-
-
-# --- batch directories -----------------------------------------------------------------------
-
-
-def test_reserve_batch_dir_adds_suffixes_and_never_reuses(tmp_path):
-    outbox = tmp_path / "outbox"
-    assert reserve_batch_dir(outbox, "trip") == ("trip", outbox / "trip")
-    (outbox / "trip" / "summary.json").write_text("{}")
-    assert reserve_batch_dir(outbox, "trip") == ("trip-2", outbox / "trip-2")
-    assert reserve_batch_dir(outbox, "trip") == ("trip-3", outbox / "trip-3")
-    assert (outbox / "trip" / "summary.json").read_text() == "{}"
-    assert sorted(p.name for p in outbox.iterdir()) == ["trip", "trip-2", "trip-3"]
-
-
-def test_reserve_batch_dir_skips_reserved_ids_and_existing_files(tmp_path):
-    outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    (outbox / "trip-2").write_text("a file, not a batch")
-    reserved = {"trip", "trip-3"}
-    batch_id, directory = reserve_batch_dir(outbox, "trip", reserved.__contains__)
-    assert batch_id == "trip-4"
-    assert directory.is_dir()
-    assert not (outbox / "trip").exists()
-
-
-def test_reserve_batch_dir_from_many_threads_gives_distinct_ids(tmp_path):
-    outbox = tmp_path / "outbox"
-    results: list[str] = []
-    lock = threading.Lock()
-
-    def reserve() -> None:
-        batch_id, _ = reserve_batch_dir(outbox, "trip")
-        with lock:
-            results.append(batch_id)
-
-    threads = [threading.Thread(target=reserve) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=10)
-    assert sorted(results) == sorted(["trip"] + [f"trip-{n}" for n in range(2, 9)])
-
-
-@pytest.mark.parametrize("name", ["", ".", "..", "a/b"])
-def test_reserve_batch_dir_rejects_impossible_names(tmp_path, name):
-    with pytest.raises(ValueError, match="batch name"):
-        reserve_batch_dir(tmp_path, name)
-
-
-def test_reserve_batch_dir_in_an_unwritable_place_raises_outbox_error(tmp_path):
-    blocker = tmp_path / "outbox"
-    blocker.write_text("file")
-    with pytest.raises(OutboxError, match="outbox"):
-        reserve_batch_dir(blocker, "trip")
-
-
-def test_reserve_batch_dir_shortens_a_255_byte_name_instead_of_failing(tmp_path):
-    outbox = tmp_path / "outbox"
-    name = "é" * 127 + "x"  # 255 bytes of UTF-8
-    assert reserve_batch_dir(outbox, name)[0] == name
-    second, directory = reserve_batch_dir(outbox, name)
-    assert second == "é" * 126 + "-2", "cut on a character boundary, suffix kept"
-    assert directory.is_dir()
-
-
-def test_reserve_batch_dir_names_undecodable_and_control_names_printably(tmp_path):
-    outbox = tmp_path / "outbox"
-    key = names.from_bytes(b"bad\xff\xfe\nname")
-    batch_id, directory = reserve_batch_dir(outbox, key)
-    assert batch_id == "bad\\xff\\xfe\\nname"
-    assert directory.name == batch_id
 
 
 # --- results ---------------------------------------------------------------------------------

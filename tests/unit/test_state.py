@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import diskcache
 import pytest
 
 from medianalysed.errors import StateError
@@ -97,9 +98,9 @@ def test_state_survives_reopening_and_is_shared_between_two_openers(tmp_path):
 
 
 def test_an_incompatible_schema_is_refused_with_a_remedy(tmp_path):
-    store = StateStore(tmp_path / "state")
-    store.set_flag("schema_version", 999)
-    store.close()
+    StateStore(tmp_path / "state").close()
+    with diskcache.Cache(str(tmp_path / "state" / "flags")) as flags:  # a later build's state
+        flags.set("schema_version", 999)
     with pytest.raises(StateError, match="move the directory aside"):
         StateStore(tmp_path / "state")
 
