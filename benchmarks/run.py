@@ -17,6 +17,7 @@ Writes benchmarks/results/latest.md and latest.json and prints the same table.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import functools
 import hashlib
 import importlib
@@ -24,8 +25,10 @@ import io
 import json
 import os
 import platform
+import select
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -48,6 +51,7 @@ RSS_SAMPLE_SECONDS = 0.05
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 TARGETS = {"floor": 0.85, "naive": 20.0, "imagededup": 2.5}
+END_TO_END_TARGET = 0.9  # the CLI's wall time against the floor's whole process
 
 
 # --------------------------------------------------------------------------- child side
@@ -261,10 +265,53 @@ class Measured:
     peak_tree_rss: int
     max_rss: int
     stderr_tail: str
+    first_open_seconds: float | None = None  # first file of `watch` opened, from the start
 
 
-def measure(command: list[str], env: dict[str, str], log: Path) -> Measured:
-    """Run `command`, timing it and tracking its tree's peak RSS and its max single RSS."""
+class FirstOpen(threading.Thread):
+    """inotify on one folder: when a file in it is first opened (the first image a worker
+    takes: enumeration lists and stats, only workers open)."""
+
+    IN_OPEN, IN_ISDIR, IN_NONBLOCK, IN_CLOEXEC = 0x20, 0x40000000, 0o4000, 0o2000000
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(daemon=True)
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(self.IN_NONBLOCK | self.IN_CLOEXEC)
+        if (
+            self._fd < 0
+            or self._libc.inotify_add_watch(self._fd, str(folder).encode(), self.IN_OPEN) < 0
+        ):
+            raise OSError(ctypes.get_errno(), f"inotify on {folder}")
+        self.at: float | None = None
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        """Poll until a file is opened or `stopped` is set."""
+        try:
+            while self.at is None and not self.stopped.is_set():
+                if not select.select([self._fd], [], [], 0.05)[0]:
+                    continue
+                now = time.perf_counter()
+                data = os.read(self._fd, 65536)
+                offset = 0
+                while offset < len(data):
+                    _wd, mask, _cookie, length = struct.unpack_from("iIII", data, offset)
+                    offset += 16 + length
+                    if not mask & self.IN_ISDIR:
+                        self.at = now
+        finally:
+            os.close(self._fd)
+
+
+def measure(
+    command: list[str], env: dict[str, str], log: Path, watch: Path | None = None
+) -> Measured:
+    """Run `command`, timing it and tracking its tree's peak RSS and its max single RSS
+    (and, with `watch`, when the first file of that folder was opened)."""
+    first_open = FirstOpen(watch) if watch is not None else None
+    if first_open is not None:
+        first_open.start()
     with log.open("wb") as log_file:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -285,8 +332,13 @@ def measure(command: list[str], env: dict[str, str], log: Path) -> Measured:
         sampler.join()
         process.returncode = os.waitstatus_to_exitcode(status)  # already reaped by wait4
     tail = log.read_text(errors="replace")[-1500:]
+    opened = None
+    if first_open is not None:
+        first_open.stopped.set()
+        first_open.join()
+        opened = None if first_open.at is None else first_open.at - started
     # ru_maxrss is in KiB on Linux and covers the child and its waited-for descendants.
-    return Measured(process.returncode, wall, sampler.peak, usage.ru_maxrss * 1024, tail)
+    return Measured(process.returncode, wall, sampler.peak, usage.ru_maxrss * 1024, tail, opened)
 
 
 def command_works(command: list[str]) -> tuple[bool, str]:
@@ -358,12 +410,16 @@ def run_cli(row: Row, files: list[str], workers: int, workdir: Path) -> None:
     config = cli_config(workdir, workers)
     env = {**os.environ, "MEDIANALYSED_CONFIG": str(config)}
     command = cli_command(Path(files[0]).parent, out, config)
-    measured = measure(command, env, workdir / "cli.log")
+    measured = measure(command, env, workdir / "cli.log", watch=Path(files[0]).parent)
     statuses = cli_outcomes(out)
     row.timed_seconds = row.process_seconds = measured.wall_seconds
     row.peak_tree_rss_mb = measured.peak_tree_rss / 1e6
     row.max_process_rss_mb = measured.max_rss / 1e6
-    row.detail = {"exit": measured.returncode, "statuses": statuses}
+    row.detail = {
+        "exit": measured.returncode,
+        "statuses": statuses,
+        "first_image_s": measured.first_open_seconds,
+    }
     row.ok = statuses.get("done", 0)
     row.errors = len(files) - row.ok
     if measured.returncode != 0:
@@ -410,20 +466,26 @@ DESCRIPTIONS = {
 def benchmark(
     methods: Iterable[str], files: list[str], workers: int, repeat: int, naive_repeat: int
 ) -> list[Row]:
-    """Run each method `repeat` times (naive: `naive_repeat`) on `files`; keep the median run."""
-    rows = []
+    """Run the methods in alternation, `repeat` rounds (naive: its first `naive_repeat`), on
+    `files`; keep each method's median run. Alternating spreads the machine's noise evenly."""
+    available: dict[str, str] = {}
+    unavailable: dict[str, Row] = {}
+    for method in methods:
+        description = DESCRIPTIONS[method].format(w=workers)
+        works, reason = availability(method)
+        if works:
+            available[method] = description
+        else:
+            unavailable[method] = Row(method, description, available=False, reason=reason)
+            print(f"bench: {method:<10} not available: {reason}", flush=True)
+    runs: dict[str, list[Row]] = {method: [] for method in available}
     with tempfile.TemporaryDirectory(prefix="medianalysed-bench-") as tmp:
         list_file = Path(tmp) / "files.txt"
         list_file.write_text("\n".join(files) + "\n")
-        for method in methods:
-            description = DESCRIPTIONS[method].format(w=workers)
-            available, reason = availability(method)
-            if not available:
-                rows.append(Row(method, description, available=False, reason=reason))
-                print(f"bench: {method:<10} not available: {reason}", flush=True)
-                continue
-            runs = []
-            for attempt in range(naive_repeat if method == "naive" else repeat):
+        for attempt in range(max(repeat, naive_repeat)):
+            for method, description in available.items():
+                if attempt >= (naive_repeat if method == "naive" else repeat):
+                    continue
                 workdir = Path(tmp) / f"{method}-{attempt}"
                 workdir.mkdir()
                 row = Row(method, description, images=len(files))
@@ -431,10 +493,15 @@ def benchmark(
                     run_cli(row, files, workers, workdir)
                 else:
                     run_child(row, list_file, workers, workdir)
-                runs.append(row)
+                runs[method].append(row)
                 print(f"bench: {method:<10} {summary(row)}", flush=True)
-            runs.sort(key=lambda r: r.timed_seconds)
-            rows.append(runs[len(runs) // 2])
+    rows = []
+    for method in methods:
+        if method in unavailable:
+            rows.append(unavailable[method])
+            continue
+        ordered = sorted(runs[method], key=lambda r: r.timed_seconds)
+        rows.append(ordered[len(ordered) // 2])
     return rows
 
 
@@ -442,9 +509,12 @@ def summary(row: Row) -> str:
     """One progress line for a finished run."""
     if not row.available:
         return f"FAILED {row.reason}"
+    first = row.detail.get("first_image_s")
     return (
         f"{row.ok}/{row.images} ok in {row.timed_seconds:.2f} s "
-        f"({row.images_per_second:.1f} img/s), peak tree RSS {row.peak_tree_rss_mb:.0f} MB"
+        f"({row.images_per_second:.1f} img/s; process {row.process_seconds:.2f} s"
+        + (f", first image at {first:.3f} s" if first is not None else "")
+        + f"), peak tree RSS {row.peak_tree_rss_mb:.0f} MB"
     )
 
 
@@ -531,6 +601,13 @@ def ratios(rows: list[Row]) -> list[dict[str, Any]]:
                 {"full": full, "versus": other, "ratio": value, "target": target}
                 | {"met": value >= target}
             )
+    if "cli" in by_method and "floor" in by_method:
+        # Both whole processes: interpreter start-up, imports and pool start included.
+        value = by_method["floor"].process_seconds / by_method["cli"].timed_seconds
+        found.append(
+            {"full": "cli", "versus": "floor end to end", "ratio": value}
+            | {"target": END_TO_END_TARGET, "met": value >= END_TO_END_TARGET}
+        )
     return found
 
 
@@ -598,6 +675,18 @@ def markdown(report: dict[str, Any], rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def limited_set(set_dir: Path, limit: int) -> Path:
+    """A folder beside `set_dir` holding hard links to its first `limit` files (sorted)."""
+    target = set_dir.parent / f"{set_dir.name}-first{limit}"
+    if target.exists():
+        for old in target.iterdir():
+            old.unlink()
+    target.mkdir(exist_ok=True)
+    for source in sorted(p for p in set_dir.iterdir() if p.is_file())[:limit]:
+        os.link(source, target / source.name)
+    return target
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Command-line options (the --child ones are internal)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -606,6 +695,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="runs per method (median kept)")
     parser.add_argument("--naive-repeat", type=int, default=1, help="runs of the slow naive row")
     parser.add_argument("--set", type=Path, default=SET_DIR, help="folder of photos")
+    parser.add_argument(
+        "--limit", type=int, default=0, help="only the first N files of the set (a folder of links)"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS_DIR)
     parser.add_argument("--child", choices=sorted(CHILD_RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--list", type=Path, help=argparse.SUPPRESS)
@@ -623,7 +715,8 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"bench: unknown methods {sorted(unknown)}; known: {METHODS}", file=sys.stderr)
         return 2
-    files = sorted(str(p) for p in args.set.iterdir() if p.is_file())
+    set_dir = limited_set(args.set, args.limit) if args.limit else args.set
+    files = sorted(str(p) for p in set_dir.iterdir() if p.is_file())
     if not files:
         print(f"bench: no photos in {args.set}; run fetch_photos.py first", file=sys.stderr)
         return 1

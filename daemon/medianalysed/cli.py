@@ -32,6 +32,7 @@ from medianalysed.lifecycle import BatchPhase
 from medianalysed.logs import setup_logging
 from medianalysed.progress import BatchProgress, progress_of
 from medianalysed.state import BatchRecord, StateStore
+from medianalysed.warmup import start_fork_server
 from medianalysed.webhooks import read_dead_letters
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _config(args)
     config = resolve_config(args.config)
     if verb == "run":
+        start_fork_server()
         from medianalysed.app import run  # noqa: PLC0415 - keeps CLI start-up light
 
         setup_logging(config.daemon.log_level, config.daemon.log_format)
@@ -308,13 +310,14 @@ def _explain(config: Config, path: Path) -> int:
 
 
 def _analyze(config: Config, paths: Sequence[Path], out: Path, *, progress: bool) -> int:
-    from medianalysed.app import Daemon  # noqa: PLC0415
-    from medianalysed.messages import SubmitBatch  # noqa: PLC0415
-
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         print(f"medianalysed: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return ExitCode.USAGE
+    start_fork_server()  # first: it imports the imaging stack while the daemon starts
+    from medianalysed.app import Daemon  # noqa: PLC0415
+    from medianalysed.messages import SubmitBatch  # noqa: PLC0415
+
     setup_logging("warning", config.daemon.log_format)
     out = out.resolve()
     with tempfile.TemporaryDirectory(prefix="medianalysed-analyze-") as state_dir:

@@ -9,6 +9,7 @@ from typing import Any
 import pebble
 
 from medianalysed.config import InboxConfig
+from medianalysed.warmup import start_pool_in_background
 from medianalysed.worker import WorkerJob, pool_context, run_job, worker_initializer
 
 
@@ -25,6 +26,7 @@ class LocalExecutor:
             initializer=worker_initializer,
             initargs=(max_worker_memory,),
         )
+        start_pool_in_background(self._pool)
 
     def submit(self, job: WorkerJob) -> Future[dict[str, Any]]:
         """Queue one job on the pool (pebble's timeout starts when a process takes it)."""
