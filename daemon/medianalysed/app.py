@@ -47,8 +47,7 @@ from medianalysed.errors import (
     StateCorruptError,
     StateUnusableError,
 )
-from medianalysed.executors import Executor
-from medianalysed.executors.local import LocalExecutor
+from medianalysed.executors import Executor, build_executor
 from medianalysed.health import HealthBoard, StateProbe
 from medianalysed.logs import clear_secrets, register_secret, setup_logging
 from medianalysed.messages import ControlCommand, InboxesChanged, Shutdown, Snapshot, Tick
@@ -193,20 +192,22 @@ class Daemon:
         self.history = HistoryIndex(self.store.history_dir, analysis_version=ANALYSIS_VERSION)
         self.metrics = Metrics.create(__version__, [inbox.name for inbox in config.inboxes])
         self.metrics.workers.set(config.processing.effective_workers)
+        self.metrics.executor_available.set(1)  # a Dask executor says otherwise while away
         self.metrics.up.set(1)
         if self._serve_metrics and config.metrics.listen:
             self.metrics_server = MetricsServer(
                 config.metrics.listen,
                 self.metrics.registry,
                 health=self.health_reasons,
-                ready=self.ready.is_set,
+                ready=self.is_ready,
             )
             self.metrics_server.start()
-        self.executor = LocalExecutor(
-            workers=config.processing.effective_workers,
-            timeout_s=config.processing.image_timeout_seconds,
-            max_worker_memory=config.processing.max_worker_memory,
+        self.executor = build_executor(
+            config,
+            shared_paths=[("the downloads folder", self.store.state_dir / "downloads")],
+            on_state=self.metrics.set_executor_state,
         )
+        self.executor.check_inboxes(config.inboxes)
         # One download thread per image-actor slot: a download never waits for a thread.
         self.downloader = Downloader(
             config.downloads, threads=SLOTS_PER_WORKER * config.processing.effective_workers
@@ -300,6 +301,12 @@ class Daemon:
         )
 
     # -- health ------------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        """Ready: started, and the executor takes new images (its Dask scheduler is there)."""
+        return self.ready.is_set() and (
+            self.executor is None or self.executor.unavailable() is None
+        )
 
     def health_reasons(self) -> list[str]:
         """Why the daemon is unhealthy now (empty: healthy); from memory, any thread."""
@@ -408,6 +415,8 @@ class Daemon:
                 self.metrics.add_inbox(name)
         if self.supervisor is not None:
             self.supervisor.tell(InboxesChanged(new_config.inboxes))
+        if self.executor is not None:
+            self.executor.check_inboxes(new_config.inboxes)
         changed = [
             name
             for name in new_inboxes.keys() & old_inboxes.keys()
@@ -610,6 +619,8 @@ def status_line(daemon: Daemon) -> str:
     parts.append(f"{snapshot['workers_busy']}/{snapshot['workers']} workers busy")
     if snapshot["paused"]:
         parts.append("paused")
+    if daemon.executor is not None:
+        parts.extend(daemon.executor.notes())
     return "; ".join(parts)
 
 
@@ -620,7 +631,7 @@ def _batch_progress(daemon: Daemon, batch_id: str) -> str:
 
 
 # Sections (or keys) a reload does not apply: the parts that use them are built at start.
-_RESTART_ONLY = ("processing", "analysis", "metrics", "webhook", "downloads")
+_RESTART_ONLY = ("processing", "analysis", "metrics", "webhook", "downloads", "executor")
 
 
 def _restart_only_changes(old: Config, new: Config) -> list[str]:

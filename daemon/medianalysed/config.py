@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib.util
 import ipaddress
 import itertools
 import json
@@ -35,6 +36,7 @@ WatchMode = Literal["auto", "events", "polling"]
 OnComplete = Literal["archive", "delete", "keep"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+ExecutorKind = Literal["local", "dask"]
 
 CONFIG_ENV_VAR = "MEDIANALYSED_CONFIG"
 SYSTEM_CONFIG = Path("/etc/medianalysed/medianalysed.toml")
@@ -99,6 +101,12 @@ class DownloadsConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutorConfig:
+    kind: ExecutorKind = "local"
+    address: str = ""  # dask: the scheduler, tcp://host:8786; "" starts a local cluster
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InboxConfig:
     name: str = "default"
     path: Path = Path("var/inbox")
@@ -121,6 +129,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     downloads: DownloadsConfig = field(default_factory=DownloadsConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     inboxes: tuple[InboxConfig, ...] = (InboxConfig(),)
     source: Path | None = None  # the file this was loaded from; None for built-in defaults
 
@@ -129,6 +138,7 @@ WATCH_MODES: tuple[WatchMode, ...] = get_args(WatchMode)
 ON_COMPLETE_ACTIONS: tuple[OnComplete, ...] = get_args(OnComplete)
 LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
+EXECUTOR_KINDS: tuple[ExecutorKind, ...] = get_args(ExecutorKind)
 
 _SECTIONS: dict[str, type] = {
     "daemon": DaemonConfig,
@@ -137,6 +147,7 @@ _SECTIONS: dict[str, type] = {
     "metrics": MetricsConfig,
     "webhook": WebhookConfig,
     "downloads": DownloadsConfig,
+    "executor": ExecutorConfig,
 }
 _INBOX_SECTION = "inbox"
 _TOP_LEVEL = (*_SECTIONS, _INBOX_SECTION)
@@ -149,6 +160,9 @@ _SECRET_KEYS = frozenset({"secret"})
 _INBOX_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _PORT = re.compile(r"[0-9]{1,5}")
+_DASK_ADDRESS = re.compile(
+    r"(?:tcp|tls)://[^\s/:]+(?::[0-9]{1,5})?|(?:tcp|tls)://\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?"
+)
 _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*")
 _SIZE_UNITS: dict[str, int] = {
     "": 1,
@@ -295,6 +309,7 @@ def config_from_dict(data: Mapping[str, object], *, base_dir: Path, source: Path
         metrics=_read_metrics(_section(data, "metrics", issues, base)),
         webhook=_read_webhook(_section(data, "webhook", issues, base)),
         downloads=_read_downloads(_section(data, "downloads", issues, base)),
+        executor=_read_executor(_section(data, "executor", issues, base)),
         inboxes=_read_inboxes(data.get(_INBOX_SECTION), issues, base),
         source=source,
     )
@@ -639,6 +654,25 @@ def _read_downloads(table: _Table) -> DownloadsConfig:
             "allow_private_networks", default.allow_private_networks
         ),
     )
+
+
+def _read_executor(table: _Table) -> ExecutorConfig:
+    default = ExecutorConfig()
+    kind = table.choice("kind", default.kind, EXECUTOR_KINDS)
+    if kind == "dask" and importlib.util.find_spec("distributed") is None:
+        table.problem(
+            "kind",
+            "dask needs the [dask] extra, not installed here: pip install 'medianalysed[dask]'",
+        )
+    address = table.string("address", default.address)
+    if address and not _DASK_ADDRESS.fullmatch(address):
+        table.problem(
+            "address",
+            f"expected a Dask scheduler address such as tcp://host:8786 (or '' for a local "
+            f"cluster), got {_clip(address)}",
+        )
+        address = default.address
+    return ExecutorConfig(kind=kind, address=address)
 
 
 def _read_inboxes(

@@ -30,6 +30,7 @@ from prometheus_client.exposition import choose_encoder
 from medianalysed import __version__
 from medianalysed.config import split_listen
 from medianalysed.errors import ErrorCode, StartupError
+from medianalysed.executors.base import ExecutorState
 from medianalysed.httpd import BoundedHTTPServer, PreReadHandler
 from medianalysed.models import BatchStatus, ImageStatus
 
@@ -140,6 +141,21 @@ class Metrics:
             "medianalysed_workers_busy", "Workers analysing an image now.", registry=r
         )
         self.workers = Gauge("medianalysed_workers", "Configured workers.", registry=r)
+        self.executor_available = Gauge(
+            "medianalysed_executor_available",
+            "1 while the executor takes new images; 0 while its Dask cluster is away.",
+            registry=r,
+        )
+        self.executor_workers = Gauge(
+            "medianalysed_executor_workers",
+            "Dask workers connected to the scheduler (the dask executor only).",
+            registry=r,
+        )
+        self.executor_blind_workers = Gauge(
+            "medianalysed_executor_blind_workers",
+            "Dask workers that cannot see an inbox (or the downloads folder).",
+            registry=r,
+        )
         self.settle_wait = Histogram(
             "medianalysed_settle_wait_seconds",
             "Time from the first sight of a batch folder until it is ready.",
@@ -256,6 +272,12 @@ class Metrics:
             self.batches.labels(inbox=name, status=batch_status)
         for mode in WATCHER_MODES:
             self.watcher_mode.labels(inbox=name, mode=mode)
+
+    def set_executor_state(self, state: ExecutorState) -> None:
+        """The executor's availability and, on Dask, its workers (from its monitor thread)."""
+        self.executor_available.set(1 if state.available else 0)
+        self.executor_workers.set(state.workers)
+        self.executor_blind_workers.set(state.blind)
 
     def set_watcher_mode(self, inbox: str, mode: str) -> None:
         """Mark `mode` ("events" or "polling") as the one `inbox` uses, the others as 0."""

@@ -54,6 +54,7 @@ class WorkerJob:
     source_url: str | None = None
     bypass_cache: bool = False
     follow_links: bool = True  # links inside `root` (a batch folder); False for a loose file
+    attempt: int = 1  # which attempt at this image (an executor may spend some: dask)
 
 
 def _cache(directory: str | None) -> Any:

@@ -712,7 +712,7 @@ def test_render_round_trips_the_defaults(tmp_path: Path, monkeypatch: pytest.Mon
         config_from_dict(tomllib.loads(text), base_dir=Path("/elsewhere"), source=None) == defaults
     )
     key_lines = [line for line in text.splitlines() if " = " in line and not line.startswith("#")]
-    assert len(key_lines) == 3 + 10 + 4 + 1 + 5 + 3 + 11
+    assert len(key_lines) == 3 + 10 + 4 + 1 + 5 + 3 + 2 + 11
     assert all(line.endswith("  # default") for line in key_lines)
 
 
@@ -909,3 +909,24 @@ def test_production_profile_loads() -> None:
         Path("/srv/medianalysed/failed"),
     )
     assert loaded.webhook == WebhookConfig()
+
+
+def test_executor_errors_name_their_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(
+            {"executor": {"kind": "ray", "address": "scheduler:8786"}},
+            base_dir=tmp_path,
+            source=None,
+        )
+    keys = {issue.key: issue.message for issue in caught.value.issues}
+    assert "local, dask" in keys["executor.kind"]
+    assert "tcp://host:8786" in keys["executor.address"]
+
+
+def test_a_dask_executor_reads_its_scheduler_address(tmp_path: Path) -> None:
+    config = config_from_dict(
+        {"executor": {"kind": "dask", "address": "tcp://10.0.0.5:8786"}},
+        base_dir=tmp_path,
+        source=None,
+    )
+    assert (config.executor.kind, config.executor.address) == ("dask", "tcp://10.0.0.5:8786")

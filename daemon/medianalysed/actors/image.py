@@ -185,6 +185,7 @@ class ImageActor(pykka.ThreadingActor):
             content_dir=self._content_dir,
             source_url=None if job.source_url is None else shown_url(job.source_url),
             bypass_cache=job.bypass_cache,
+            attempt=job.attempt,
         )
         try:
             future = self._executor.submit(work)

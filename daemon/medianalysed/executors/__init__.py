@@ -7,10 +7,42 @@ never the image's bytes) to an `Executor` and get back a future of the worker's 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from medianalysed.executors.base import Executor, settle
+from medianalysed.config import Config
+from medianalysed.executors.base import Executor, ExecutorState, settle
+from medianalysed.executors.local import LocalExecutor
 
-__all__ = ["Executor", "available_executors", "settle"]
+__all__ = ["Executor", "ExecutorState", "available_executors", "build_executor", "settle"]
+
+
+def build_executor(
+    config: Config,
+    *,
+    shared_paths: Sequence[tuple[str, Path]] = (),
+    on_state: Callable[[ExecutorState], None] = lambda _state: None,
+) -> Executor:
+    """The executor `[executor] kind` names; `shared_paths` must be seen by Dask workers too."""
+    processing = config.processing
+    if config.executor.kind == "dask":
+        # Imported only here: distributed is an optional extra, and heavy to import.
+        from medianalysed.executors.daskcluster import DaskExecutor  # noqa: PLC0415
+
+        return DaskExecutor(
+            address=config.executor.address,
+            workers=processing.effective_workers,
+            timeout_s=processing.image_timeout_seconds,
+            max_worker_memory=processing.max_worker_memory,
+            max_retries=processing.max_retries,
+            extra_paths=shared_paths,
+            on_state=on_state,
+        )
+    return LocalExecutor(
+        workers=processing.effective_workers,
+        timeout_s=processing.image_timeout_seconds,
+        max_worker_memory=processing.max_worker_memory,
+    )
 
 
 def available_executors() -> list[str]:

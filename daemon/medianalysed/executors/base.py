@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pebble
@@ -17,6 +18,15 @@ if TYPE_CHECKING:
 # Outcome keys added beside the worker's own ("result", "error", "file", "cached", "elapsed_ms").
 REPLACED = "replaced"  # the process running it was killed or died, and was replaced
 LOST_RUNS = "lost_runs"  # runs lost with a Dask worker before this outcome: each an attempt
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorState:
+    """What the daemon shows of a cluster executor (metrics)."""
+
+    available: bool
+    workers: int
+    blind: int
 
 
 class Executor(Protocol):
