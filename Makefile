@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= medianalysed.toml
 
-.PHONY: deps run test lint typecheck unit venv bench binary e2e-binary clean
+.PHONY: deps run test lint typecheck unit venv bench binary e2e-binary clean config-docs
 
 # Debian packages the tests and the binary build use: systemd-analyze (unit file checks),
 # objcopy (PyInstaller), promtool (metrics lint, from prometheus). Installed only when missing,
@@ -43,6 +43,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# medianalysed.toml and the README's key table, from the key declarations (configschema.py).
+config-docs: $(STAMP)
+	$(BIN)/python -m medianalysed.configdocs $(CURDIR)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
