@@ -8,14 +8,15 @@ CONFIG ?= medianalysed.toml
 .PHONY: deps run test lint typecheck unit venv bench binary e2e-binary clean config-docs
 
 # Debian packages the tests and the binary build use: systemd-analyze (unit file checks),
-# objcopy (PyInstaller), promtool (metrics lint, from prometheus). Installed only when missing,
-# and only where we may (root).
-DEBIAN_PACKAGES := systemd binutils prometheus
+# objcopy (PyInstaller), promtool (metrics lint, from prometheus), chromium (report.html is
+# loaded in a real headless browser). Installed only when missing, and only where we may (root).
+DEBIAN_PACKAGES := systemd binutils prometheus chromium
 deps:
 	@missing=""; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v objcopy >/dev/null || missing="$$missing binutils"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \

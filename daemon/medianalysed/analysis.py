@@ -44,6 +44,7 @@ from medianalysed.exif import exif_section, finite_float, read_exif_tags
 from medianalysed.frames import FrameCount, count_frames
 from medianalysed.hashes import hashes
 from medianalysed.models import AnalysisSettings
+from medianalysed.thumbnails import thumbnail
 
 try:
     from PIL import ImageCms
@@ -206,7 +207,7 @@ def analyse_file(
 def analyse_image(
     source: ImageSource, facts: FileFacts, settings: AnalysisSettings
 ) -> dict[str, Any]:
-    """Analyse one image: `image`, `exif`, `colors`, `hashes` and `pixel_digest`.
+    """Analyse one image: `image`, `exif`, `colors`, `hashes`, `pixel_digest` and `thumbnail`.
 
     Not thread-safe: for the duration of the call it sets Pillow's global MAX_IMAGE_PIXELS and
     the warnings filters, so run one analysis at a time per process (as pebble workers do).
@@ -234,6 +235,7 @@ def analyse_image(
             "colors": colors_section(reduced.image, settings.dominant_colors),
             "hashes": hashes(working, reduced, header.applied_orientation),
             "pixel_digest": pixel_digest(working),
+            "thumbnail": thumbnail(reduced.image, header.applied_orientation),
         }
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,10 +92,27 @@ def test_folder_renamed_into_inbox_is_analysed_once_and_archived(daemon, tmp_pat
     assert ["DSCN0010.jpg", "kitchen/copy-of-DSCN0010.jpg"] in summary["duplicates"]["exact"]
     assert summary["groups"]["kitchen"]["images"] == 3
     assert (process.outbox / "house" / "results.csv").is_file()
+    _check_report_and_graph(process.outbox / "house", summary)
     wait_for(lambda: not (process.inbox / "house").exists(), what="input archived")
     assert (process.archive / "house" / "DSCN0010.jpg").is_file()
     assert process.terminate() == 0
     assert not list(process.outbox.rglob("*.tmp"))
+
+
+def _check_report_and_graph(outbox_dir: Path, summary: dict[str, Any]) -> None:
+    """report.html shows every group with a thumbnail per file; duplicates.gexf draws them."""
+    import networkx as nx
+
+    graph = nx.read_gexf(outbox_dir / "duplicates.gexf")
+    labels = {data["label"]: node for node, data in graph.nodes(data=True)}
+    pair = labels["DSCN0010.jpg"], labels["kitchen/copy-of-DSCN0010.jpg"]
+    assert graph.edges[pair]["tier"] == "exact"
+    page = (outbox_dir / "report.html").read_text(encoding="utf-8")
+    groups = page.split('<div class="group" ')[1:]
+    assert len(groups) == len(summary["duplicate_groups"]) >= 1
+    for shown, group in zip(groups, summary["duplicate_groups"], strict=True):
+        assert shown.count("<img ") == group["size"], group  # thumbnails from the one decode
+    assert "broken.jpg" in page.split('id="failures"')[1]
 
 
 def test_folder_copied_slowly_is_not_started_early(daemon, corpora):

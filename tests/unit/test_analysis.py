@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
+import io
 import json
 import pickle
 import re
@@ -108,7 +110,18 @@ def strip_app1(jpeg: bytes) -> bytes:
 
 
 def assert_record_shape(record: dict[str, Any]) -> None:
-    assert list(record) == ["file", "image", "exif", "colors", "hashes", "pixel_digest"]
+    assert list(record) == [
+        "file",
+        "image",
+        "exif",
+        "colors",
+        "hashes",
+        "pixel_digest",
+        "thumbnail",
+    ]
+    with Image.open(io.BytesIO(base64.b64decode(record["thumbnail"]))) as thumb:
+        assert thumb.format == "WEBP"
+        assert max(thumb.size) <= 128
     assert set(record["file"]) == {"size", "sha256", "mtime", "source_url"}
     assert set(record["image"]) == {
         "format",

@@ -1,4 +1,5 @@
-"""A batch's outbox, written at the end: history, duplicates, results, status, summary.
+"""A batch's outbox, written at the end: history, duplicates, results, duplicates.gexf,
+status, report.html, summary.
 
 `BatchOutbox.write()` is a generator of progress: the batch actor advances it in short slices
 (one message each), so a stop is never held by a long finalising, and dropping the generator
@@ -14,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from medianalysed import gexf, names, outbox
+from medianalysed import gexf, names, outbox, reporthtml
 from medianalysed.diskfaults import classified
 from medianalysed.dupactions import choose_keeper, duplicate_fields, keeper_facts, outermost
 from medianalysed.dupgroups import BatchImage, DuplicatePlanner, RecordDuplicates
@@ -23,6 +24,7 @@ from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import ANALYSIS_VERSION, ImageStatus
 from medianalysed.progress import BatchProgress, publish
 from medianalysed.readiness import group_of
+from medianalysed.report import REPORT_FILE, ReportCollector
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
 from medianalysed.urllist import URL_PATH_PREFIX, shown_url
 
@@ -60,11 +62,13 @@ class BatchOutbox:
         yield from planner.steps()
         keepers = yield from self._keepers(planner)
         builder = outbox.SummaryBuilder()
+        report = ReportCollector()
         total = self.record.total
         with outbox.open_results(batch_dir) as results:
-            for record in self._final_records(planner, keepers):
+            for record, thumbnail in self._final_records(planner, keepers):
                 results.write(record)
                 builder.add(record)
+                report.add(record, thumbnail)
                 if results.count % _PROGRESS_EVERY == 0:
                     yield ("writing", results.count, total)
         outbox.write_lines_atomic(
@@ -84,6 +88,7 @@ class BatchOutbox:
             duplicate_groups=_shown_groups(planner.groups()),
             duplicates_capped=planner.capped,
         )
+        outbox.write_lines_atomic(batch_dir / REPORT_FILE, reporthtml.lines(summary, report.data))
         outbox.write_json_atomic(batch_dir / outbox.SUMMARY_FILE, summary)
         return summary
 
@@ -138,7 +143,8 @@ class BatchOutbox:
 
     def _final_records(
         self, planner: DuplicatePlanner, keepers: dict[str, str]
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[tuple[dict[str, Any], str | None]]:
+        """Each final record, in path order, with its stored thumbnail (or None)."""
         position = 0  # among the done images, as they were handed to the planner
         for path in self.store.iter_paths(self.record):  # stored in path order
             image = self.store.get_image(self.record.batch_id, path)
@@ -146,7 +152,10 @@ class BatchOutbox:
             if self._indexed(path, image) is not None:
                 duplicates = planner.duplicates(position)
                 position += 1
-            yield self._final_record(path, image, duplicates, keepers.get(path))
+            thumbnail = (
+                None if image is None or image.result is None else image.result.get("thumbnail")
+            )
+            yield self._final_record(path, image, duplicates, keepers.get(path)), thumbnail
 
     def _final_record(
         self,
