@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from medianalysed import __version__, names, outbox
 from medianalysed.config import (
@@ -34,10 +35,16 @@ from medianalysed.progress import BatchProgress, progress_of
 from medianalysed.state import BatchRecord, StateStore
 from medianalysed.warmup import start_fork_server
 from medianalysed.webhooks import read_dead_letters
+from medianalysed.wording import plural
 
 logger = logging.getLogger(__name__)
 
 ANALYZE_POLL_S = 0.2
+CONFIG_HELP = (
+    "configuration file, TOML (default: $MEDIANALYSED_CONFIG, else ./medianalysed.toml, else "
+    "/etc/medianalysed/medianalysed.toml, else the built-in defaults)"
+)
+_JSON_HELP = "machine-readable output (default: text)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,33 +63,65 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = verbs.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--config", type=Path, help="configuration file (TOML)")
+        sub.add_argument("--config", type=Path, metavar="FILE", help=CONFIG_HELP)
         return sub
 
     add("run", "run the daemon in the foreground")
     analyze = add("analyze", "analyse folders or files once, without the daemon")
-    analyze.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    analyze.add_argument("--out", type=Path, default=Path("outbox"), help="outbox directory")
-    analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
-    status = add("status", "show batches and their progress")
-    status.add_argument("batch", nargs="?", metavar="BATCH")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    cancel = add("cancel", "cancel a batch")
-    cancel.add_argument("batch", metavar="BATCH")
-    retry = add("retry", "re-run the failed images of a finished batch")
-    retry.add_argument("batch", metavar="BATCH")
-    reprocess = add("reprocess", "analyse a finished batch again from its archive")
-    reprocess.add_argument("batch", metavar="BATCH")
-    reprocess.add_argument(
-        "--force", action="store_true", help="decode again, ignoring cached analyses"
+    analyze.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="folders or files to analyse"
     )
-    reprocess.add_argument("--dry-run", action="store_true", help="say what would run, do nothing")
+    analyze.add_argument(
+        "--out",
+        type=Path,
+        default=Path("outbox"),
+        metavar="DIR",
+        help="outbox directory, one folder per batch (default: ./outbox)",
+    )
+    analyze.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (default: a bar on stderr when it is a terminal)",
+    )
+    status = add("status", "show batches and their progress, newest first")
+    status.add_argument(
+        "batch", nargs="?", metavar="BATCH", help="only this batch (default: every batch)"
+    )
+    status.add_argument(
+        "--failed",
+        action="store_true",
+        help="list BATCH's failed and skipped files with code and message (default: off)",
+    )
+    status.add_argument("--json", action="store_true", help=_JSON_HELP)
+    cancel = add("cancel", "cancel a batch")
+    cancel.add_argument("batch", metavar="BATCH", help="the batch id (see `status`)")
+    retry = add("retry", "re-run the failed images of a finished batch")
+    retry.add_argument("batch", metavar="BATCH", help="the batch id (see `status`)")
+    reprocess = add("reprocess", "analyse a finished batch again from its archive")
+    reprocess.add_argument("batch", metavar="BATCH", help="the batch id (see `status`)")
+    reprocess.add_argument(
+        "--force",
+        action="store_true",
+        help="decode again, ignoring cached analyses (default: cached analyses are reused)",
+    )
+    reprocess.add_argument(
+        "--dry-run", action="store_true", help="say what would run, do nothing (default: off)"
+    )
     explain = add("explain", "why a file or folder is where it is")
-    explain.add_argument("path", type=Path, metavar="PATH")
+    explain.add_argument(
+        "path",
+        type=Path,
+        metavar="PATH",
+        help="a file or folder in an inbox, an archive or an outbox",
+    )
     add("pause", "stop taking new batches")
     add("resume", "take new batches again")
     config = add("config", "check or show the configuration")
-    config.add_argument("action", choices=["check", "show"])
+    config.add_argument(
+        "action",
+        choices=["check", "show"],
+        help="check: validate and name the file; show: the effective configuration, secrets masked",
+    )
     return parser
 
 
@@ -121,6 +160,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run(config, find_config_path(args.config))
     if verb == "analyze":
         return _analyze(config, args.paths, args.out, progress=not args.no_progress)
+    if verb == "status" and args.failed:
+        return _status_failed(config, args.batch, as_json=args.json)
     if verb == "status":
         return _status(config, args.batch, as_json=args.json)
     if verb in {"pause", "resume"}:
@@ -166,6 +207,7 @@ def _status(config: Config, batch_id: str | None, *, as_json: bool) -> int:
         finally:
             store.close()
     records = [r for r in records if batch_id is None or r.batch_id == batch_id]
+    records.sort(key=lambda r: (r.created_at, r.batch_id), reverse=True)  # newest first
     if batch_id is not None and not records:
         print(f"medianalysed: no batch named {batch_id!r}", file=sys.stderr)
         return ExitCode.FAILURE
@@ -195,6 +237,35 @@ def _status(config: Config, batch_id: str | None, *, as_json: bool) -> int:
     return ExitCode.OK
 
 
+def _status_failed(config: Config, batch_id: str | None, *, as_json: bool) -> int:
+    from medianalysed.failures import failed_files, failure_line  # noqa: PLC0415
+
+    if batch_id is None:
+        print("medianalysed: status --failed needs a BATCH (see `status`)", file=sys.stderr)
+        return ExitCode.USAGE
+    record = None
+    if config.daemon.state_dir.is_dir():
+        store = StateStore(config.daemon.state_dir)
+        try:
+            record = store.get_batch(batch_id)
+            entries = [] if record is None else failed_files(store, record)
+        finally:
+            store.close()
+    if record is None:
+        print(f"medianalysed: no batch named {batch_id!r}", file=sys.stderr)
+        return ExitCode.FAILURE
+    if as_json:
+        print(json.dumps({"batch_id": batch_id, "failed": entries}, indent=2))
+        return ExitCode.OK
+    if not entries:
+        print(f"{batch_id}: no failed or skipped files")
+    else:
+        print(f"{batch_id}: {plural(len(entries), 'failed or skipped file')}")
+    for entry in entries:
+        print(names.log_text(failure_line(entry)))
+    return ExitCode.OK
+
+
 def _set_aside_text(entry: dict[str, Any]) -> str:
     return (
         f"set aside: {entry.get('batch_id')}: {entry.get('reason')}; its input is left at "
@@ -205,7 +276,8 @@ def _set_aside_text(entry: dict[str, Any]) -> str:
 def _dead_letter_text(letter: dict[str, Any]) -> str:
     return (
         f"dead letter: {letter.get('batch_id')} {letter.get('event')} -> {letter.get('url')}: "
-        f"gave up after {letter.get('attempts')} attempt(s) at {letter.get('dead_at')} "
+        f"gave up after {plural(int(letter.get('attempts') or 0), 'attempt')} at "
+        f"{letter.get('dead_at')} "
         f"({letter.get('last_error')})"
     )
 
@@ -297,6 +369,10 @@ def _rerun(config: Config, args: argparse.Namespace) -> int:
 def _explain(config: Config, path: Path) -> int:
     from medianalysed.explain import explain  # noqa: PLC0415
 
+    if not os.path.lexists(path):
+        print(f"medianalysed: explain: no such file or directory: {path}", file=sys.stderr)
+        return ExitCode.FAILURE
+
     store = StateStore(config.daemon.state_dir)
     try:
         for line in explain(config, store, path):
@@ -363,11 +439,20 @@ def _analyze_inboxes(paths: Sequence[Path], out: Path) -> dict[str, InboxConfig]
     return inboxes
 
 
+def bar_wanted(progress: bool, stream: IO[str]) -> bool:
+    """A bar only on a terminal: `analyze ... 2>file` gets the result lines, not bars."""
+    try:
+        return progress and stream.isatty()
+    except ValueError:  # a closed stream
+        return False
+
+
 def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[BatchRecord]:
     from tqdm import tqdm  # noqa: PLC0415
 
     store: StateStore = daemon.store
-    bar = tqdm(total=0, unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    shown = bar_wanted(progress, sys.stderr)
+    bar = tqdm(total=0, unit="img", disable=not shown, file=sys.stderr, dynamic_ncols=True)
     try:
         while True:
             daemon.tick()

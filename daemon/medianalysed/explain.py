@@ -14,6 +14,7 @@ from typing import Any
 
 from medianalysed import names, outbox
 from medianalysed.config import Config, InboxConfig
+from medianalysed.failures import failed_files, failure_line
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.readiness import (
     BUILTIN_IGNORES,
@@ -22,6 +23,9 @@ from medianalysed.readiness import (
     snapshot_tree,
 )
 from medianalysed.state import BatchRecord, StateStore
+from medianalysed.wording import plural
+
+FAILURES_SHOWN = 20  # on a batch folder; `status BATCH --failed` lists them all
 
 
 def explain(config: Config, store: StateStore, path: Path) -> list[str]:
@@ -175,6 +179,23 @@ def _explain_in_batch(
         lines += _image_lines(record, store, target.relative_to(root).as_posix())
     elif record.loose_file:
         lines += _image_lines(record, store, Path(record.source).name)
+    else:
+        lines += _failure_lines(record, store)
+    return lines
+
+
+def _failure_lines(record: BatchRecord, store: StateStore) -> list[str]:
+    """The batch's failed and skipped files, as `status BATCH --failed` lists them."""
+    entries = failed_files(store, record)
+    if not entries:
+        return ["no file of it failed or was skipped"]
+    lines = [f"{plural(len(entries), 'file')} failed or skipped:"]
+    lines += [f"  {failure_line(entry)}" for entry in entries[:FAILURES_SHOWN]]
+    if len(entries) > FAILURES_SHOWN:
+        lines.append(
+            f"  ... {len(entries) - FAILURES_SHOWN} more: medianalysed status {record.batch_id}"
+            " --failed"
+        )
     return lines
 
 
@@ -185,7 +206,8 @@ def _image_lines(record: BatchRecord, store: StateStore, relpath: str) -> list[s
         return [f"{relpath}: not an input of this batch (ignored or added after it started)"]
     status = final["status"] if final else str(image.status if image else "pending")
     error = (final or {}).get("error") or (image.error if image else None)
-    lines = [f"{relpath}: {status}" + (f" after {image.attempts} attempt(s)" if image else "")]
+    attempts = f" after {plural(image.attempts, 'attempt')}" if image else ""
+    lines = [f"{relpath}: {status}{attempts}"]
     if error:
         lines.append(f"  {error['code']}: {error['message']} (retryable: {error['retryable']})")
     for match in (final or {}).get("duplicates") or []:
@@ -202,7 +224,7 @@ def _duplicate_totals(final: dict[str, Any]) -> list[str]:
     listed = len(final.get("duplicates") or [])
     lines = []
     if isinstance(count, int) and count > listed:
-        lines.append(f"  ... {count - listed} more duplicate(s), {count} in all")
+        lines.append(f"  ... {plural(count - listed, 'more duplicate')}, {count} in all")
     if final.get("duplicate_group") is not None:
         lines.append(f"  in the duplicate group of {final['duplicate_group']} (see summary.json)")
     return lines

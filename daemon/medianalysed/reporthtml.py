@@ -24,6 +24,7 @@ from medianalysed.report import (
     Row,
 )
 from medianalysed.thumbnails import THUMBNAIL_SIDE, data_uri
+from medianalysed.wording import plural
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _CSS = """
@@ -60,10 +61,6 @@ def _e(value: object) -> str:
 
 def _tile(label: str, value: object) -> str:
     return f'<div class="tile"><b>{_e(value)}</b>{_e(label)}</div>'
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def _percent(value: object) -> str:
@@ -129,7 +126,7 @@ def _figure(
 
 def _groups(summary: Mapping[str, Any], data: ReportData) -> Iterator[str]:
     groups: Sequence[Mapping[str, Any]] = summary.get("duplicate_groups") or []
-    yield f'<section id="duplicates"><h2>Duplicates: {_plural(len(groups), "group")}</h2>'
+    yield f'<section id="duplicates"><h2>Duplicates: {plural(len(groups), "group")}</h2>'
     if not groups:
         yield '<p class="muted">No duplicates.</p>'
     yield (
@@ -141,7 +138,7 @@ def _groups(summary: Mapping[str, Any], data: ReportData) -> Iterator[str]:
         members = group["members"]
         yield (
             f'<div class="group" data-group="{_e(group["id"])}" data-size="{len(members)}">'
-            f"<h3>{_e(group['id'])} · {_plural(len(members), 'file')} · keep"
+            f"<h3>{_e(group['id'])} · {plural(len(members), 'file')} · keep"
             f' {_e(group["keeper"])}</h3><div class="members">'
         )
         shown = 0

@@ -18,6 +18,7 @@ from medianalysed.crashpoints import crash_point
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
+from medianalysed.wording import plural
 
 if TYPE_CHECKING:
     from medianalysed.dupindex import HistoryIndex
@@ -44,8 +45,8 @@ class RerunPlan:
 
     def describe(self) -> str:
         """One line for the CLI."""
-        what = "failed or unfinished images" if self.only_failed else "images"
-        return f"{self.batch_id}: would analyse {self.images} {what} from {self.input_path}"
+        what = "failed or unfinished image" if self.only_failed else "image"
+        return f"{self.batch_id}: would analyse {plural(self.images, what)} from {self.input_path}"
 
 
 def plan_rerun(store: StateStore, batch_id: str, *, only_failed: bool) -> RerunPlan:

@@ -557,3 +557,27 @@ def test_files_that_make_pillow_warn_do_not_leak_warnings(pillow_edge: Path) -> 
     assert warned
     for row in warned:
         assert outcome(pillow_edge / row["path"]) in ("ok", "CORRUPT", "UNSUPPORTED_FORMAT")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "code"),
+    [
+        ("README", b"# holiday photos\n", ErrorCode.UNSUPPORTED_FORMAT),
+        ("model.pkl", pickle.dumps({"weights": [1, 2, 3]}), ErrorCode.UNSUPPORTED_FORMAT),
+        (
+            "IMG_0001.xmp",
+            b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta/>',
+            ErrorCode.UNSUPPORTED_FORMAT,
+        ),
+        ("IMG_0001.jpg", b"not a jpeg at all", ErrorCode.CORRUPT),
+        ("no-extension", b"\xff\xd8\xff\xe0" + b"\0" * 64, ErrorCode.CORRUPT),
+    ],
+)
+def test_files_that_are_no_image_are_unsupported_and_claimed_images_are_corrupt(
+    tmp_path: Path, name: str, content: bytes, code: ErrorCode
+):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(AnalysisError) as raised:
+        analyse_file(path, DEFAULTS)
+    assert raised.value.code == code

@@ -6,14 +6,17 @@ that state back from a real StateStore in tmp_path.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from medianalysed import __version__
-from medianalysed.cli import main
+from medianalysed.cli import bar_wanted, build_parser, main
 from medianalysed.config import WebhookConfig
 from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.progress import BatchProgress, publish
@@ -283,7 +286,7 @@ def test_retry_and_reprocess_queue_commands(
     add_batch(store, config, "house", phase="done")
     code, out, _ = run(capsys, "retry", "house", "--config", str(config))
     assert code == 0
-    assert "will analyse 1 failed or unfinished images" in out
+    assert "will analyse 1 failed or unfinished image" in out
     code, out, _ = run(capsys, "reprocess", "house", "--force", "--config", str(config))
     assert code == 0
     assert "will analyse 2 images" in out
@@ -346,11 +349,21 @@ def test_explain_prints_its_lines(
     capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
 ) -> None:
     (config.parent / "inbox").mkdir()
+    (config.parent / "inbox" / ".DS_Store").write_bytes(b"junk")
     code, out, _ = run(
         capsys, "explain", str(config.parent / "inbox" / ".DS_Store"), "--config", str(config)
     )
     assert code == 0
     assert "is ignored: '.DS_Store'" in out
+
+
+def test_explain_on_a_missing_path_exits_1(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    missing = config.parent / "inbox" / "nothing-here.jpg"
+    code, out, err = run(capsys, "explain", str(missing), "--config", str(config))
+    assert (code, out) == (1, "")
+    assert f"no such file or directory: {missing}" in err
 
 
 def test_status_lists_dead_letters(
@@ -370,3 +383,130 @@ def test_status_lists_dead_letters(
     assert "not an http(s) URL" in line
     document = json.loads(run(capsys, "status", "--json", "--config", str(config))[1])
     assert [letter["batch_id"] for letter in document["dead_letters"]] == ["house"]
+
+
+# -- manners -----------------------------------------------------------------------------
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    (verbs,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(verbs.choices)
+
+
+def test_every_argument_is_described_in_help_with_its_default():
+    for verb, sub in _subparsers().items():
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{verb} {action.dest}: no help"
+            if action.option_strings:
+                assert "default" in action.help, f"{verb} {action.option_strings}: no default"
+        assert "default: ./outbox" in sub.format_help() or verb != "analyze"
+
+
+def test_the_progress_bar_is_shown_only_on_a_terminal(tmp_path: Path):
+    leader, follower = os.openpty()
+    try:
+        with open(follower, "w", closefd=False) as terminal:
+            assert bar_wanted(True, terminal)
+            assert not bar_wanted(False, terminal)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    with (tmp_path / "stderr.txt").open("w") as redirected:
+        assert not bar_wanted(True, redirected)
+
+
+def test_status_lists_the_newest_batch_first(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    for batch_id, created in (("b-old", "2026-01-01T00:00:00Z"), ("a-new", "2026-03-01T00:00:00Z")):
+        record = add_batch(store, config, batch_id, phase="done")
+        store.put_batch(dataclasses.replace(record, created_at=created))
+    code, out, _ = run(capsys, "status", "--config", str(config))
+    assert code == 0
+    assert [line.split(":")[0] for line in out.splitlines()] == ["a-new", "b-old"]
+
+
+def _with_failures(store: StateStore, config: Path) -> BatchRecord:
+    record = add_batch(store, config, "house", phase="done")
+    store.put_path_chunk("house", 0, ["a.jpg", "b.jpg", "notes.txt"])
+    store.put_images(
+        "house",
+        [
+            ImageRecord(
+                path="b.jpg",
+                status=ImageStatus.FAILED,
+                attempts=1,
+                error={"code": "CORRUPT", "message": "cannot decode", "retryable": False},
+            ),
+            ImageRecord(
+                path="notes.txt",
+                status=ImageStatus.SKIPPED,
+                attempts=1,
+                error={
+                    "code": "UNSUPPORTED_FORMAT",
+                    "message": "not an image format we decode",
+                    "retryable": False,
+                },
+            ),
+        ],
+    )
+    return record
+
+
+def test_status_failed_lists_failed_and_skipped_files_with_code_and_message(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    _with_failures(store, config)
+    code, out, _ = run(capsys, "status", "house", "--failed", "--config", str(config))
+    assert code == 0
+    assert out.splitlines() == [
+        "house: 2 failed or skipped files",
+        "b.jpg: failed CORRUPT: cannot decode",
+        "notes.txt: skipped UNSUPPORTED_FORMAT: not an image format we decode",
+    ]
+    code, out, _ = run(capsys, "status", "house", "--failed", "--json", "--config", str(config))
+    document = json.loads(out)
+    assert document["batch_id"] == "house"
+    assert [(f["path"], f["status"], f["code"]) for f in document["failed"]] == [
+        ("b.jpg", "failed", "CORRUPT"),
+        ("notes.txt", "skipped", "UNSUPPORTED_FORMAT"),
+    ]
+    code, _, err = run(capsys, "status", "--failed", "--config", str(config))
+    assert code == 2
+    assert "needs a BATCH" in err
+
+
+def test_status_failed_reads_the_outbox_once_the_images_are_disposed_of(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    record = _with_failures(store, config)
+    failed = {
+        "path": "b.jpg",
+        "status": "failed",
+        "error": {"code": "CORRUPT", "message": "cannot decode", "retryable": False},
+        "attempts": 3,
+    }
+    done = {"path": "a.jpg", "status": "done", "error": None, "attempts": 1}
+    lines = [json.dumps(r, separators=(",", ":")) for r in (done, failed)]
+    (Path(record.outbox_dir) / "results.jsonl").write_text("\n".join(lines) + "\n")
+    store.delete_batch_images(record)
+    code, out, _ = run(capsys, "status", "house", "--failed", "--config", str(config))
+    assert (code, out) == (
+        0,
+        "house: 1 failed or skipped file\nb.jpg: failed CORRUPT: cannot decode\n",
+    )
+
+
+def test_explain_on_a_batch_folder_lists_its_failures(
+    capsys: pytest.CaptureFixture[str], config: Path, store: StateStore
+) -> None:
+    record = _with_failures(store, config)
+    assert record.archived_to is not None
+    code, out, _ = run(capsys, "explain", record.archived_to, "--config", str(config))
+    assert code == 0
+    assert "2 files failed or skipped:" in out
+    assert "  b.jpg: failed CORRUPT: cannot decode" in out
+    assert "  notes.txt: skipped UNSUPPORTED_FORMAT" in out

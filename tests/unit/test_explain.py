@@ -195,7 +195,7 @@ def test_a_running_batch_and_its_pending_image(
     lines = explain(config, store, tmp_path / "inbox" / "house" / "a.jpg")
     assert lines == [
         "house is batch house: processing (running)",
-        "a.jpg: pending after 0 attempt(s)",
+        "a.jpg: pending after 0 attempts",
     ]
 
 
@@ -211,7 +211,7 @@ def test_an_archived_image_that_failed_shows_its_code(
     out = text(config, store, tmp_path / "archive" / "house" / "broken.jpg")
     assert "belongs to batch house: partial (done)" in out
     assert f"moved to {tmp_path / 'archive' / 'house'}" in out
-    assert "broken.jpg: failed after 1 attempt(s)" in out
+    assert "broken.jpg: failed after 1 attempt" in out
     assert "CORRUPT: cannot decode (retryable: False)" in out
 
 
@@ -254,7 +254,7 @@ def test_a_bounded_list_of_duplicates_says_how_many_more_and_which_group(
     )
     out = text(config, store, tmp_path / "archive" / "house" / "c.jpg")
     assert "near duplicate of b.jpg (phash 0)" in out
-    assert "... 9998 more duplicate(s), 9999 in all" in out
+    assert "... 9998 more duplicates, 9999 in all" in out
     assert "in the duplicate group of a.jpg (see summary.json)" in out
 
 
@@ -277,7 +277,7 @@ def test_a_loose_file_batch_shows_its_image(
     )
     lines = explain(config, store, tmp_path / "inbox" / "photo.jpg")
     assert lines[0] == "photo.jpg is batch photo: processing (running)"
-    assert "photo.jpg: failed after 1 attempt(s)" in lines
+    assert "photo.jpg: failed after 1 attempt" in lines
 
 
 def test_a_new_folder_with_the_name_of_an_archived_batch_is_not_that_batch(
@@ -315,5 +315,5 @@ def test_an_undecodable_name_finds_its_record(
         ],
     )
     out = text(config, store, tmp_path / "archive" / "house" / key)
-    assert "failed after 1 attempt(s)" in out
+    assert "failed after 1 attempt" in out
     assert "IO_ERROR: as results.jsonl has it" in out, "found in results.jsonl by its exact name"
