@@ -19,13 +19,15 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$STAMP" ]]; then
     # torch first and pinned, so nothing later can resolve a multi-GB CUDA build from the index.
     pip_install torch==2.14.1 torchvision==0.29.1
     pip_install imagededup
-    pip_install -e "$ROOT"
+    pip_install -e "$ROOT[dask]"
     touch "$STAMP"
 elif [[ "$ROOT/pyproject.toml" -nt "$STAMP" || "$CONSTRAINTS" -nt "$STAMP" ]]; then
     echo "bench: project dependencies changed; reinstalling medianalysed into $VENV"
-    pip_install -e "$ROOT"
+    pip_install -e "$ROOT[dask]"
     touch "$STAMP"
 fi
 
 "$VENV/bin/python" "$ROOT/benchmarks/fetch_photos.py"
-exec "$VENV/bin/python" "$ROOT/benchmarks/run.py" "$@"
+"$VENV/bin/python" "$ROOT/benchmarks/run.py" "$@"
+# The local executor against a 2-worker Dask cluster on this machine (benchmarks/results/executor.json).
+exec "$VENV/bin/python" "$ROOT/benchmarks/bench_executor.py"

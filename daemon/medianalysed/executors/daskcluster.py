@@ -45,10 +45,14 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 0.5
 CONNECT_TIMEOUT_S = 5.0  # per try; the monitor tries again until the scheduler answers
-ANSWER_TIMEOUT_S = 10.0  # a result or a check from a connected scheduler
+ANSWER_TIMEOUT_S = 10.0
+IN_FLIGHT_PER_WORKER = 2  # a result or a check from a connected scheduler
 # The cluster the daemon starts itself (`address = ""`), and what we ask of any scheduler.
 LOCAL_CLUSTER_CONFIG = {
     "distributed.scheduler.allowed-failures": 0,
+    # A worker holds only the images it runs; the next in line wait on the scheduler, so a
+    # worker that dies takes no bystander with it.
+    "distributed.scheduler.worker-saturation": 1.0,
     "distributed.worker.daemon": False,
 }
 
@@ -94,7 +98,11 @@ class DaskExecutor:
         on_state: Callable[[ExecutorState], None] = lambda _state: None,
     ) -> None:
         self._address = address
-        self._in_flight_limit = workers
+        self._workers = workers
+        # As on the local pool: each worker slot has one image running and the next in line
+        # (the image actors' SLOTS_PER_WORKER), waiting on the scheduler (worker-saturation
+        # 1.0), so a Dask worker never idles between two.
+        self._in_flight_limit = workers * IN_FLIGHT_PER_WORKER
         self._timeout_s = timeout_s
         self._max_worker_memory = max_worker_memory
         self._max_retries = max_retries
@@ -327,7 +335,7 @@ class DaskExecutor:
         if self._cluster is None:
             dask.config.set(LOCAL_CLUSTER_CONFIG)
             self._cluster = distributed.LocalCluster(
-                n_workers=self._in_flight_limit,
+                n_workers=self._workers,
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
@@ -336,7 +344,7 @@ class DaskExecutor:
             )
             logger.info(
                 "started a local Dask cluster of %d worker(s) at %s",
-                self._in_flight_limit,
+                self._workers,
                 self._cluster.scheduler_address,
             )
         return str(self._cluster.scheduler_address)
@@ -398,7 +406,13 @@ class DaskExecutor:
             str(path): f"{name} ({path})" for name, path in self._extra_paths if path.is_dir()
         }
         try:
-            answers = client.run(check_worker, list(folders), on_error="return")
+            answers = client.run(
+                check_worker,
+                list(folders),
+                self._timeout_s,
+                self._max_worker_memory,
+                on_error="return",
+            )
         except Exception as exc:
             logger.warning("cannot ask the Dask workers to check the inboxes: %s", exc)
             self._check_due = True

@@ -68,14 +68,19 @@ def _local_executor(timeout_s: float, max_worker_memory: int) -> LocalExecutor:
         return _executor
 
 
-def check_worker(paths: list[str]) -> dict[str, Any]:
-    """What the daemon must know of this worker: its version, and the paths it cannot see."""
+def check_worker(
+    paths: list[str], timeout_s: float | None = None, max_worker_memory: int = 0
+) -> dict[str, Any]:
+    """What the daemon must know of this worker: its version, and the paths it cannot see.
+
+    With `timeout_s`, the analysis processes are started now (a fork server importing the
+    imaging stack takes seconds), not when the first image arrives.
+    """
     unseen = {path: reason for path in paths if (reason := _unseen(path)) is not None}
-    return {
-        "version": __version__,
-        "daemonic": multiprocessing.current_process().daemon,
-        "unseen": unseen,
-    }
+    daemonic = multiprocessing.current_process().daemon
+    if timeout_s is not None and not daemonic:
+        _local_executor(timeout_s, max_worker_memory)
+    return {"version": __version__, "daemonic": daemonic, "unseen": unseen}
 
 
 def _unseen(path: str) -> str | None:
