@@ -34,18 +34,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from medianalysed.executors.daskcluster import CLUSTER_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 SET_DIR = REPO / "benchmarks" / "data" / "set"
 POLL_S = 0.05
 DEADLINE_S = 1800.0
 IDLE_AFTER_READY_S = 3.0  # worker processes finish starting after READY
-CLUSTER_ENV = {
-    "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
-    "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0",
-    "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 

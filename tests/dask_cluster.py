@@ -1,8 +1,9 @@
 """A real Dask cluster on 127.0.0.1 for tests: `dask scheduler` and `dask worker` subprocesses.
 
 Configured as the README tells users to: allowed-failures 0 and worker-saturation 1.0 on the
-scheduler, non-daemonic workers (they start analysis processes). A Dask worker exits when its scheduler goes away;
-`respawn_workers` starts the missing ones again, as systemd's `Restart=always` does.
+scheduler, non-daemonic workers (they start analysis processes). A Dask worker exits when its
+scheduler goes away; `respawn_workers` starts the missing ones again, as systemd's
+`Restart=always` does.
 """
 
 from __future__ import annotations
@@ -18,17 +19,10 @@ from pathlib import Path
 
 import distributed
 
+from medianalysed.executors.daskcluster import CLUSTER_ENV
 from tests.e2e.harness import clean_env, free_port, wait_for
 
 DASK = str(Path(sys.executable).with_name("dask"))
-CLUSTER_ENV = {
-    "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
-    "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0",
-    "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
-    # One BLAS thread per analysis process, as the daemon sets for its own.
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-}
 
 
 @dataclass

@@ -48,6 +48,14 @@ CONNECT_TIMEOUT_S = 5.0  # per try; the monitor tries again until the scheduler 
 ANSWER_TIMEOUT_S = 10.0
 IN_FLIGHT_PER_WORKER = 2  # a result or a check from a connected scheduler
 # The cluster the daemon starts itself (`address = ""`), and what we ask of any scheduler.
+# The environment the README's (and systemd/dask/'s) scheduler and workers run with.
+CLUSTER_ENV = {
+    "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+    "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0",
+    "DASK_DISTRIBUTED__WORKER__DAEMON": "False",
+    "OMP_NUM_THREADS": "1",  # one BLAS thread per analysis process
+    "OPENBLAS_NUM_THREADS": "1",
+}
 LOCAL_CLUSTER_CONFIG = {
     "distributed.scheduler.allowed-failures": 0,
     # A worker holds only the images it runs; the next in line wait on the scheduler, so a
