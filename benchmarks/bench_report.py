@@ -5,7 +5,7 @@
 N final records are synthesised the way the outbox writer sees them: a share `--duplicates` of
 the images in groups of three (exact, same_pixels and near members), 1 % failed, the rest
 alone; every record carries a real thumbnail (`thumbnails.thumbnail` of a corpus photo's
-reduced decode, cycled) so the thumbnail bytes are those of photos. The records go through the
+reduced decode, as the worker makes it, cycled) so the thumbnail bytes are those of photos. The records go through the
 real `SummaryBuilder`, `ReportCollector`, `reporthtml` and `gexf` code; the page is then loaded
 in headless Chromium (`tests/chromium.py`) and the time to its load event is printed.
 """
@@ -23,6 +23,7 @@ from typing import Any
 from PIL import Image
 
 from medianalysed import gexf, report, reporthtml
+from medianalysed.decoding import decode_working, reduce_for_hashes
 from medianalysed.dupactions import duplicate_fields
 from medianalysed.outbox import SummaryBuilder, write_lines_atomic
 from medianalysed.thumbnails import thumbnail
@@ -39,11 +40,8 @@ def _thumbnails(count: int) -> list[str]:
     photos = sorted(CORPUS.rglob("*.jpg"))[:count]
     made = []
     for photo in photos:
-        with Image.open(photo) as image:
-            image.draft("RGB", (256, 256))
-            small = image.convert("RGB")
-            small.thumbnail((256, 256))
-            made.append(thumbnail(small, 1))
+        with Image.open(photo) as image:  # the worker's own path: one reduced decode
+            made.append(thumbnail(reduce_for_hashes(decode_working(image)).image, 1))
     return made
 
 

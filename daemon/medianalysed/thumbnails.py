@@ -1,9 +1,11 @@
 """The small thumbnail `report.html` shows, made from the decode the analysis already did.
 
-No second decode: the reduced image the hashes read (short side 128..256 px) is oriented and
-shrunk to at most `THUMBNAIL_SIDE` px, then written as WebP (quality 60: about 1.7 KB for a
-photo, where JPEG at quality 70 gives about 2.4 KB) and kept, base64-encoded, in the image's
-stored result. Only `report.html` reads it, and only for duplicates and failures.
+No second decode: the reduced image the hashes read is oriented, shrunk to at most
+`THUMBNAIL_SIDE` px a side, and written as JPEG (quality 70, optimised Huffman tables),
+base64-encoded, into the image's stored result. Only `report.html` reads it, and only for
+duplicates and failures. JPEG rather than WebP: measured on 60 corpus photos
+(`benchmarks/bench_report.py` notes in the README), WebP at quality 60 is 27 % smaller
+(1.7 KB against 2.3 KB) but costs about twice the encoding time, paid for every image.
 """
 
 from __future__ import annotations
@@ -17,22 +19,37 @@ from PIL import Image
 from medianalysed.decoding import ORIENTATION_TRANSPOSE
 
 THUMBNAIL_SIDE: Final = 128
-THUMBNAIL_MIME: Final = "image/webp"
-_QUALITY: Final = 60
-_METHOD: Final = 2  # libwebp effort 0..6: 2 costs about 1.4 ms here, 4 twice that for 5 % less
+THUMBNAIL_MIME: Final = "image/jpeg"
+_QUALITY: Final = 70
+_WHITE: Final = (255, 255, 255)
+
+
+def _shrunk(image: Image.Image) -> Image.Image:
+    scale = THUMBNAIL_SIDE / max(image.size)
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if "A" in image.mode:  # JPEG has no alpha: flattened onto white, as the colours are
+        background = Image.new("RGB", image.size, _WHITE)
+        background.paste(image.convert("RGBA"), mask=image.getchannel("A"))
+        return background
+    return image.convert("RGB")
 
 
 def thumbnail(image: Image.Image, orientation: int) -> str:
-    """The base64 WebP of `image` (stored orientation) shown upright, at most 128 px a side."""
-    small = image.copy()
-    small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BILINEAR)
+    """The base64 JPEG of `image` (stored orientation) shown upright, at most 128 px a side."""
+    small = _shrunk(image)
     transpose = ORIENTATION_TRANSPOSE.get(orientation)
     if transpose is not None:
         small = small.transpose(transpose)
-    if small.mode not in {"RGB", "RGBA"}:
-        small = small.convert("RGBA" if "A" in small.mode else "RGB")
     buffer = io.BytesIO()
-    small.save(buffer, "WEBP", quality=_QUALITY, method=_METHOD)
+    _rgb(small).save(buffer, "JPEG", quality=_QUALITY, optimize=True)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

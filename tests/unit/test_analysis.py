@@ -120,7 +120,7 @@ def assert_record_shape(record: dict[str, Any]) -> None:
         "thumbnail",
     ]
     with Image.open(io.BytesIO(base64.b64decode(record["thumbnail"]))) as thumb:
-        assert thumb.format == "WEBP"
+        assert thumb.format == "JPEG"
         assert max(thumb.size) <= 128
     assert set(record["file"]) == {"size", "sha256", "mtime", "source_url"}
     assert set(record["image"]) == {

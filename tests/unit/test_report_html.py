@@ -137,7 +137,7 @@ def test_the_page_is_self_contained_and_escapes_names(tmp_path: Path):
     assert not [t for t, _ in tags if t in {"script", "link", "iframe", "object"}]
     sources = [attrs["src"] or "" for tag, attrs in tags if tag == "img"]
     assert len(sources) == 4  # a, b, c of the group and the one seen before; none for the failure
-    assert all(src.startswith("data:image/webp;base64,") for src in sources)
+    assert all(src.startswith("data:image/jpeg;base64,") for src in sources)
     text = page.read_text(encoding="utf-8")
     assert "http://127.0.0.1:9" in text  # shown as text...
     assert '<img src="http' not in text  # ...never as markup
@@ -174,7 +174,7 @@ def test_the_table_and_the_thumbnails_have_a_ceiling(monkeypatch, tmp_path: Path
     page = _render(tmp_path, _batch())
     text = page.read_text(encoding="utf-8")
     assert "and 3 more in results.csv" in text
-    assert text.count("data:image/webp") == 1
+    assert text.count("data:image/jpeg") == 1
 
 
 def test_chromium_loads_it_with_no_console_error_no_request_and_one_image_per_member(
