@@ -5,9 +5,10 @@
 N final records are synthesised the way the outbox writer sees them: a share `--duplicates` of
 the images in groups of three (exact, same_pixels and near members), 1 % failed, the rest
 alone; every record carries a real thumbnail (`thumbnails.thumbnail` of a corpus photo's
-reduced decode, as the worker makes it, cycled) so the thumbnail bytes are those of photos. The records go through the
-real `SummaryBuilder`, `ReportCollector`, `reporthtml` and `gexf` code; the page is then loaded
-in headless Chromium (`tests/chromium.py`) and the time to its load event is printed.
+reduced decode, as the worker makes it, cycled) so the thumbnail bytes are those of photos.
+The records go through the real `SummaryBuilder`, `ReportCollector`, `reporthtml` and `gexf`
+code; the page is then loaded in headless Chromium (`tests/chromium.py`) and the time to its
+load event is printed.
 """
 
 from __future__ import annotations
