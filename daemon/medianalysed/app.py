@@ -34,6 +34,7 @@ from medianalysed import __version__
 from medianalysed.actors.batch import BatchListener, BatchSettings
 from medianalysed.actors.image import SLOTS_PER_WORKER, ImageActor
 from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
+from medianalysed.api.service import ApiService, ApiSettings
 from medianalysed.config import Config, InboxConfig, config_fingerprint, load_config
 from medianalysed.diskfaults import FaultBoard, corruption_seen, reset_corruption
 from medianalysed.downloads import Downloader
@@ -156,6 +157,7 @@ class Daemon:
         self.history: HistoryIndex | None = None
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
+        self.api: ApiService | None = None
         self.executor: Executor | None = None
         self.downloader: Downloader | None = None
         self.webhooks: WebhookDispatcher | None = None
@@ -195,11 +197,14 @@ class Daemon:
         self.metrics.executor_available.set(1)  # a Dask executor says otherwise while away
         self.metrics.up.set(1)
         if self._serve_metrics and config.metrics.listen:
+            self.api = ApiService(ApiSettings(), self.store, config.inboxes)
+            self.api.start()
             self.metrics_server = MetricsServer(
                 config.metrics.listen,
                 self.metrics.registry,
                 health=self.health_reasons,
                 ready=self.is_ready,
+                api=self.api.endpoint,
             )
             self.metrics_server.start()
         self.executor = build_executor(
@@ -469,6 +474,8 @@ class Daemon:
             self.webhooks.close()
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        if self.api is not None:
+            self.api.stop()
         if self.history is not None:
             self.history.close()
         if self.state_probe is not None:

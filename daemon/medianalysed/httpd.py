@@ -26,6 +26,7 @@ import socketserver
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Final
@@ -39,6 +40,8 @@ MAX_CONNECTIONS: Final = 128
 QUEUE_SIZE: Final = 16
 MAX_HEAD_BYTES: Final = 64 * 1024
 _READ_CHUNK: Final = 8192
+_BODY_CHUNK: Final = 256 * 1024
+BODY_TIMEOUT_S: Final = 120.0
 _POLL_S: Final = 0.1
 _HEAD_ENDS: Final = (b"\r\n\r\n", b"\n\n")
 
@@ -50,6 +53,7 @@ class ReceivedRequest:
     sock: socket.socket
     head: bytes
     address: Any
+    detached: bool = False  # handed over (an event stream): the handler loop leaves it open
 
 
 @dataclass(slots=True)
@@ -91,6 +95,44 @@ class PreReadHandler(BaseHTTPRequestHandler):
         self.wfile.close()
         self.rfile.close()
 
+    def body_chunks(self, length: int, deadline_s: float = BODY_TIMEOUT_S) -> Iterator[bytes]:
+        """The request body, `length` bytes at most, within `deadline_s` in total.
+
+        The selector may have read the body's first bytes with the head; the rest comes
+        from the socket.
+
+        Raises:
+            TimeoutError: the body did not arrive in time.
+            ConnectionError: the client closed before sending it all.
+        """
+        left = length
+        early = self.rfile.read(left)
+        if early:
+            left -= len(early)
+            yield early
+        deadline = time.monotonic() + deadline_s
+        while left > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the request body did not arrive within {deadline_s:.0f} s")
+            self.connection.settimeout(remaining)
+            chunk = self.connection.recv(min(left, _BODY_CHUNK))
+            if not chunk:
+                raise ConnectionError("the client closed before sending the whole body")
+            left -= len(chunk)
+            yield chunk
+        self.connection.settimeout(self.server_write_timeout)
+
+    def detach(self) -> socket.socket:
+        """Keep the connection open after this request: the caller now owns the socket."""
+        self.request.detached = True
+        return self.request.sock
+
+    @property
+    def server_write_timeout(self) -> float:
+        """The write deadline the server set on this connection."""
+        return float(getattr(self.server, "write_timeout_s", WRITE_TIMEOUT_S))
+
 
 class BoundedHTTPServer(socketserver.BaseServer):
     """Serve `handler` on `address` with a selector thread and a fixed pool of handlers.
@@ -127,7 +169,7 @@ class BoundedHTTPServer(socketserver.BaseServer):
         self._handler_count = handler_threads
         self._max_connections = max_connections
         self._request_timeout_s = request_timeout_s
-        self._write_timeout_s = write_timeout_s
+        self.write_timeout_s = write_timeout_s
         self._requests: queue.Queue[ReceivedRequest | None] = queue.Queue(maxsize=queue_size)
         self._pending: dict[socket.socket, _Pending] = {}
         self._selector = selectors.DefaultSelector()
@@ -241,7 +283,7 @@ class BoundedHTTPServer(socketserver.BaseServer):
         pending = self._pending.pop(sock)
         self._selector.unregister(sock)
         sock.setblocking(True)
-        sock.settimeout(self._write_timeout_s)
+        sock.settimeout(self.write_timeout_s)
         try:
             self._requests.put_nowait(ReceivedRequest(sock, head, pending.address))
         except queue.Full:
@@ -275,9 +317,10 @@ class BoundedHTTPServer(socketserver.BaseServer):
             except Exception:
                 self.handle_error(request, request.address)
             finally:
-                with contextlib.suppress(OSError):
-                    request.sock.shutdown(socket.SHUT_WR)
-                request.sock.close()
+                if not request.detached:
+                    with contextlib.suppress(OSError):
+                        request.sock.shutdown(socket.SHUT_WR)
+                    request.sock.close()
 
 
 def _refuse(sock: socket.socket, status: bytes) -> None:

@@ -14,7 +14,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import (
     CollectorRegistry,
@@ -33,6 +33,11 @@ from medianalysed.errors import ErrorCode, StartupError
 from medianalysed.executors.base import ExecutorState
 from medianalysed.httpd import BoundedHTTPServer, PreReadHandler
 from medianalysed.models import BatchStatus, ImageStatus
+
+if TYPE_CHECKING:
+    from medianalysed.api.http import ApiEndpoint
+
+API_PREFIX: Final = "/v1/"
 
 logger = logging.getLogger(__name__)
 
@@ -312,10 +317,13 @@ class _Server(BoundedHTTPServer):
         registry: CollectorRegistry,
         health: HealthReasons,
         ready: HealthCheck,
+        *,
+        api: ApiEndpoint | None,
     ) -> None:
         self.registry = registry
         self.health = health
         self.ready = ready
+        self.api = api
         super().__init__(address, family, _Handler, thread_name="metrics-http")
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -334,12 +342,20 @@ class _Handler(PreReadHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
         path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+        if path.startswith(API_PREFIX) and self.server.api is not None:
+            self.server.api.handle(self, "GET")
+        elif path == "/metrics":
             self._reply_metrics()
         elif path == "/healthz":
             self._reply_health()
         elif path == "/readyz":
             self._reply_ready()
+        else:
+            self._reply(404, b"not found\n", "text/plain; charset=utf-8")
+
+    def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
+        if self.path.startswith(API_PREFIX) and self.server.api is not None:
+            self.server.api.handle(self, "POST")
         else:
             self._reply(404, b"not found\n", "text/plain; charset=utf-8")
 
@@ -407,11 +423,13 @@ class MetricsServer:
         *,
         health: HealthReasons,
         ready: HealthCheck,
+        api: ApiEndpoint | None = None,
     ) -> None:
         self._listen = listen
         self._registry = registry
         self._health = health
         self._ready = ready
+        self._api = api
         self._server: _Server | None = None
 
     def start(self) -> None:
@@ -428,7 +446,12 @@ class MetricsServer:
             raise self._startup_error(str(exc)) from exc
         try:
             server = _Server(
-                (host, port), _family_of(host), self._registry, self._health, self._ready
+                (host, port),
+                _family_of(host),
+                self._registry,
+                self._health,
+                self._ready,
+                api=self._api,
             )
         except OSError as exc:
             raise self._startup_error(_describe_os_error(exc)) from exc

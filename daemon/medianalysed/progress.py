@@ -9,7 +9,9 @@ finalising), the outbox writer (done) and set-aside.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -18,6 +20,8 @@ from medianalysed import outbox
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus, utc_now_iso
 from medianalysed.state import BatchRecord, StateStore
+
+_logger = logging.getLogger(__name__)
 
 COUNT_KEYS: Final = ("total", "pending", "processing", "done", "failed", "skipped")
 
@@ -142,8 +146,42 @@ class BatchProgress:
         )
 
 
+Observer = Callable[[BatchRecord, BatchProgress], None]
+_observers: list[Observer] = []
+_observers_lock = threading.Lock()
+
+
+def add_observer(observer: Observer) -> None:
+    """Call `observer` after every publish (the API's events, progress webhooks).
+
+    It runs on the publishing thread, often an actor's: it must only hand the value on
+    (append to a buffer), never wait.
+    """
+    with _observers_lock:
+        _observers.append(observer)
+
+
+def remove_observer(observer: Observer) -> None:
+    """Stop calling `observer`; unknown ones are fine."""
+    with _observers_lock:
+        if observer in _observers:
+            _observers.remove(observer)
+
+
+def _notify(record: BatchRecord, progress: BatchProgress) -> None:
+    with _observers_lock:
+        observers = list(_observers)
+    for observer in observers:
+        try:
+            observer(record, progress)
+        except Exception:
+            _logger.exception("progress observer %r failed", observer)
+
+
 def publish(store: StateStore, record: BatchRecord, progress: BatchProgress) -> dict[str, Any]:
     """Store `progress`, then write it as the batch's `status.json`; the document written.
+
+    Observers (`add_observer`) hear of it once both are written.
 
     Raises:
         DiskWriteError: the state or the outbox disk refused the write.
@@ -152,6 +190,7 @@ def publish(store: StateStore, record: BatchRecord, progress: BatchProgress) -> 
     store.put_progress(progress.batch_id, progress.to_json())
     document = progress.document()
     outbox.write_json_atomic(Path(record.outbox_dir) / outbox.STATUS_FILE, document)
+    _notify(record, progress)
     return document
 
 
