@@ -105,9 +105,7 @@ def serve(tmp_path: Path) -> Iterator[ServeFactory]:
             store,
             Authenticator(tokens, per_minute=per_minute),
             submitter=Submitter([inbox], store),
-            limits=ApiLimits(
-                submit=submit, max_upload_bytes=max_upload_bytes, max_files=max_files
-            ),
+            limits=ApiLimits(submit=submit, max_upload_bytes=max_upload_bytes, max_files=max_files),
         )
         server = MetricsServer(
             "127.0.0.1:0",

@@ -10,7 +10,6 @@ import pytest
 from medianalysed.api.auth import Authenticator, RateLimiter, is_loopback
 from medianalysed.api.replies import ApiError
 from medianalysed.logs import RedactingTextFormatter
-
 from tests.unit.api.conftest import ServeFactory
 
 TOKEN = "s3cr3t-token-value-0123456789"

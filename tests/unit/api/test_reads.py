@@ -7,7 +7,6 @@ from pathlib import Path
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.progress import BatchProgress
-
 from tests.unit.api.conftest import ServeFactory, add_batch
 
 D, F, P = ImageStatus.DONE, ImageStatus.FAILED, ImageStatus.PENDING

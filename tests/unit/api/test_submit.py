@@ -6,6 +6,7 @@ import socket
 import tomllib
 from pathlib import Path
 
+from tests.e2e.harness import wait_for
 from tests.unit.api.conftest import Served, ServeFactory
 
 TOKEN = "submit-token-abcdef"
@@ -36,7 +37,9 @@ def test_a_url_list_becomes_a_ready_folder_with_its_options(serve: ServeFactory)
     folder = served.inbox.path / batch_id
     assert _visible(served.inbox.path) == [batch_id]
     assert (folder / ".ready").exists()
-    assert (folder / "urls.txt").read_text() == "https://img.example/a.jpg\nhttp://img.example/b.png\n"
+    assert (
+        folder / "urls.txt"
+    ).read_text() == "https://img.example/a.jpg\nhttp://img.example/b.png\n"
     options = tomllib.loads((folder / "batch.toml").read_text(encoding="utf-8"))
     assert options == {
         "priority": "high",
@@ -105,7 +108,7 @@ def test_an_interrupted_upload_leaves_nothing_in_the_inbox(serve: ServeFactory) 
     host, port = served.base.removeprefix("http://").split(":")
     boundary = "XyZ"
     part = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.jpg\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\n'
         "Content-Type: image/jpeg\r\n\r\n"
     ).encode() + b"x" * 10_000
     head = (
@@ -115,9 +118,12 @@ def test_an_interrupted_upload_leaves_nothing_in_the_inbox(serve: ServeFactory) 
     ).encode()
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(head + part)
-        probe = served.client.get("/v1/batches")  # the upload is being written meanwhile
-        assert probe.status_code == 200
-    # the server notices the close, removes its hidden folder; poll with a deadline
-    from tests.e2e.harness import wait_for  # noqa: PLC0415
-
-    wait_for(lambda: _visible(served.inbox.path) == [], timeout=10, what="the hidden folder removed")
+        hidden = wait_for(
+            lambda: [name for name in _visible(served.inbox.path) if name.startswith(".api-")],
+            timeout=10,
+            what="the upload's hidden folder",
+        )
+        assert (served.inbox.path / hidden[0] / "a.jpg").exists()
+    wait_for(
+        lambda: _visible(served.inbox.path) == [], timeout=10, what="the hidden folder removed"
+    )
