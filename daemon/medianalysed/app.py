@@ -34,7 +34,7 @@ from medianalysed import __version__
 from medianalysed.actors.batch import BatchListener, BatchSettings
 from medianalysed.actors.image import SLOTS_PER_WORKER, ImageActor
 from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
-from medianalysed.api.service import ApiService, ApiSettings
+from medianalysed.api.service import ApiService
 from medianalysed.config import Config, InboxConfig, config_fingerprint, load_config
 from medianalysed.diskfaults import FaultBoard, corruption_seen, reset_corruption
 from medianalysed.downloads import Downloader
@@ -197,7 +197,7 @@ class Daemon:
         self.metrics.executor_available.set(1)  # a Dask executor says otherwise while away
         self.metrics.up.set(1)
         if self._serve_metrics and config.metrics.listen:
-            self.api = ApiService(ApiSettings(), self.store, config.inboxes)
+            self.api = ApiService(config.api, self.store, config.inboxes)
             self.api.start()
             self.metrics_server = MetricsServer(
                 config.metrics.listen,
@@ -413,6 +413,8 @@ class Daemon:
         # The running dispatcher still signs with the old secret: mask both.
         for secret in (old.webhook.secret, new_config.webhook.secret):
             register_secret(secret)
+        for token in (*old.api.tokens, *new_config.api.tokens):  # the API checks the old ones
+            register_secret(token)
         if self.watcher is not None:
             _rewatch(self.watcher, old_inboxes, new_inboxes)
         if self.metrics is not None:

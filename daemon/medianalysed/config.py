@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from medianalysed.configkeys import declared_keys
-from medianalysed.configrules import directory_issues
+from medianalysed.configrules import api_issues, directory_issues
 from medianalysed.configschema import (
     SECTIONS,
     AnalysisConfig,
+    ApiConfig,
     Config,
     DaemonConfig,
     DownloadsConfig,
@@ -54,6 +55,7 @@ __all__ = [
     "MASKED",
     "SYSTEM_CONFIG",
     "AnalysisConfig",
+    "ApiConfig",
     "Config",
     "DaemonConfig",
     "DownloadsConfig",
@@ -130,6 +132,7 @@ def config_from_dict(data: Mapping[str, object], *, base_dir: Path, source: Path
     inboxes = _read_inboxes(data.get(ARRAY_SECTION), issues, base)
     config = Config(**sections, inboxes=inboxes, source=source)
     issues.extend(directory_issues(config, already_bad={issue.key for issue in issues}))
+    issues.extend(api_issues(config, already_bad={issue.key for issue in issues}))
     if issues:
         raise ConfigError(str(source) if source is not None else "<config>", tuple(issues))
     return config

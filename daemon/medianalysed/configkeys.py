@@ -190,6 +190,21 @@ class Patterns(Kind[tuple[str, ...]]):
 
 
 @dataclass(frozen=True, slots=True)
+class Secrets(Kind[tuple[str, ...]]):
+    """Strings never shown: `config show` and every problem mask them."""
+
+    def read(self, table: Table, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        return table.secrets(name, default)
+
+    @property
+    def accepts(self) -> str:
+        return "array of secret strings"
+
+    def toml(self, value: tuple[str, ...], *, mask: bool) -> str:
+        return toml_value((MASKED,) * len(value) if mask else value)
+
+
+@dataclass(frozen=True, slots=True)
 class Key(Generic[T]):
     """What is declared about one key besides its name, type and default."""
 

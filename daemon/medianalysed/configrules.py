@@ -73,3 +73,28 @@ def _state_dir_issues(state: _Directory, directories: list[_Directory]) -> list[
             message = f"must not be inside {directory.key} ({directory.path})"
             issues.append(ConfigIssue(state.key, message))
     return issues
+
+
+MIN_TOKEN_CHARS = 16
+
+
+def api_issues(config: Config, *, already_bad: set[str]) -> list[ConfigIssue]:
+    """`[api] submit` needs tokens; a token must be long enough to resist guessing."""
+    issues: list[ConfigIssue] = []
+    if "api.tokens" in already_bad:
+        return issues
+    tokens = config.api.tokens
+    if config.api.submit and not tokens:
+        issues.append(
+            ConfigIssue("api.submit", "submit = true needs [api] tokens (submission needs a token)")
+        )
+    for index, token in enumerate(tokens):
+        if len(token) < MIN_TOKEN_CHARS:
+            issues.append(
+                ConfigIssue(
+                    f"api.tokens[{index}]",
+                    f"is shorter than {MIN_TOKEN_CHARS} characters; use a long random value "
+                    "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')",
+                )
+            )
+    return issues

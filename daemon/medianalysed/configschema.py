@@ -28,6 +28,7 @@ from medianalysed.configkeys import (
     Numbers,
     OptionalDirectory,
     Patterns,
+    Secrets,
     Size,
     Text,
     key,
@@ -312,6 +313,13 @@ class WebhookConfig:
         """Seconds to wait before attempt 2, 3… (non-empty, each >= 0). Deliveries survive
         restarts.""",
     )
+    progress_seconds: float = key(
+        10,
+        Number(),
+        """While a batch runs, a batch.progress event (the status.json fields and a sequence
+        number) is POSTed at most this often; 0 = no progress events. A progress event is not
+        retried once a newer one exists; terminal events always are.""",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -355,6 +363,40 @@ class ExecutorConfig:
         Text(check=_dask_address_problem, form='"tcp://host:port", or "" for a local cluster'),
         """With kind = "dask": the scheduler, e.g. "tcp://scheduler.example:8786". "" starts a
         local cluster of `workers` processes on this machine, for trying it out.""",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiConfig:
+    """The HTTP API under /v1/ on the [metrics] listen address (SPEC §10)."""
+
+    submit: bool = key(
+        False,
+        Boolean(),
+        """Accept POST /v1/batches (a JSON URL list or a multipart upload, written into the
+        inbox as a ready folder) and POST /v1/batches/{id}/retry and /cancel. Needs tokens.""",
+    )
+    tokens: tuple[str, ...] = key(
+        (),
+        Secrets(),
+        """Bearer tokens (Authorization: Bearer <token>), each at least 16 characters; with
+        tokens every /v1 request needs one. [] = the read API answers on loopback only. Shown
+        masked by `config show` and in logs.""",
+    )
+    max_upload_bytes: int = key(
+        100_000_000,
+        Size(),
+        "The largest submission body; a larger one is refused with 413.",
+    )
+    max_files: int = key(
+        1000,
+        Integer(at_least=1),
+        "The most files one multipart submission may hold; more is refused with 413.",
+    )
+    rate_limit_per_minute: int = key(
+        600,
+        Integer(at_least=0),
+        "Requests a minute per token (per client without tokens) before 429; 0 = no limit.",
     )
 
 
@@ -439,6 +481,7 @@ class Config:
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     downloads: DownloadsConfig = field(default_factory=DownloadsConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     inboxes: tuple[InboxConfig, ...] = (InboxConfig(),)
     source: Path | None = None  # the file this was loaded from; None for built-in defaults
 
@@ -452,4 +495,5 @@ SECTIONS: dict[str, type[DataclassInstance]] = {
     "webhook": WebhookConfig,
     "downloads": DownloadsConfig,
     "executor": ExecutorConfig,
+    "api": ApiConfig,
 }

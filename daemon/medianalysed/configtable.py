@@ -305,6 +305,21 @@ class Table:
                 patterns.append(item)
         return tuple(patterns) if len(patterns) == len(items) else default
 
+    def secrets(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """An array (possibly empty) of non-empty strings, none ever echoed in a problem."""
+        items = self._array(name, "strings", allow_empty=True)
+        if items is None:
+            return default
+        found: list[str] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, str) or not item.strip():
+                self.problem(
+                    f"{name}[{index}]", f"expected a non-empty string, got {type_name(item)}"
+                )
+            else:
+                found.append(item)
+        return tuple(found) if len(found) == len(items) else default
+
     def _array(self, name: str, of: str, *, allow_empty: bool = False) -> list[object] | None:
         if name not in self.data:
             return None

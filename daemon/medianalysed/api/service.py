@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from medianalysed import progress
 from medianalysed.api.auth import Authenticator
@@ -11,26 +10,15 @@ from medianalysed.api.events import EventHub
 from medianalysed.api.http import ApiEndpoint
 from medianalysed.api.routes import ApiLimits, ApiRouter
 from medianalysed.api.submit import Submitter
-from medianalysed.config import InboxConfig
+from medianalysed.config import ApiConfig, InboxConfig
 from medianalysed.state import StateStore
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ApiSettings:
-    """The `[api]` keys the service is built from."""
-
-    submit: bool = False
-    tokens: tuple[str, ...] = ()
-    max_upload_bytes: int = 100_000_000
-    max_files: int = 1000
-    rate_limit_per_minute: int = 600
 
 
 class ApiService:
     """Owns the event hub's thread and its observation of published progress."""
 
     def __init__(
-        self, settings: ApiSettings, store: StateStore, inboxes: Sequence[InboxConfig]
+        self, settings: ApiConfig, store: StateStore, inboxes: Sequence[InboxConfig]
     ) -> None:
         auth = Authenticator(settings.tokens, per_minute=settings.rate_limit_per_minute)
         limits = ApiLimits(
