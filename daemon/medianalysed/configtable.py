@@ -294,28 +294,23 @@ class Table:
 
     def patterns(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
         """An array (possibly empty) of non-empty glob patterns."""
-        items = self._array(name, "strings", allow_empty=True)
-        if items is None:
-            return default
-        patterns: list[str] = []
-        for index, item in enumerate(items):
-            if not isinstance(item, str) or item == "":
-                self.problem(f"{name}[{index}]", f"expected a glob pattern, got {describe(item)}")
-            else:
-                patterns.append(item)
-        return tuple(patterns) if len(patterns) == len(items) else default
+        return self._strings(name, default, "a glob pattern", echo=True)
 
     def secrets(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
         """An array (possibly empty) of non-empty strings, none ever echoed in a problem."""
+        return self._strings(name, default, "a non-empty string", echo=False)
+
+    def _strings(
+        self, name: str, default: tuple[str, ...], expected: str, *, echo: bool
+    ) -> tuple[str, ...]:
         items = self._array(name, "strings", allow_empty=True)
         if items is None:
             return default
         found: list[str] = []
         for index, item in enumerate(items):
-            if not isinstance(item, str) or not item.strip():
-                self.problem(
-                    f"{name}[{index}]", f"expected a non-empty string, got {type_name(item)}"
-                )
+            if not isinstance(item, str) or item == "":
+                shown = describe(item) if echo else type_name(item)
+                self.problem(f"{name}[{index}]", f"expected {expected}, got {shown}")
             else:
                 found.append(item)
         return tuple(found) if len(found) == len(items) else default

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus, ImageStatus
@@ -12,19 +15,25 @@ from tests.unit.api.conftest import ServeFactory, add_batch
 D, F, P = ImageStatus.DONE, ImageStatus.FAILED, ImageStatus.PENDING
 
 
+def _all_pages(client: httpx.Client, url: str, key: str, **params: object) -> list[Any]:
+    """Every item of a paginated listing, following `next_cursor` to the end."""
+    items: list[Any] = []
+    cursor = None
+    while True:
+        page = client.get(url, params=params | ({"cursor": cursor} if cursor else {})).json()
+        items += page[key]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+
+
 def test_batches_are_listed_newest_first_in_pages_that_follow_the_cursor(serve, tmp_path):
     served = serve()
     for day in range(1, 6):
         add_batch(served.store, tmp_path, f"b{day}", [D], created_at=f"2026-12-0{day}T00:00:00Z")
-    seen: list[str] = []
-    cursor = None
-    while True:
-        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
-        page = served.client.get("/v1/batches", params=params).json()
-        seen += [batch["batch_id"] for batch in page["batches"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    seen = [
+        batch["batch_id"] for batch in _all_pages(served.client, "/v1/batches", "batches", limit=2)
+    ]
     assert seen == ["b5", "b4", "b3", "b2", "b1"]
 
 
@@ -60,25 +69,10 @@ def test_images_page_through_every_image_once_and_filter_by_status(serve, tmp_pa
     served = serve()
     statuses = [F if i % 7 == 0 else D for i in range(1100)] + [P] * 10
     add_batch(served.store, tmp_path, "big", statuses)
-    paths: list[str] = []
-    cursor = None
-    while True:
-        params = {"limit": 400} | ({"cursor": cursor} if cursor else {})
-        page = served.client.get("/v1/batches/big/images", params=params).json()
-        paths += [image["path"] for image in page["images"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    url = "/v1/batches/big/images"
+    paths = [image["path"] for image in _all_pages(served.client, url, "images", limit=400)]
     assert paths == [f"img-{i:06d}.jpg" for i in range(1110)]
-    failed: list[dict[str, object]] = []
-    cursor = None
-    while True:
-        params = {"status": "failed", "limit": 50} | ({"cursor": cursor} if cursor else {})
-        page = served.client.get("/v1/batches/big/images", params=params).json()
-        failed += page["images"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    failed = _all_pages(served.client, url, "images", status="failed", limit=50)
     assert len(failed) == len([s for s in statuses if s == F])
     assert failed[0] == {
         "path": "img-000000.jpg",
