@@ -116,7 +116,7 @@ def write_config(root: Path, **overrides: Any) -> Path:
     """A config file under `root` with inbox/outbox/archive/state below it.
 
     Overrides: `inbox`, `processing`, `daemon` (dicts merged into those tables), `webhook`,
-    `downloads`, `executor` (tables written when given), `listen`
+    `downloads`, `executor`, `api` (tables written when given), `listen`
     (the metrics address), `extra_inboxes` (more `[[inbox]]` tables, written as given;
     their directories are created).
     """
@@ -142,7 +142,7 @@ def write_config(root: Path, **overrides: Any) -> Path:
         "[metrics]",
         f"listen = {json.dumps(overrides.pop('listen', ''))}",
     ]
-    for table in ("webhook", "downloads", "executor"):
+    for table in ("webhook", "downloads", "executor", "api"):
         values = overrides.pop(table, {})
         if values:
             lines += [f"[{table}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items())]
