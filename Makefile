@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= medianalysed.toml
 
-.PHONY: deps run test lint typecheck unit venv bench binary e2e-binary clean config-docs
+.PHONY: deps run test lint typecheck unit venv bench bench-near binary e2e-binary clean config-docs
 
 # Debian packages the tests and the binary build use: systemd-analyze (unit file checks),
 # objcopy (PyInstaller), promtool (metrics lint, from prometheus), chromium (report.html is
@@ -77,6 +77,10 @@ binary: $(STAMP)
 # imagededup and the decode floor. Uses its own .bench-venv (torch stays out of .venv).
 bench:
 	bash benchmarks/bench.sh
+
+# Near-duplicate recall per planted variant and false matches (benchmarks/bench_near.py) alone.
+bench-near:
+	bash benchmarks/bench.sh near
 
 clean:
 	rm -rf $(VENV) .build-venv build dist .mypy_cache .ruff_cache .pytest_cache
