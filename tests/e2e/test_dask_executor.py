@@ -148,4 +148,7 @@ def test_a_scheduler_that_goes_away_pauses_the_batch_and_it_resumes_when_it_retu
     assert all(r["status"] == "done" for r in records)
     # Lost with the scheduler is not the image's fault: no attempt was charged for it.
     assert all(r["attempts"] == 1 for r in records)
-    assert "answers with 2 worker(s)" in process.log_text()
+    log = process.log_text()
+    assert "answers with 2 worker(s)" in log
+    assert "cannot run medianalysed" not in log  # every worker passed its check
+    assert "cannot see" not in log

@@ -41,7 +41,10 @@ def analyse(job: WorkerJob, timeout_s: float, max_worker_memory: int) -> dict[st
     crash_point("dask-worker", PurePosixPath(job.relpath).name)
     if multiprocessing.current_process().daemon:
         return {"error": error(ErrorCode.INTERNAL, DAEMONIC_ADVICE)}
-    future = _local_executor(timeout_s, max_worker_memory).submit(job)
+    from distributed import get_worker  # noqa: PLC0415 - only on a Dask worker
+
+    threads = get_worker().state.nthreads
+    future = _local_executor(threads, timeout_s, max_worker_memory).submit(job)
     try:
         future.exception(timeout=timeout_s + ANSWER_MARGIN_S)
     except TimeoutError:
@@ -51,14 +54,12 @@ def analyse(job: WorkerJob, timeout_s: float, max_worker_memory: int) -> dict[st
     return settle(future, timeout_s)
 
 
-def _local_executor(timeout_s: float, max_worker_memory: int) -> LocalExecutor:
+def _local_executor(threads: int, timeout_s: float, max_worker_memory: int) -> LocalExecutor:
     global _executor  # noqa: PLW0603 - one pool per Dask worker process
     with _lock:
         if _executor is None:
-            from distributed import get_worker  # noqa: PLC0415 - only on a Dask worker
-
             _executor = LocalExecutor(
-                workers=get_worker().state.nthreads,
+                workers=threads,
                 timeout_s=timeout_s,
                 max_worker_memory=max_worker_memory,
             )
@@ -69,17 +70,21 @@ def _local_executor(timeout_s: float, max_worker_memory: int) -> LocalExecutor:
 
 
 def check_worker(
-    paths: list[str], timeout_s: float | None = None, max_worker_memory: int = 0
+    paths: list[str],
+    timeout_s: float | None = None,
+    max_worker_memory: int = 0,
+    dask_worker: Any = None,
 ) -> dict[str, Any]:
     """What the daemon must know of this worker: its version, and the paths it cannot see.
 
     With `timeout_s`, the analysis processes are started now (a fork server importing the
-    imaging stack takes seconds), not when the first image arrives.
+    imaging stack takes seconds), not when the first image arrives. `dask_worker` is passed
+    by `Client.run` (no task runs here, so `get_worker` knows of none).
     """
     unseen = {path: reason for path in paths if (reason := _unseen(path)) is not None}
     daemonic = multiprocessing.current_process().daemon
-    if timeout_s is not None and not daemonic:
-        _local_executor(timeout_s, max_worker_memory)
+    if timeout_s is not None and dask_worker is not None and not daemonic:
+        _local_executor(dask_worker.state.nthreads, timeout_s, max_worker_memory)
     return {"version": __version__, "daemonic": daemonic, "unseen": unseen}
 
 
