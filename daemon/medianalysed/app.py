@@ -30,7 +30,7 @@ from typing import Any, cast
 
 import pykka
 
-from medianalysed import __version__
+from medianalysed import __version__, progress
 from medianalysed.actors.batch import BatchListener, BatchSettings
 from medianalysed.actors.image import SLOTS_PER_WORKER, ImageActor
 from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
@@ -61,6 +61,7 @@ from medianalysed.staterepair import check_and_repair
 from medianalysed.systemd import Notifier, watchdog_interval
 from medianalysed.watch import InboxWatcher
 from medianalysed.webhooks import WebhookDispatcher, event_for_status
+from medianalysed.webhooks.progress import ProgressWebhooks
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ class Daemon:
         self.executor: Executor | None = None
         self.downloader: Downloader | None = None
         self.webhooks: WebhookDispatcher | None = None
+        self.progress_webhooks: ProgressWebhooks | None = None
         self.supervisor: pykka.ActorRef[Any] | None = None
         self.watcher: InboxWatcher | None = None
         self.notifier = Notifier()
@@ -224,6 +226,10 @@ class Daemon:
             on_outcome=self._count_delivery,
         )
         self.webhooks.start()
+        self.progress_webhooks = ProgressWebhooks(
+            self.webhooks.enqueue, config.webhook.progress_seconds
+        )
+        progress.add_observer(self.progress_webhooks.observe)
         self.supervisor = SupervisorActor.start(self._supervisor_parts())
         if self._watch_enabled:
             self.watcher = InboxWatcher(self.supervisor, on_mode=self.metrics.set_watcher_mode)
@@ -471,9 +477,7 @@ class Daemon:
             self.executor.close()
         if self.downloader is not None:
             self.downloader.close()
-        if self.webhooks is not None:
-            self.webhooks.stop()
-            self.webhooks.close()
+        self._stop_webhooks()
         if self.metrics_server is not None:
             self.metrics_server.stop()
         if self.api is not None:
@@ -489,6 +493,13 @@ class Daemon:
                 logger.exception("cannot record the orderly stop in state")
             self.store.close()
         self.notifier.close()
+
+    def _stop_webhooks(self) -> None:
+        if self.progress_webhooks is not None:
+            progress.remove_observer(self.progress_webhooks.observe)
+        if self.webhooks is not None:
+            self.webhooks.stop()
+            self.webhooks.close()
 
     def _drain(self, grace_s: float) -> None:
         deadline = time.monotonic() + grace_s

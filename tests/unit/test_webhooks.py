@@ -21,7 +21,11 @@ import pytest
 
 from medianalysed import __version__
 from medianalysed.config import WebhookConfig
+from medianalysed.lifecycle import BatchPhase
 from medianalysed.logs import setup_logging
+from medianalysed.models import BatchStatus
+from medianalysed.progress import BatchProgress
+from medianalysed.state import BatchRecord
 from medianalysed.webhooks import (
     EVENTS,
     Delivery,
@@ -31,6 +35,7 @@ from medianalysed.webhooks import (
     read_dead_letters,
     sign,
 )
+from medianalysed.webhooks.progress import ProgressWebhooks
 
 SECRET = "s3cret-webhook-key"
 PAYLOAD = {"batch_id": "house-1", "status": "completed", "progress": "3/3", "note": "café"}
@@ -678,3 +683,83 @@ def test_a_callback_rebinding_to_loopback_is_never_posted_to(tmp_path: Path) -> 
     finally:
         dispatcher.close()
     assert calls == ["rebind.example"]
+
+
+# --- batch.progress -------------------------------------------------------------------------
+
+
+def _progress_record(tmp_path: Path) -> BatchRecord:
+    return BatchRecord(
+        batch_id="house-1",
+        inbox="default",
+        source=str(tmp_path / "in"),
+        outbox_dir=str(tmp_path / "out"),
+        status=BatchStatus.PROCESSING,
+    )
+
+
+def _running(record: BatchRecord, finished: int) -> BatchProgress:
+    counts = {"total": 10, "done": finished, "pending": 10 - finished}
+    return BatchProgress.running(record, counts)
+
+
+def test_progress_is_rate_limited_sequenced_and_superseded(
+    tmp_path: Path, receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    dispatcher = make(receiver.url())
+    now = [0.0]
+    hooks = ProgressWebhooks(dispatcher.enqueue, 10, clock=lambda: now[0])
+    record = _progress_record(tmp_path)
+    for at, finished in ((0, 1), (3, 2), (9, 3), (11, 4), (25, 4)):
+        now[0] = at
+        hooks.observe(record, _running(record, finished))
+    # sent at 0 (seq 1) and 11 (seq 4); 3 and 9 coalesced; at 25 no new image finished
+    [pending] = dispatcher.pending()  # seq 1 was superseded by seq 4 before it went out
+    assert pending.delivery_id == make_delivery_id("house-1#4", "batch.progress", receiver.url())
+    assert json.loads(pending.body)["sequence"] == 4
+    assert dispatcher.deliver_due() == 1
+    (request,) = receiver.recorded()
+    assert request.headers["X-Medianalysed-Event"] == "batch.progress"
+    body = json.loads(request.body)
+    assert body["progress"] == "4/10"
+    assert body["batch_id"] == "house-1"
+
+
+def test_a_terminal_event_is_never_dropped_by_progress(
+    tmp_path: Path, receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    dispatcher = make(receiver.url())
+    now = [0.0]
+    hooks = ProgressWebhooks(dispatcher.enqueue, 10, clock=lambda: now[0])
+    record = _progress_record(tmp_path)
+    hooks.observe(record, _running(record, 1))
+    terminal_ids = dispatcher.enqueue(batch_id="house-1", event="batch.partial", payload=PAYLOAD)
+    ended = record.evolve(status=BatchStatus.PARTIAL, final_counts={"total": 10, "done": 9})
+    hooks.observe(ended, BatchProgress.ended(ended, phase=BatchPhase.DONE))  # not a progress
+    now[0] = 100
+    hooks.observe(record, _running(record, 9))  # a late progress supersedes only progress
+    events = sorted(delivery.event for delivery in dispatcher.pending())
+    assert events == ["batch.partial", "batch.progress"]
+    assert terminal_ids[0] in {delivery.delivery_id for delivery in dispatcher.pending()}
+
+
+def test_progress_seconds_zero_sends_nothing(
+    tmp_path: Path, receiver: Receiver, make: Callable[..., WebhookDispatcher]
+) -> None:
+    dispatcher = make(receiver.url())
+    hooks = ProgressWebhooks(dispatcher.enqueue, 0)
+    record = _progress_record(tmp_path)
+    hooks.observe(record, _running(record, 1))
+    assert dispatcher.pending() == []
+
+
+def test_a_superseded_progress_in_flight_is_not_retried(
+    tmp_path: Path, make: Callable[..., WebhookDispatcher]
+) -> None:
+    dead = f"http://127.0.0.1:{unused_port()}/hook"
+    dispatcher = make(dead, allow_private_networks=True)
+    dispatcher.enqueue(batch_id="b", event="batch.progress", payload={"n": 1}, sequence=1)
+    [first] = dispatcher.pending()
+    dispatcher.enqueue(batch_id="b", event="batch.progress", payload={"n": 2}, sequence=2)
+    dispatcher._attempt(first)
+    assert [json.loads(d.body)["n"] for d in dispatcher.pending()] == [2]

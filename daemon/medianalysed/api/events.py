@@ -27,10 +27,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from medianalysed.lifecycle import BatchPhase
-from medianalysed.models import BatchStatus
 from medianalysed.progress import BatchProgress
 from medianalysed.state import BatchRecord
+from medianalysed.webhooks.progress import event_name
 
 logger = logging.getLogger(__name__)
 
@@ -38,22 +37,11 @@ MAX_SUBSCRIBERS: Final = 64
 MAX_BUFFER_BYTES: Final = 1 << 20
 REPLAY_EVENTS: Final = 1000
 HEARTBEAT_S: Final = 15.0
-PROGRESS_EVENT: Final = "batch.progress"
-TERMINAL_STATUSES: Final = frozenset(
-    {BatchStatus.COMPLETED, BatchStatus.PARTIAL, BatchStatus.FAILED, BatchStatus.CANCELLED}
-)
 _HEAD: Final = (
     b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
     b"Cache-Control: no-store\r\nConnection: close\r\nX-Accel-Buffering: no\r\n\r\n"
     b"retry: 2000\n\n"
 )
-
-
-def event_name(progress: BatchProgress) -> str:
-    """`batch.progress`, or the terminal event (`batch.partial`...) once the batch is done."""
-    if progress.phase == BatchPhase.DONE and progress.status in TERMINAL_STATUSES:
-        return f"batch.{progress.status}"
-    return PROGRESS_EVENT
 
 
 def event_data(progress: BatchProgress) -> dict[str, Any]:

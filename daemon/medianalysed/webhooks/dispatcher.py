@@ -121,11 +121,15 @@ class WebhookDispatcher:
         event: str,
         payload: Mapping[str, Any],
         callback_url: str = "",
+        sequence: int | None = None,
     ) -> list[str]:
         """Persist one delivery of `payload` per target URL and return their ids.
 
         Targets are the configured url and `callback_url`, empty ones skipped, the same URL
-        once. Idempotent per (batch_id, event, url). Everything is durable when this returns.
+        once. Idempotent per (batch_id, event, url), and per `sequence` when one is given (a
+        progress event): then the batch's older pending deliveries of that event are dropped,
+        so a progress event is not retried past the next one. Everything is durable when
+        this returns.
 
         Raises:
             ValueError: unknown event, or a payload that is not JSON (NaN included).
@@ -136,9 +140,10 @@ class WebhookDispatcher:
             raise ValueError(f"unknown webhook event {event!r}; expected one of {EVENTS}")
         body = json.dumps(dict(payload), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         now = self._clock()
+        id_key = batch_id if sequence is None else f"{batch_id}#{sequence}"
         deliveries = [
             Delivery(
-                delivery_id=make_delivery_id(batch_id, event, url),
+                delivery_id=make_delivery_id(id_key, event, url),
                 url=url,
                 event=event,
                 body=body,
@@ -153,7 +158,7 @@ class WebhookDispatcher:
         ]
         if not deliveries:
             return []
-        self._queue.add(deliveries)
+        self._queue.add(deliveries, supersede=sequence is not None)
         self._wake.set()
         return [delivery.delivery_id for delivery in deliveries]
 

@@ -137,15 +137,29 @@ class DeliveryQueue:
         """Release the database."""
         self._cache.close()
 
-    def add(self, deliveries: Iterable[Delivery]) -> None:
+    def add(self, deliveries: Iterable[Delivery], *, supersede: bool = False) -> None:
         """Store each delivery unless its id is pending or finished recently.
+
+        `supersede`: first drop the pending deliveries of the same batch, event and URL
+        (older progress events; one being attempted is not retried, see `record`).
 
         Raises:
             StateError: the queue cannot be written.
         """
+        deliveries = list(deliveries)
         with self._transaction():
+            if supersede:
+                self._drop_older(deliveries)
             for delivery in deliveries:
                 self._add_unless_known(delivery)
+
+    def _drop_older(self, newer: list[Delivery]) -> None:
+        replaced = {(d.batch_id, d.event, d.url) for d in newer}
+        fresh = {d.delivery_id for d in newer}
+        for pending in list(self._iter_pending()):
+            same = (pending.batch_id, pending.event, pending.url) in replaced
+            if same and pending.delivery_id not in fresh:
+                self._cache.delete(_PENDING + pending.delivery_id)
 
     def _add_unless_known(self, delivery: Delivery) -> None:
         if _PENDING + delivery.delivery_id in self._cache:
@@ -191,6 +205,8 @@ class DeliveryQueue:
         """
         with self._transaction():
             if outcome == "retry":
+                if _PENDING + updated.delivery_id not in self._cache:
+                    return  # superseded by a newer progress event meanwhile: not retried
                 self._cache.set(_PENDING + updated.delivery_id, updated.to_json())
                 return
             self._cache.delete(_PENDING + updated.delivery_id)
