@@ -527,7 +527,10 @@ def warm_page_cache(files: list[str]) -> dict[str, float]:
 
 def describe_set(files: list[str]) -> dict[str, Any]:
     """Counts, formats, sizes and megapixels of the photo set."""
+    import pillow_heif
     from PIL import Image
+
+    pillow_heif.register_heif_opener()  # a HEIC set (heic_set.py)
 
     formats: dict[str, int] = {}
     megapixels = []

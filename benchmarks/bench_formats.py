@@ -1,0 +1,180 @@
+"""Where PNG, WebP and TIFF time goes on large photos, and what pyvips' shrink-on-load gives.
+
+The largest bench photos (benchmarks/data/photos, from fetch_photos.py) are saved as PNG, WebP
+(quality 90) and TIFF (deflate) under benchmarks/data/formats/. For each file, median of
+--repeat runs, in one process:
+
+- ``open+load``: Pillow's decode of the whole image (``Image.open`` + ``load``)
+- ``working``: decoding.decode_working, the engine's one decode (load + box reduce)
+- ``analyse``: analysis.analyse_file, the whole engine on the file
+- ``vips``: pyvips loading with shrink-on-load to about the same working size
+  (``webpload``'s ``scale``, ``pngload``/``tiffload`` then ``shrink``), into memory
+
+and the Hamming distance of ahash/phash/dhash to imagehash on the full decode, from the engine
+and from a working image made by pyvips. pyvips (pyvips-binary's bundled libvips) is measured
+only when importable: it is not a project dependency.
+
+Usage: .venv/bin/python benchmarks/bench_formats.py [--photos 4] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+from medianalysed import decoding
+from medianalysed.analysis import AnalysisSettings, analyse_file, hamming_distance
+from medianalysed.hashes import hashes
+
+BENCH_DIR = Path(__file__).resolve().parent
+PHOTO_DIR = BENCH_DIR / "data" / "photos"
+FORMAT_DIR = BENCH_DIR / "data" / "formats"
+SAVE: dict[str, dict[str, Any]] = {
+    "png": {"format": "PNG"},
+    "webp": {"format": "WEBP", "quality": 90},
+    "tiff": {"format": "TIFF", "compression": "tiff_adobe_deflate"},
+}
+CONTRACT = ("ahash", "phash", "dhash")
+
+
+def largest_photos(count: int) -> list[Path]:
+    """The `count` photos with the most pixels."""
+
+    def pixels(path: Path) -> int:
+        with Image.open(path) as image:
+            return image.width * image.height
+
+    return sorted(PHOTO_DIR.glob("*.jpg"), key=pixels, reverse=True)[:count]
+
+
+def converted(photo: Path, extension: str) -> Path:
+    """`photo` saved as `extension` under data/formats/ (kept once made)."""
+    target = FORMAT_DIR / f"{photo.stem}.{extension}"
+    if not target.exists():
+        FORMAT_DIR.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}")  # a run stopped midway leaves no half file
+        with Image.open(photo) as image:
+            image.convert("RGB").save(partial, **SAVE[extension])
+        partial.rename(target)
+    return target
+
+
+def median_seconds(actions: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median wall time of each action over `repeat` rounds, the actions alternated in each
+    round (the machine's noise then falls on all of them alike)."""
+    times: dict[str, list[float]] = {name: [] for name in actions}
+    for _ in range(repeat):
+        for name, action in actions.items():
+            started = time.perf_counter()
+            action()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def pillow_load(path: Path) -> None:
+    with Image.open(path) as image:
+        image.load()
+
+
+def pillow_working(path: Path) -> decoding.Working:
+    with Image.open(path) as image:
+        return decoding.decode_working(image)
+
+
+def reference(path: Path) -> dict[str, str]:
+    """imagehash on the full decode (these files carry no orientation)."""
+    with Image.open(path) as image:
+        image.load()
+        return {
+            "ahash": str(imagehash.average_hash(image)),
+            "phash": str(imagehash.phash(image)),
+            "dhash": str(imagehash.dhash(image)),
+        }
+
+
+def vips_working(path: Path, pyvips: Any, factor: int) -> decoding.Working:
+    """The working image as pyvips makes it: shrink-on-load where the loader has one."""
+    if path.suffix == ".webp":
+        image = pyvips.Image.new_from_file(str(path), scale=1 / factor, access="sequential")
+    else:
+        image = pyvips.Image.new_from_file(str(path), access="sequential").shrink(factor, factor)
+    pixels = np.ndarray(
+        buffer=image.write_to_memory(), dtype=np.uint8, shape=(image.height, image.width, 3)
+    )
+    with Image.open(path) as opened:
+        full_size = opened.size
+    return decoding.Working(
+        image=Image.fromarray(pixels), scale=factor, full_size=full_size, has_alpha=False
+    )
+
+
+def distances(working: decoding.Working, expected: dict[str, str]) -> list[int]:
+    computed = hashes(working, decoding.reduce_for_hashes(working), 1)
+    return [hamming_distance(computed[name], expected[name]) for name in CONTRACT]
+
+
+def measure(path: Path, repeat: int, pyvips: Any) -> dict[str, Any]:
+    settings = AnalysisSettings()
+    expected = reference(path)
+    working = pillow_working(path)
+    actions: dict[str, Callable[[], object]] = {
+        "open+load": lambda: pillow_load(path),
+        "working": lambda: pillow_working(path),
+        "analyse": lambda: analyse_file(path, settings),
+    }
+    row: dict[str, Any] = {"file": path.name, "engine bits": distances(working, expected)}
+    if pyvips is not None:
+        factor = working.scale
+        actions["vips"] = lambda: vips_working(path, pyvips, factor)
+        row["vips bits"] = distances(vips_working(path, pyvips, factor), expected)
+    return row | median_seconds(actions, repeat)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    try:
+        import pyvips  # measured when present, never required
+
+        pyvips.cache_set_max(0)  # else every repeat after the first is served from its cache
+    except ImportError:
+        pyvips = None
+    photos = largest_photos(args.photos)
+    if not photos:
+        print(f"formats: no photos in {PHOTO_DIR}; run fetch_photos.py first", file=sys.stderr)
+        return 1
+    version = (
+        "not installed" if pyvips is None else ".".join(str(pyvips.version(i)) for i in (0, 1, 2))
+    )
+    print(f"libvips {version}; {args.repeat} runs per file, median seconds")
+    print("| file | MP | open+load | working | analyse | vips | engine bits | vips bits |")
+    print("|---|---:|---:|---:|---:|---:|---|---|")
+    for photo in photos:
+        for extension in SAVE:
+            path = converted(photo, extension)
+            with Image.open(path) as image:
+                megapixels = image.width * image.height / 1e6
+            row = measure(path, args.repeat, pyvips)
+            print(
+                f"| {row['file']} | {megapixels:.1f} | {row['open+load']:.3f} "
+                f"| {row['working']:.3f} | {row['analyse']:.3f} "
+                f"| {row.get('vips', float('nan')):.3f} "
+                f"| {row['engine bits']} | {row.get('vips bits', '-')} |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
