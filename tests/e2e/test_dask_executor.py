@@ -152,3 +152,4 @@ def test_a_scheduler_that_goes_away_pauses_the_batch_and_it_resumes_when_it_retu
     assert "answers with 2 worker(s)" in log
     assert "cannot run medianalysed" not in log  # every worker passed its check
     assert "cannot see" not in log
+    assert "allowed-failures" not in log  # read from the scheduler, and 0 as configured
