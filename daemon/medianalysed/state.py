@@ -421,7 +421,14 @@ class StateStore:
         return None if text is None else ImageRecord.from_json(cast(str, text))
 
     def get_images(self, batch_id: str, paths: Sequence[str]) -> list[ImageRecord | None]:
-        """The records of `paths` (None where there is none), read in one query.
+        """The records of `paths` (None where there is none), read in one query each 500."""
+        return [
+            None if text is None else ImageRecord.from_json(text)
+            for text in self.image_texts(batch_id, paths)
+        ]
+
+    def image_texts(self, batch_id: str, paths: Sequence[str]) -> list[str | None]:
+        """The stored JSON of the records of `paths` (None where there is none).
 
         One SQLite query for the lot instead of one `get` each (the API lists 100,000-image
         batches): it reads diskcache's table directly, and falls back to `get_image` for any
@@ -435,15 +442,13 @@ class StateStore:
             query = f"SELECT key, mode, value FROM Cache WHERE raw = 1 AND key IN ({marks})"  # noqa: S608
             for key, mode, value in self._images._sql(query, part).fetchall():
                 rows[bytes(key) if isinstance(key, memoryview) else key] = (mode, value)
-        found: list[ImageRecord | None] = []
-        for path, stored_key in zip(paths, keys, strict=True):
+        found: list[str | None] = []
+        for stored_key in keys:
             row = rows.get(stored_key)
-            if row is None:
-                found.append(None)
-            elif row[0] == _MODE_RAW and isinstance(row[1], str):
-                found.append(ImageRecord.from_json(row[1]))
+            if row is None or (row[0] == _MODE_RAW and isinstance(row[1], str)):
+                found.append(None if row is None else row[1])
             else:
-                found.append(self.get_image(batch_id, path))
+                found.append(cast("str | None", self._images.get(stored_key)))
         return found
 
     def delete_batch_images(self, batch: BatchRecord) -> None:

@@ -181,13 +181,27 @@ def list_images(store: StateStore, record: BatchRecord, page: PageQuery) -> dict
         start = int(text)
     items: list[dict[str, Any]] = []
     for position, paths in _chunks_from(store, record, start, min(SCAN_BUDGET, _READ_AHEAD)):
-        for offset, image in enumerate(store.get_images(record.batch_id, paths)):
+        for offset, stored in enumerate(store.image_texts(record.batch_id, paths)):
             if len(items) == page.limit or position + offset - start >= SCAN_BUDGET:
                 return {"images": items, "next_cursor": _encode_cursor(str(position + offset))}
-            status = str(ImageStatus.PENDING) if image is None else str(image.status)
-            if page.status is None or status == page.status:
+            matches, image = _matching(stored, page.status)
+            if matches:
                 items.append(image_document(paths[offset], image))
     return {"images": items, "next_cursor": None, "total": record.total}
+
+
+def _matching(stored: str | None, status: str | None) -> tuple[bool, ImageRecord | None]:
+    """Whether an image has `status` (any when None), and its record (None: none yet, pending).
+
+    Stored records are compact JSON, so one without `"status":"<status>"` in its text cannot
+    match: most of a filtered listing is skipped without parsing.
+    """
+    if stored is None:
+        return status in {None, str(ImageStatus.PENDING)}, None
+    if status is not None and f'"status":"{status}"' not in stored:
+        return False, None
+    image = ImageRecord.from_json(stored)
+    return status is None or str(image.status) == status, image
 
 
 def _chunks_from(
