@@ -87,6 +87,16 @@ def _image(index: int, path: str) -> ImageRecord:
     return ImageRecord(path=path, status=ImageStatus.DONE, attempts=1, duration_ms=42.0)
 
 
+def figures_of(samples: list[float]) -> dict[str, float]:
+    """p50/p95/max of samples in ms."""
+    samples = sorted(samples)
+    return {
+        "p50": round(statistics.median(samples), 2),
+        "p95": round(samples[int(0.95 * (len(samples) - 1))], 2),
+        "max": round(samples[-1], 2),
+    }
+
+
 def timed(call: Callable[[], object], requests: int) -> dict[str, float]:
     """p50/p95/max of `requests` calls, in ms."""
     samples = []
@@ -94,12 +104,7 @@ def timed(call: Callable[[], object], requests: int) -> dict[str, float]:
         started = time.perf_counter()
         call()
         samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return {
-        "p50": round(statistics.median(samples), 2),
-        "p95": round(samples[int(0.95 * (len(samples) - 1))], 2),
-        "max": round(samples[-1], 2),
-    }
+    return figures_of(samples)
 
 
 def _get(client: httpx.Client, url: str, **params: object) -> Callable[[], object]:
@@ -135,12 +140,7 @@ def event_latency(base: str, hub: EventHub, requests: int) -> dict[str, float]:
             hub.publish("batch.progress", {"n": n})
             arrived.wait(10)
             samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    return {
-        "p50": round(statistics.median(samples), 2),
-        "p95": round(samples[int(0.95 * (len(samples) - 1))], 2),
-        "max": round(samples[-1], 2),
-    }
+    return figures_of(samples)
 
 
 def main() -> None:

@@ -420,13 +420,6 @@ class StateStore:
         text = self._images.get(self._image_key(batch_id, path))
         return None if text is None else ImageRecord.from_json(cast(str, text))
 
-    def get_images(self, batch_id: str, paths: Sequence[str]) -> list[ImageRecord | None]:
-        """The records of `paths` (None where there is none), read in one query each 500."""
-        return [
-            None if text is None else ImageRecord.from_json(text)
-            for text in self.image_texts(batch_id, paths)
-        ]
-
     def image_texts(self, batch_id: str, paths: Sequence[str]) -> list[str | None]:
         """The stored JSON of the records of `paths` (None where there is none).
 
