@@ -252,6 +252,7 @@ class Daemon:
     def _supervisor_parts(self) -> SupervisorParts:
         assert self.store is not None
         assert self.executor is not None
+        assert self.history is not None
         config = self.config
         settings = AnalysisSettings.from_config(config)
         store = self.store

@@ -42,7 +42,6 @@ from medianalysed.config import InboxConfig, ProcessingConfig
 from medianalysed.crashloop import enter_step, leave_step
 from medianalysed.crashpoints import crash_point
 from medianalysed.diskfaults import STORAGE_FAULTS, FaultBoard
-from medianalysed.dupindex import HistoryIndex
 from medianalysed.errors import DiskWriteError, ErrorCode, OutboxError
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.messages import (
@@ -57,10 +56,11 @@ from medianalysed.messages import (
     WorkWanted,
 )
 from medianalysed.models import BatchStatus, ImageStatus, utc_now_iso
+from medianalysed.ports import DuplicateHistory, StateStorage
 from medianalysed.progress import BatchProgress, publish
 from medianalysed.rerun import RERUN_PHASE, finish_rerun
 from medianalysed.stalls import ProgressClock
-from medianalysed.state import BatchRecord, ImageRecord, StateStore, release_thread_connections
+from medianalysed.state import BatchRecord, ImageRecord, release_thread_connections
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +116,8 @@ class BatchActor(pykka.ThreadingActor):
         *,
         record: BatchRecord,
         settings: BatchSettings,
-        store: StateStore,
-        history: HistoryIndex,
+        store: StateStorage,
+        history: DuplicateHistory,
         supervisor: pykka.ActorRef[Any],
         listener: BatchListener | None = None,
         clock: Callable[[], float] = time.time,
