@@ -47,8 +47,15 @@ def main() -> int:
         )
         started = time.perf_counter()
         code = cli.main(
-            ["analyze", str(args.set), "--out", f"{work}/out", "--no-progress", "--config",
-             str(config)]
+            [
+                "analyze",
+                str(args.set),
+                "--out",
+                f"{work}/out",
+                "--no-progress",
+                "--config",
+                str(config),
+            ]
         )
         seconds = time.perf_counter() - started
     pykka.ActorRef.tell = original  # type: ignore[method-assign]

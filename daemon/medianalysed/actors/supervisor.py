@@ -92,6 +92,7 @@ class _Candidate:
 class _Demand:
     priority: Priority
     ready: int = 0
+    unfinished: int = 0  # as the batch last said (WorkWanted)
     grants_sent: int = 0
     grants_received: int = 0
     last_grant: float = 0.0
@@ -647,6 +648,7 @@ class SupervisorActor(pykka.ThreadingActor):
         if demand is None:
             return
         demand.ready = message.ready
+        demand.unfinished = message.unfinished
         demand.grants_received = message.grants_received
         demand.acknowledge(message.grants_received)
         self._schedule()
@@ -675,9 +677,9 @@ class SupervisorActor(pykka.ThreadingActor):
             self._busy[worker.actor_urn] += 1
         self._publish_gauges()
 
-    def _analyses_in_flight(self) -> int:
-        """Images handed to image actors: running, or next in line in the pool."""
-        return sum(self._busy.values())
+    def _workers_busy(self) -> int:
+        """Image actors holding at least one image (each holds up to SLOTS_PER_WORKER)."""
+        return sum(1 for held in self._busy.values() if held > 0)
 
     def _pick_batch(self) -> str | None:
         wanting = [
@@ -787,8 +789,9 @@ class SupervisorActor(pykka.ThreadingActor):
         self._parts.on_gauges(
             {
                 "workers": len(self._workers),
-                "workers_busy": self._analyses_in_flight(),
+                "workers_busy": self._workers_busy(),
                 "queue_depth": sum(d.outstanding for d in self._demand.values()),
+                "images_pending": sum(d.unfinished for d in self._demand.values()),
                 "batches_in_progress": len(self._active)
                 + len(self._queued)
                 + len(self._restart_due),
@@ -805,7 +808,7 @@ class SupervisorActor(pykka.ThreadingActor):
             "waiting": {name: tracker.waiting() for name, tracker in self._trackers.items()},
             "demand": {batch_id: d.outstanding for batch_id, d in self._demand.items()},
             "workers": len(self._workers),
-            "workers_busy": self._analyses_in_flight(),
+            "workers_busy": self._workers_busy(),
             "restarting": sorted(self._restart_due),
             "suspects": sorted(self._suspects),
             "stalled": self._parts.progress.stalled(),
