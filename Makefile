@@ -5,18 +5,20 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= medianalysed.toml
 
-.PHONY: deps run test lint typecheck unit venv bench bench-near binary e2e-binary clean config-docs
+.PHONY: deps run test lint typecheck unit venv bench bench-near binary deb lintian-deb e2e-binary clean config-docs
 
 # Debian packages the tests and the binary build use: systemd-analyze (unit file checks),
-# objcopy (PyInstaller), promtool (metrics lint, from prometheus), chromium (report.html is
-# loaded in a real headless browser). Installed only when missing, and only where we may (root).
-DEBIAN_PACKAGES := systemd binutils prometheus chromium
+# objcopy and strip (PyInstaller, the build's libraries), patchelf (their RUNPATH), promtool
+# (metrics lint, alert rules), groff (the man page check), chromium (report.html is loaded in
+# a real headless browser). Installed only when missing, and only where we may (root).
 deps:
 	@missing=""; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v objcopy >/dev/null || missing="$$missing binutils"; \
+	command -v patchelf >/dev/null || missing="$$missing patchelf"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v groff >/dev/null || missing="$$missing groff-base"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
@@ -52,8 +54,9 @@ config-docs: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-# The whole suite from source, then the end-to-end tests again against the single binary
-# (PyInstaller's two-process bootloader, bundled data and libc lookups differ from source).
+# The whole suite from source, then the end-to-end tests again against the one-directory build
+# (PyInstaller's bootloader, bundled data and libc lookups differ from source), then the
+# Debian package installed for real (tests/package, as root).
 BINARY_E2E := tests/e2e/test_daemon.py tests/e2e/test_kill_switch.py \
 	tests/e2e/test_hostile_inputs.py tests/e2e/test_hostile_names.py \
 	tests/e2e/test_operations.py::test_sigterm_mid_batch_drains_exits_0_and_the_restart_finishes_exactly_once \
@@ -64,14 +67,29 @@ BINARY_E2E := tests/e2e/test_daemon.py tests/e2e/test_kill_switch.py \
 test: deps lint typecheck
 	$(BIN)/pytest -q
 	$(MAKE) binary
-	MEDIANALYSED_BIN=$(CURDIR)/dist/medianalysed $(BIN)/pytest -q -m e2e $(BINARY_E2E)
+	MEDIANALYSED_BIN=$(BINARY) $(BIN)/pytest -q -m e2e $(BINARY_E2E)
+	$(MAKE) deb
+	MEDIANALYSED_DEB=$(DEB) $(BIN)/pytest -q tests/package
 
 e2e-binary: deps binary
-	MEDIANALYSED_BIN=$(CURDIR)/dist/medianalysed $(BIN)/pytest -q -m e2e tests/e2e
+	MEDIANALYSED_BIN=$(BINARY) $(BIN)/pytest -q -m e2e tests/e2e
 
-# The single self-contained executable: dist/medianalysed (PyInstaller, one file).
+# The one-directory build dist/medianalysed/ (PyInstaller; nothing unpacked at start) and
+# dist/medianalysed-<version>-<arch>.tar.gz, the one thing to copy.
+BINARY := $(CURDIR)/dist/medianalysed/medianalysed
 binary: $(STAMP)
 	PYTHON=$(PYTHON) packaging/build.sh
+
+# dist/medianalysed_<version>_<arch>.deb from that build (dpkg-deb); `make binary` first.
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' daemon/medianalysed/__init__.py)
+DEB := $(CURDIR)/dist/medianalysed_$(VERSION)_$(shell dpkg --print-architecture 2>/dev/null).deb
+deb:
+	@test -x $(BINARY) || $(MAKE) binary
+	packaging/build-deb.sh
+
+# Lintian on the package (a few minutes; not part of make test): no error expected.
+lintian-deb: deb
+	lintian --fail-on error $(DEB)
 
 # Benchmarks: real photos from Debian wallpaper packages, timed against a naive baseline,
 # imagededup and the decode floor. Uses its own .bench-venv (torch stays out of .venv).

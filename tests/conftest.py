@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,17 +10,25 @@ from pathlib import Path
 import pykka
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-# Beside the checkout, or where MEDIANALYSED_CORPORA says (git worktrees live elsewhere).
-CORPORA = Path(os.environ.get("MEDIANALYSED_CORPORA") or REPO.parent / "shared" / "corpora")
+from tests.corpora import CORPORA, ESSENTIAL_CORPUS, available, require_corpora
+
+
+def pytest_report_header() -> str:
+    found = "found" if available() else "MISSING"
+    return f"corpora: {CORPORA} ({found}); essential corpus: {ESSENTIAL_CORPUS}"
 
 
 @pytest.fixture
 def corpora() -> Path:
-    """The shared corpora of real images."""
-    if not CORPORA.is_dir():
-        pytest.skip(f"corpora not found at {CORPORA}")
-    return CORPORA
+    """The shared corpora of real images; a loud failure where they are missing."""
+    return require_corpora()
+
+
+@pytest.fixture
+def essential_corpus() -> Path:
+    """The small generated corpus that ships with the repository."""
+    assert ESSENTIAL_CORPUS.is_dir(), f"{ESSENTIAL_CORPUS} is missing: it is part of the repo"
+    return ESSENTIAL_CORPUS
 
 
 @pytest.fixture(autouse=True)

@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from medianalysed import outbox
 from medianalysed.crashpoints import crash_point
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus, ImageStatus
-from medianalysed.ports import DuplicateHistory, StateStorage
-from medianalysed.state import BatchRecord, ImageRecord
+from medianalysed.state import BatchRecord, ImageRecord, StateStore
 from medianalysed.wording import plural
+
+if TYPE_CHECKING:
+    from medianalysed.dupindex import HistoryIndex
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class RerunPlan:
         return f"{self.batch_id}: would analyse {plural(self.images, what)} from {self.input_path}"
 
 
-def plan_rerun(store: StateStorage, batch_id: str, *, only_failed: bool) -> RerunPlan:
+def plan_rerun(store: StateStore, batch_id: str, *, only_failed: bool) -> RerunPlan:
     """Check that a batch can be rerun and count what would run again."""
     record = store.get_batch(batch_id)
     if record is None:
@@ -84,12 +86,12 @@ def current_input(record: BatchRecord) -> Path | None:
 
 
 def start_rerun(
-    store: StateStorage,
+    store: StateStore,
     batch_id: str,
     *,
     only_failed: bool,
     force: bool = False,
-    history: DuplicateHistory | None = None,
+    history: HistoryIndex | None = None,
 ) -> BatchRecord:
     """Put a batch back to work at once: `begin_rerun`, then `finish_rerun`."""
     return finish_rerun(
@@ -98,7 +100,7 @@ def start_rerun(
 
 
 def begin_rerun(
-    store: StateStorage, batch_id: str, *, only_failed: bool, force: bool = False
+    store: StateStore, batch_id: str, *, only_failed: bool, force: bool = False
 ) -> BatchRecord:
     """Record the rerun (phase `resetting`) before anything is reset; quick.
 
@@ -131,7 +133,7 @@ def begin_rerun(
 
 
 def finish_rerun(
-    store: StateStorage, record: BatchRecord, history: DuplicateHistory | None
+    store: StateStore, record: BatchRecord, history: HistoryIndex | None
 ) -> BatchRecord:
     """Reset the images a recorded rerun names, then reopen the batch; idempotent."""
     if record.phase != RERUN_PHASE:

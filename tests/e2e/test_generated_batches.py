@@ -40,8 +40,7 @@ E2E_BATCHES = strategies.batches(
 
 @pytest.fixture(scope="module")
 def fuzz(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzDaemon]:
-    if not corpus.available():
-        pytest.skip(f"corpora not found at {corpus.CORPORA}")
+    corpus.require_corpora()
     daemon = FuzzDaemon(Path(tmp_path_factory.mktemp("generated"))).start()
     yield daemon
     daemon.stop()
@@ -84,8 +83,7 @@ def test_every_generated_batch_ends_with_one_record_per_input_and_a_healthy_daem
 def test_analyze_without_the_daemon_writes_an_outbox_that_keeps_the_invariant(
     tmp_path_factory: pytest.TempPathFactory, spec: strategies.BatchSpec
 ) -> None:
-    if not corpus.available():
-        pytest.skip(f"corpora not found at {corpus.CORPORA}")
+    corpus.require_corpora()
     # A symlink named on the command line is followed: the user asked for that path.
     assume(not isinstance(spec.loose, strategies.Link))
     root = Path(tmp_path_factory.mktemp("analyze"))

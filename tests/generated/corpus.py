@@ -8,21 +8,10 @@ wrote. Hostile files are real fuzz reproducers and bombs from Pillow's test suit
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
 
-_REPO = Path(__file__).resolve().parents[2]
+from tests.corpora import CORPORA, available, require_corpora
 
-
-def _find_corpora() -> Path:
-    # Beside the repository (/work/main -> /work/shared) or beside a worktree's parent.
-    override = os.environ.get("MEDIANALYSED_CORPORA")
-    candidates = [Path(override)] if override else []
-    candidates += [parent / "shared" / "corpora" for parent in _REPO.parents]
-    return next((path for path in candidates if path.is_dir()), candidates[-1])
-
-
-CORPORA = _find_corpora()
+__all__ = ["CORPORA", "available", "require_corpora"]
 
 SEED_FILES: tuple[str, ...] = (
     "exif-samples/jpg/Canon_40D.jpg",
@@ -60,10 +49,6 @@ HOSTILE_FILES: tuple[str, ...] = (
     "pillow-edge/bombs/timeout-041dd17dfde800360a47a172269df127af138c6b.dds",
     "pillow-edge/bombs/timeout-060745d3f534ad6e4128c51d336ea5489182c69d.blp",
 )
-
-
-def available() -> bool:
-    return CORPORA.is_dir()
 
 
 @functools.cache

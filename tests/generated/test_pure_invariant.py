@@ -23,7 +23,11 @@ from tests.generated import corpus, strategies
 from tests.generated.invariant import check_record_status, expected_inputs
 from tests.generated.materialise import Materialiser
 
-pytestmark = pytest.mark.skipif(not corpus.available(), reason="corpora not found")
+
+@pytest.fixture(autouse=True)
+def _needs_corpora() -> None:
+    corpus.require_corpora()
+
 
 _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
 _counter = iter(range(10**9))

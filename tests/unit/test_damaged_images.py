@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from medianalysed.analysis import AnalysisSettings, analyse_file
 from medianalysed.errors import AnalysisError, ErrorCode
 from medianalysed.worker import WorkerJob, pool_context, run_job, worker_initializer
-from tests.conftest import CORPORA
+from tests.corpora import CORPORA, require_corpora
 from tests.damage import (
     LIES,
     bit_flipped,
@@ -37,7 +37,12 @@ CASE_TIMEOUT_S = 30  # a damaged small file analyses in well under a second
 PEAK_RSS_BOUND_KB = 1_200_000
 SEED_FILES = seeds(CORPORA) if CORPORA.is_dir() else []
 SEED_BYTES = {path.name: path.read_bytes() for path in SEED_FILES}
-pytestmark = pytest.mark.skipif(not SEED_FILES, reason=f"corpora not found at {CORPORA}")
+
+
+@pytest.fixture(autouse=True)
+def _needs_corpora() -> None:
+    require_corpora()
+
 
 CASES = settings(
     deadline=None,
