@@ -252,6 +252,7 @@ class Daemon:
     def _supervisor_parts(self) -> SupervisorParts:
         assert self.store is not None
         assert self.executor is not None
+        assert self.history is not None
         config = self.config
         settings = AnalysisSettings.from_config(config)
         store = self.store
@@ -289,7 +290,7 @@ class Daemon:
                 return
             metrics.workers_busy.set(gauges["workers_busy"])
             metrics.queue_depth.set(gauges["queue_depth"])
-            metrics.images_pending.set(gauges["queue_depth"])
+            metrics.images_pending.set(gauges["images_pending"])
             metrics.batches_in_progress.set(gauges["batches_in_progress"])
 
         def on_settled(_inbox: str, seconds: float) -> None:

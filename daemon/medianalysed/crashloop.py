@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Final
 
-from medianalysed.state import StateStore
+from medianalysed.ports import StateStorage
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class CrashLoopReview:
     suspects: frozenset[str] = frozenset()
 
 
-def enter_step(store: StateStore, batch_id: str, step: str) -> None:
+def enter_step(store: StateStorage, batch_id: str, step: str) -> None:
     """Record that `batch_id` starts its risky `step` now (before doing anything)."""
     previous = store.step_marker(batch_id)
     deaths = int(previous.get("deaths", 0)) if previous and previous.get("step") == step else 0
@@ -49,17 +49,17 @@ def enter_step(store: StateStore, batch_id: str, step: str) -> None:
     )
 
 
-def leave_step(store: StateStore, batch_id: str) -> None:
+def leave_step(store: StateStorage, batch_id: str) -> None:
     """The batch came through its risky step."""
     store.clear_step_marker(batch_id)
 
 
-def in_step(store: StateStore, batch_id: str) -> bool:
+def in_step(store: StateStorage, batch_id: str) -> bool:
     """Whether the batch has a step marker (it has not come through that step yet)."""
     return store.step_marker(batch_id) is not None
 
 
-def review_markers(store: StateStore) -> CrashLoopReview:
+def review_markers(store: StateStorage) -> CrashLoopReview:
     """Count deaths from the markers left by earlier incarnations; call once at start."""
     clean = store.last_clean_exit()
     set_aside: dict[str, str] = {}

@@ -67,13 +67,16 @@ class Downloader:
         *,
         threads: int = 4,
         resolver: Resolver = system_resolver,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`transport` replaces the pinned transport (`pinning.pinned_client`): tests only."""
         self._config = config
         self._client = pinned_client(
             timeout_s=config.timeout_seconds,
             allow_private=config.allow_private_networks,
             user_agent=f"medianalysed/{__version__}",
             resolver=resolver,
+            transport=transport,
         )
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="download")
         self._closing = threading.Event()

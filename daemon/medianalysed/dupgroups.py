@@ -44,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from medianalysed.dupclasses import Heads, hash_columns, roots
-from medianalysed.dupindex import HASH_NAMES, HistoryIndex, ImageRef, evidence
+from medianalysed.dupindex import HASH_NAMES, ImageRef, evidence
 from medianalysed.dupsearch import (
     NO_DISTANCE,
     TIER_RANK,
@@ -55,6 +55,7 @@ from medianalysed.dupsearch import (
     phash_value,
     popcount64,
 )
+from medianalysed.ports import DuplicateHistory
 
 MAX_BATCH_CANDIDATES = 1 << 13  # distinct-pHash candidates verified per distinct pHash
 MAX_HISTORY_CANDIDATES = 1 << 22  # history index entries verified per distinct pHash
@@ -121,7 +122,7 @@ class DuplicatePlanner:
     """
 
     def __init__(
-        self, history: HistoryIndex, *, batch_id: str, max_distance: int, listed: int
+        self, history: DuplicateHistory, *, batch_id: str, max_distance: int, listed: int
     ) -> None:
         """Plan against `history` (which already holds this batch's images, or not)."""
         if max_distance < 0:

@@ -84,6 +84,7 @@ class WorkWanted:
     priority: Priority
     ready: int
     grants_received: int
+    unfinished: int = 0  # its images not yet terminal: waiting, retrying or at a worker
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,10 +115,15 @@ def pinned_client(
     allow_private: bool,
     user_agent: str,
     resolver: Resolver = system_resolver,
+    transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
-    """A client whose every connection goes to a checked, pinned address (see the module)."""
+    """A client whose every connection goes to a checked, pinned address (see the module).
+
+    `transport` replaces the pinned one (unit tests pass an `httpx.MockTransport`: no network,
+    so no address to check); the timeout, redirect and header settings stay.
+    """
     return httpx.Client(
-        transport=PinnedTransport(allow_private=allow_private, resolver=resolver),
+        transport=transport or PinnedTransport(allow_private=allow_private, resolver=resolver),
         timeout=httpx.Timeout(timeout_s),
         follow_redirects=False,
         trust_env=False,

@@ -19,7 +19,8 @@ from typing import Any, Final
 from medianalysed import outbox
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus, utc_now_iso
-from medianalysed.state import BatchRecord, StateStore
+from medianalysed.ports import StateStorage
+from medianalysed.state import BatchRecord
 
 _logger = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def _notify(record: BatchRecord, progress: BatchProgress) -> None:
             _logger.exception("progress observer %r failed", observer)
 
 
-def publish(store: StateStore, record: BatchRecord, progress: BatchProgress) -> dict[str, Any]:
+def publish(store: StateStorage, record: BatchRecord, progress: BatchProgress) -> dict[str, Any]:
     """Store `progress`, then write it as the batch's `status.json`; the document written.
 
     Observers (`add_observer`) hear of it once both are written.
@@ -194,7 +195,7 @@ def publish(store: StateStore, record: BatchRecord, progress: BatchProgress) -> 
     return document
 
 
-def stored_progress(store: StateStore, batch_id: str) -> BatchProgress | None:
+def stored_progress(store: StateStorage, batch_id: str) -> BatchProgress | None:
     """The batch's stored progress, or None (none published yet, or unreadable)."""
     text = store.get_progress(batch_id)
     if text is None:
@@ -205,6 +206,6 @@ def stored_progress(store: StateStore, batch_id: str) -> BatchProgress | None:
         return None
 
 
-def progress_of(store: StateStore, record: BatchRecord) -> BatchProgress:
+def progress_of(store: StateStorage, record: BatchRecord) -> BatchProgress:
     """The batch's stored progress; from its record when none is stored (older state)."""
     return stored_progress(store, record.batch_id) or BatchProgress.ended(record)

@@ -11,17 +11,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from medianalysed import outbox
 from medianalysed.crashpoints import crash_point
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus, ImageStatus
-from medianalysed.state import BatchRecord, ImageRecord, StateStore
+from medianalysed.ports import DuplicateHistory, StateStorage
+from medianalysed.state import BatchRecord, ImageRecord
 from medianalysed.wording import plural
-
-if TYPE_CHECKING:
-    from medianalysed.dupindex import HistoryIndex
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +47,7 @@ class RerunPlan:
         return f"{self.batch_id}: would analyse {plural(self.images, what)} from {self.input_path}"
 
 
-def plan_rerun(store: StateStore, batch_id: str, *, only_failed: bool) -> RerunPlan:
+def plan_rerun(store: StateStorage, batch_id: str, *, only_failed: bool) -> RerunPlan:
     """Check that a batch can be rerun and count what would run again."""
     record = store.get_batch(batch_id)
     if record is None:
@@ -86,12 +84,12 @@ def current_input(record: BatchRecord) -> Path | None:
 
 
 def start_rerun(
-    store: StateStore,
+    store: StateStorage,
     batch_id: str,
     *,
     only_failed: bool,
     force: bool = False,
-    history: HistoryIndex | None = None,
+    history: DuplicateHistory | None = None,
 ) -> BatchRecord:
     """Put a batch back to work at once: `begin_rerun`, then `finish_rerun`."""
     return finish_rerun(
@@ -100,7 +98,7 @@ def start_rerun(
 
 
 def begin_rerun(
-    store: StateStore, batch_id: str, *, only_failed: bool, force: bool = False
+    store: StateStorage, batch_id: str, *, only_failed: bool, force: bool = False
 ) -> BatchRecord:
     """Record the rerun (phase `resetting`) before anything is reset; quick.
 
@@ -133,7 +131,7 @@ def begin_rerun(
 
 
 def finish_rerun(
-    store: StateStore, record: BatchRecord, history: HistoryIndex | None
+    store: StateStorage, record: BatchRecord, history: DuplicateHistory | None
 ) -> BatchRecord:
     """Reset the images a recorded rerun names, then reopen the batch; idempotent."""
     if record.phase != RERUN_PHASE:

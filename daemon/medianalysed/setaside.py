@@ -19,8 +19,9 @@ from medianalysed import outbox
 from medianalysed.errors import MedianalysedError, clip_message
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus, utc_now_iso
+from medianalysed.ports import StateStorage
 from medianalysed.progress import BatchProgress, publish
-from medianalysed.state import BatchRecord, StateStore
+from medianalysed.state import BatchRecord
 
 if TYPE_CHECKING:
     from medianalysed.actors.batch import BatchListener
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def set_aside(
-    store: StateStore, batch_id: str, reason: str, listener: BatchListener | None = None
+    store: StateStorage, batch_id: str, reason: str, listener: BatchListener | None = None
 ) -> BatchRecord | None:
     """End a batch as failed, set aside for `reason`; None when there is no such batch."""
     record = store.get_batch(batch_id)
@@ -80,7 +81,7 @@ def set_aside(
     return ended
 
 
-def _counts(store: StateStore, record: BatchRecord) -> dict[str, int]:
+def _counts(store: StateStorage, record: BatchRecord) -> dict[str, int]:
     counts = {"total": record.total, "pending": 0, "processing": 0, "done": 0, "failed": 0}
     counts["skipped"] = 0
     try:
@@ -93,7 +94,9 @@ def _counts(store: StateStore, record: BatchRecord) -> dict[str, int]:
     return counts
 
 
-def _write_outbox(store: StateStore, record: BatchRecord, entry: dict[str, Any]) -> dict[str, Any]:
+def _write_outbox(
+    store: StateStorage, record: BatchRecord, entry: dict[str, Any]
+) -> dict[str, Any]:
     ended = BatchProgress.ended(record)
     fields = ended.document()
     summary: dict[str, Any] = {

@@ -45,6 +45,8 @@ _CLAIM_PREFIX = "\x00claim\x00"
 _STEP_PREFIX = "step\x00"
 _SET_ASIDE_PREFIX = "set_aside\x00"
 _PROGRESS_PREFIX = "progress\x00"
+_SQL_VARIABLES = 500  # keys per query, well under SQLite's limit on bound parameters
+_MODE_RAW = 1  # diskcache.core.MODE_RAW: the value is inline in the row
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -417,6 +419,30 @@ class StateStore:
         """An image record, or None."""
         text = self._images.get(self._image_key(batch_id, path))
         return None if text is None else ImageRecord.from_json(cast(str, text))
+
+    def image_texts(self, batch_id: str, paths: Sequence[str]) -> list[str | None]:
+        """The stored JSON of the records of `paths` (None where there is none).
+
+        One SQLite query for the lot instead of one `get` each (the API lists 100,000-image
+        batches): it reads diskcache's table directly, and falls back to `get_image` for any
+        value diskcache keeps elsewhere than inline (a value too large for a row).
+        """
+        keys = [self._image_key(batch_id, path) for path in paths]
+        rows: dict[str | bytes, tuple[int, Any]] = {}
+        for start in range(0, len(keys), _SQL_VARIABLES):
+            part = keys[start : start + _SQL_VARIABLES]
+            marks = ",".join("?" * len(part))  # only placeholders are formatted in
+            query = f"SELECT key, mode, value FROM Cache WHERE raw = 1 AND key IN ({marks})"  # noqa: S608
+            for key, mode, value in self._images._sql(query, part).fetchall():
+                rows[bytes(key) if isinstance(key, memoryview) else key] = (mode, value)
+        found: list[str | None] = []
+        for stored_key in keys:
+            row = rows.get(stored_key)
+            if row is None or (row[0] == _MODE_RAW and isinstance(row[1], str)):
+                found.append(None if row is None else row[1])
+            else:
+                found.append(cast("str | None", self._images.get(stored_key)))
+        return found
 
     def delete_batch_images(self, batch: BatchRecord) -> None:
         """Drop every image record and path chunk of a batch (for reprocess)."""

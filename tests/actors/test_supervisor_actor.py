@@ -230,3 +230,20 @@ def test_a_tick_reaching_a_batch_actor_that_just_stopped_does_not_kill_the_super
 
     assert h.supervisor.ask(Snapshot(), timeout=5) is not None
     assert h.supervisor.is_alive()
+
+
+def test_busy_workers_and_unfinished_images_are_counted_as_their_help_says(harness):
+    gauges: list[dict[str, int]] = []
+    h = harness(workers=2, on_gauges=gauges.append)
+    h.supervisor.tell(SubmitBatch("default", str(h.folder("one", 8))))
+    jobs = [expect(h.jobs, AnalyseImage) for _ in range(2 * SLOTS_PER_WORKER)]
+
+    # Four images at two workers: two workers are busy, not "4/2"; all 8 are unfinished.
+    wait_for(lambda: gauges and gauges[-1]["images_pending"] == 8, what="8 unfinished")
+    snapshot = h.supervisor.ask(Snapshot(), timeout=5)
+    assert (snapshot["workers_busy"], snapshot["workers"]) == (2, 2)
+    assert gauges[-1]["workers_busy"] == 2
+    assert gauges[-1]["queue_depth"] == 4  # ready and waiting for a worker
+
+    h.answer(jobs[0], worker_index=h.worker_of(jobs[0]))
+    wait_for(lambda: gauges[-1]["images_pending"] == 7, what="one image finished")

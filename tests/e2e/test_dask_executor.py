@@ -152,3 +152,22 @@ def test_a_scheduler_that_goes_away_pauses_the_batch_and_it_resumes_when_it_retu
     assert "answers with 2 worker(s)" in log
     assert "cannot run medianalysed" not in log  # every worker passed its check
     assert "cannot see" not in log
+    assert "allowed-failures" not in log  # read from the scheduler, and 0 as configured
+
+
+def test_an_empty_address_starts_a_local_cluster_that_analyses_and_stops_with_the_daemon(
+    tmp_path: Path, corpora: Path
+) -> None:
+    config = write_config(
+        tmp_path, executor={"kind": "dask", "address": ""}, processing={"workers": 1}
+    )
+    process = DaemonProcess(tmp_path, config).start()
+    try:
+        photos = slow_photos(corpora, 2)
+        _drop(process, "small", photos)
+        records = _exactly_once(process, "small", set(photos))
+        assert all(r["status"] == "done" for r in records)
+        assert process.terminate() == 0
+    finally:
+        process.stop_quietly()
+    assert "started a local Dask cluster of 1 worker(s)" in process.log_text()

@@ -110,3 +110,24 @@ def test_an_unusable_state_dir_names_the_path(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StateError, match=str(blocker)):
         StateStore(blocker / "state")
+
+
+def test_image_texts_reads_many_records_as_get_image_does(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state")
+    try:
+        odd = "caf\udce9.jpg"  # an undecodable byte: stored under a bytes key
+        big = ImageRecord(path="big.jpg", result={"blob": "x" * 100_000})  # kept in a file
+        records = [ImageRecord(path=f"{i}.jpg", attempts=i) for i in range(1200)]
+        store.put_images("b", [*records, ImageRecord(path=odd, attempts=7), big])
+        paths = [*(record.path for record in records), odd, "big.jpg", "missing.jpg"]
+        got = [
+            None if text is None else ImageRecord.from_json(text)
+            for text in store.image_texts("b", paths)
+        ]
+        assert got == [store.get_image("b", path) for path in paths]
+        assert got[-1] is None
+        assert got[-2] == big
+        assert got[-3] is not None
+        assert got[-3].attempts == 7
+    finally:
+        store.close()

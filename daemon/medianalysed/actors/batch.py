@@ -42,7 +42,6 @@ from medianalysed.config import InboxConfig, ProcessingConfig
 from medianalysed.crashloop import enter_step, leave_step
 from medianalysed.crashpoints import crash_point
 from medianalysed.diskfaults import STORAGE_FAULTS, FaultBoard
-from medianalysed.dupindex import HistoryIndex
 from medianalysed.errors import DiskWriteError, ErrorCode, OutboxError
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.messages import (
@@ -57,10 +56,11 @@ from medianalysed.messages import (
     WorkWanted,
 )
 from medianalysed.models import BatchStatus, ImageStatus, utc_now_iso
+from medianalysed.ports import DuplicateHistory, StateStorage
 from medianalysed.progress import BatchProgress, publish
 from medianalysed.rerun import RERUN_PHASE, finish_rerun
 from medianalysed.stalls import ProgressClock
-from medianalysed.state import BatchRecord, ImageRecord, StateStore, release_thread_connections
+from medianalysed.state import BatchRecord, ImageRecord, release_thread_connections
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +116,8 @@ class BatchActor(pykka.ThreadingActor):
         *,
         record: BatchRecord,
         settings: BatchSettings,
-        store: StateStore,
-        history: HistoryIndex,
+        store: StateStorage,
+        history: DuplicateHistory,
         supervisor: pykka.ActorRef[Any],
         listener: BatchListener | None = None,
         clock: Callable[[], float] = time.time,
@@ -143,6 +143,8 @@ class BatchActor(pykka.ThreadingActor):
         self._counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
         self._grants_received = 0
         self._last_ready_reported = -1
+        self._last_unfinished_reported = -1
+        self._reported_since_tick = False
         self._cancelled = False
         self._status_dirty = True
         self._last_status_write = 0.0
@@ -466,17 +468,31 @@ class BatchActor(pykka.ThreadingActor):
         fresh = self._counts["pending"] - len(self._retry_heap)
         return max(0, fresh) + due
 
-    def _report_demand(self) -> None:
+    def _report_demand(self, *, tick: bool = False) -> None:
+        """Tell the supervisor how many images could start now, when that changed.
+
+        The count of unfinished images rides along; on a `tick` without any report since the
+        last one (the tail of the batch, or no worker free for it) it is sent alone when it
+        moved, so the gauge follows without a message per image.
+        """
         ready = self._ready_count()
-        if ready == self._last_ready_reported:
+        unfinished = self._counts["pending"] + len(self._in_flight)
+        counts_moved = unfinished != self._last_unfinished_reported
+        quiet = tick and not self._reported_since_tick
+        if tick:
+            self._reported_since_tick = False
+        if ready == self._last_ready_reported and not (quiet and counts_moved):
             return
         self._last_ready_reported = ready
+        self._last_unfinished_reported = unfinished
+        self._reported_since_tick = not tick
         self._supervisor.tell(
             WorkWanted(
                 batch_id=self._batch_id,
                 priority=self._record.priority,
                 ready=ready,
                 grants_received=self._grants_received,
+                unfinished=unfinished,
             )
         )
 
@@ -669,7 +685,7 @@ class BatchActor(pykka.ThreadingActor):
         if not self._in_flight:
             # Waiting for a worker or a retry is not a stall: this actor answers.
             self._progress.touch(self._batch_id)
-        self._report_demand()
+        self._report_demand(tick=True)
         self._write_status()
 
     def _cancel(self) -> None:

@@ -19,13 +19,14 @@ from medianalysed import gexf, names, outbox, reporthtml
 from medianalysed.diskfaults import classified
 from medianalysed.dupactions import choose_keeper, duplicate_fields, keeper_facts, outermost
 from medianalysed.dupgroups import BatchImage, DuplicatePlanner, RecordDuplicates
-from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
+from medianalysed.dupindex import ImageRef, IndexedImage
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import ANALYSIS_VERSION, ImageStatus
+from medianalysed.ports import DuplicateHistory, StateStorage
 from medianalysed.progress import BatchProgress, publish
 from medianalysed.readiness import group_of
 from medianalysed.report import REPORT_FILE, ReportCollector
-from medianalysed.state import BatchRecord, ImageRecord, StateStore
+from medianalysed.state import BatchRecord, ImageRecord
 from medianalysed.urllist import URL_PATH_PREFIX, shown_url
 
 Progress = tuple[str, int, int]  # (stage, done, total) of the finalising
@@ -38,8 +39,8 @@ class BatchOutbox:
     """Writes the outbox of one finished batch from its durable state."""
 
     record: BatchRecord
-    store: StateStore
-    history: HistoryIndex
+    store: StateStorage
+    history: DuplicateHistory
     near_duplicate_distance: int
     max_duplicates_listed: int
     config_fingerprint: str

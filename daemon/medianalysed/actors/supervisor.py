@@ -58,13 +58,15 @@ from medianalysed.messages import (
     WorkWanted,
 )
 from medianalysed.models import BatchStatus, Priority, utc_now_iso
+from medianalysed.ports import DuplicateHistory, StateStorage
 from medianalysed.progress import BatchProgress, publish
 from medianalysed.readiness import SettleTracker, TreeSnapshot, is_batch_candidate, snapshot_tree
 from medianalysed.rerun import RerunError, begin_rerun
+from medianalysed.restarts import BatchRestarts, DueRestart, RestartMode
 from medianalysed.setaside import set_aside
 from medianalysed.settling import SnapshotWalker, TreeWalked, next_walk_delay
 from medianalysed.stalls import ProgressClock
-from medianalysed.state import BatchRecord, StateStore
+from medianalysed.state import BatchRecord
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +76,6 @@ logger = logging.getLogger(__name__)
 MAX_ACTIVE_BATCHES = 64
 NEW_BATCHES = "new batches"  # the fault board's name for the supervisor's batch creation
 MAX_WORKER_RESTARTS_PER_MINUTE = 20
-MAX_BATCH_RESTARTS = 3
-# Seconds before restart 1, 2, 3 of a crashed batch actor.
-BATCH_RESTART_BACKOFF_S = (1.0, 5.0, 25.0)
 CANDIDATE_CHECK_INTERVAL_S = 1.0
 
 
@@ -93,6 +92,7 @@ class _Candidate:
 class _Demand:
     priority: Priority
     ready: int = 0
+    unfinished: int = 0  # as the batch last said (WorkWanted)
     grants_sent: int = 0
     grants_received: int = 0
     last_grant: float = 0.0
@@ -125,8 +125,8 @@ class SupervisorParts:
     """What the composition root hands to the supervisor."""
 
     config: Config
-    store: StateStore
-    history: Any
+    store: StateStorage
+    history: DuplicateHistory
     worker_factory: Callable[[pykka.ActorRef[Any]], pykka.ActorRef[Any]]
     batch_settings: Callable[[InboxConfig], BatchSettings]
     listener: BatchListener = field(default_factory=BatchListener)
@@ -171,8 +171,8 @@ class SupervisorActor(pykka.ThreadingActor):
         self._last_rescan: dict[str, float] = {}
         self._stopping = False
         self._paused = False
-        # Crashed batch actors waiting for their restart: batch id -> (when, restarts, reason).
-        self._restart_due: dict[str, tuple[float, int, str]] = {}
+        # Crashed batch actors waiting for their restart.
+        self._restart_due = BatchRestarts(clock)
         # Batches the daemon died on once (crashloop.py): they run alone until through.
         self._suspects: set[str] = set()
         # While state refuses new batches: when to try again, and how many tries failed.
@@ -463,7 +463,7 @@ class SupervisorActor(pykka.ThreadingActor):
                 self._start_batch(record)
             except Exception:
                 logger.exception("batch %s cannot be started; trying again later", batch_id)
-                self._schedule_restart(batch_id, 1, "it could not be started")
+                self._restart_due.schedule(batch_id, 1, "it could not be started")
             if batch_id in self._suspects:
                 break  # it runs alone
         for stale in self._queue_ranks.keys() - set(self._queued):
@@ -532,20 +532,21 @@ class SupervisorActor(pykka.ThreadingActor):
     def _on_batch_crashed(self, message: BatchCrashed) -> None:
         """Restart with backoff; then finalise what is left as INTERNAL; then set aside.
 
-        Every started batch ends (SPEC §1): after MAX_BATCH_RESTARTS restarts the actor
-        runs once more in salvage mode (its unfinished images become INTERNAL records and
-        the outbox is written); if even that crashes, the batch is set aside as failed.
+        Every started batch ends (SPEC §1): see `restarts.py`.
         """
         batch_id = message.batch_id
         active = self._active.pop(batch_id, None)
         self._reclaim_slots(self._demand.pop(batch_id, None), message.grants_received)
         self._parts.progress.forget(batch_id)
         logger.error("batch actor %s crashed: %s", batch_id, message.reason)
-        if active is not None and active.salvaging:
+        planned = self._restart_due.crashed(
+            batch_id,
+            restarts=0 if active is None else active.restarts,
+            salvaging=active is not None and active.salvaging,
+            reason=message.reason,
+        )
+        if not planned:
             self._set_aside(batch_id, f"finalising it failed too: {message.reason}")
-        else:
-            restarts = 1 if active is None else active.restarts + 1
-            self._schedule_restart(batch_id, restarts, message.reason)
         self._start_queued()
         self._schedule()
 
@@ -562,38 +563,32 @@ class SupervisorActor(pykka.ThreadingActor):
             self._start_queued()
             self._schedule()
 
-    def _schedule_restart(self, batch_id: str, restarts: int, reason: str) -> None:
-        delays = BATCH_RESTART_BACKOFF_S
-        delay = delays[min(restarts, len(delays)) - 1]
-        self._restart_due[batch_id] = (self._clock() + delay, restarts, reason)
-
-    def _restart_due_batches(self, now: float) -> None:
-        for batch_id, (when, restarts, reason) in list(self._restart_due.items()):
-            if now < when or len(self._active) >= MAX_ACTIVE_BATCHES:
-                continue
-            del self._restart_due[batch_id]
+    def _restart_due_batches(self) -> None:
+        for due in self._restart_due.take_due(room=MAX_ACTIVE_BATCHES - len(self._active)):
             try:
-                self._restart(batch_id, restarts, reason)
+                self._restart(due)
             except Exception as exc:
-                logger.exception("batch %s cannot be restarted", batch_id)
-                self._set_aside(batch_id, f"it cannot be restarted: {type(exc).__name__}: {exc}")
+                logger.exception("batch %s cannot be restarted", due.batch_id)
+                reason = f"it cannot be restarted: {type(exc).__name__}: {exc}"
+                self._set_aside(due.batch_id, reason)
 
-    def _restart(self, batch_id: str, restarts: int, reason: str) -> None:
-        record = self._store.get_batch(batch_id)
+    def _restart(self, due: DueRestart) -> None:
+        record = self._store.get_batch(due.batch_id)
         if record is None or record.phase == BatchPhase.DONE:
             return
-        if restarts > MAX_BATCH_RESTARTS:
+        if due.mode == RestartMode.SALVAGE:
             logger.error(
                 "batch %s crashed %d times; finalising it with what is left as INTERNAL",
-                batch_id,
-                restarts,
+                due.batch_id,
+                due.restarts,
             )
             self._parts.on_lifecycle("salvaged")
-            self._start_batch(record, restarts=restarts, salvage=f"{restarts} crashes, {reason}")
+            salvage = f"{due.restarts} crashes, {due.reason}"
+            self._start_batch(record, restarts=due.restarts, salvage=salvage)
             return
-        logger.warning("restarting batch %s (restart %d)", batch_id, restarts)
+        logger.warning("restarting batch %s (restart %d)", due.batch_id, due.restarts)
         self._parts.on_lifecycle("restarted")
-        self._start_batch(record, restarts=restarts)
+        self._start_batch(record, restarts=due.restarts)
 
     def _set_aside(self, batch_id: str, reason: str) -> None:
         try:
@@ -653,6 +648,7 @@ class SupervisorActor(pykka.ThreadingActor):
         if demand is None:
             return
         demand.ready = message.ready
+        demand.unfinished = message.unfinished
         demand.grants_received = message.grants_received
         demand.acknowledge(message.grants_received)
         self._schedule()
@@ -681,9 +677,9 @@ class SupervisorActor(pykka.ThreadingActor):
             self._busy[worker.actor_urn] += 1
         self._publish_gauges()
 
-    def _analyses_in_flight(self) -> int:
-        """Images handed to image actors: running, or next in line in the pool."""
-        return sum(self._busy.values())
+    def _workers_busy(self) -> int:
+        """Image actors holding at least one image (each holds up to SLOTS_PER_WORKER)."""
+        return sum(1 for held in self._busy.values() if held > 0)
 
     def _pick_batch(self) -> str | None:
         wanting = [
@@ -740,7 +736,7 @@ class SupervisorActor(pykka.ThreadingActor):
             if last is None or now - last >= inbox.rescan_seconds:
                 self._rescan(inbox)
         self._check_candidates(now)
-        self._restart_due_batches(now)
+        self._restart_due_batches()
         for batch_id in list(self._active):
             self._tell_batch(batch_id, message)
         self._check_stalls()
@@ -793,8 +789,9 @@ class SupervisorActor(pykka.ThreadingActor):
         self._parts.on_gauges(
             {
                 "workers": len(self._workers),
-                "workers_busy": self._analyses_in_flight(),
+                "workers_busy": self._workers_busy(),
                 "queue_depth": sum(d.outstanding for d in self._demand.values()),
+                "images_pending": sum(d.unfinished for d in self._demand.values()),
                 "batches_in_progress": len(self._active)
                 + len(self._queued)
                 + len(self._restart_due),
@@ -811,7 +808,7 @@ class SupervisorActor(pykka.ThreadingActor):
             "waiting": {name: tracker.waiting() for name, tracker in self._trackers.items()},
             "demand": {batch_id: d.outstanding for batch_id, d in self._demand.items()},
             "workers": len(self._workers),
-            "workers_busy": self._analyses_in_flight(),
+            "workers_busy": self._workers_busy(),
             "restarting": sorted(self._restart_due),
             "suspects": sorted(self._suspects),
             "stalled": self._parts.progress.stalled(),
@@ -836,7 +833,7 @@ def _log_folder_failure(what: str, path: Path, exc: Exception) -> None:
     )
 
 
-def _write_queued_status(store: StateStore, record: BatchRecord) -> None:
+def _write_queued_status(store: StateStorage, record: BatchRecord) -> None:
     """The first status.json; failing here is logged, the batch actor writes it again."""
     try:
         Path(record.outbox_dir).mkdir(parents=True, exist_ok=True)

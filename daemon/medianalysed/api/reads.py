@@ -23,7 +23,8 @@ from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateS
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
-SCAN_BUDGET: Final = 5000
+SCAN_BUDGET: Final = 20_000
+_READ_AHEAD: Final = 250  # records read per query: a small page does not read a whole chunk
 RESULTS_READY: Final = frozenset({BatchPhase.WRITTEN, BatchPhase.DISPOSING, BatchPhase.DONE})
 _IMAGE_STATUSES: Final = frozenset(str(status) for status in ImageStatus)
 _BATCH_STATUSES: Final = frozenset(str(status) for status in BatchStatus)
@@ -179,25 +180,40 @@ def list_images(store: StateStore, record: BatchRecord, page: PageQuery) -> dict
             raise bad_request("cursor is not one this API gave; start again without it")
         start = int(text)
     items: list[dict[str, Any]] = []
-    position = start
-    for position, path in _paths_from(store, record, start):
-        if len(items) == page.limit or position - start >= SCAN_BUDGET:
-            return {"images": items, "next_cursor": _encode_cursor(str(position))}
-        image = store.get_image(record.batch_id, path)
-        status = str(ImageStatus.PENDING) if image is None else str(image.status)
-        if page.status is None or status == page.status:
-            items.append(image_document(path, image))
+    for position, paths in _chunks_from(store, record, start, min(SCAN_BUDGET, _READ_AHEAD)):
+        for offset, stored in enumerate(store.image_texts(record.batch_id, paths)):
+            if len(items) == page.limit or position + offset - start >= SCAN_BUDGET:
+                return {"images": items, "next_cursor": _encode_cursor(str(position + offset))}
+            matches, image = _matching(stored, page.status)
+            if matches:
+                items.append(image_document(paths[offset], image))
     return {"images": items, "next_cursor": None, "total": record.total}
 
 
-def _paths_from(store: StateStore, record: BatchRecord, start: int) -> Iterator[tuple[int, str]]:
-    """(position, path) of the batch's paths from `start`, reading only the chunks needed."""
+def _matching(stored: str | None, status: str | None) -> tuple[bool, ImageRecord | None]:
+    """Whether an image has `status` (any when None), and its record (None: none yet, pending).
+
+    Stored records are compact JSON, so one without `"status":"<status>"` in its text cannot
+    match: most of a filtered listing is skipped without parsing.
+    """
+    if stored is None:
+        return status in {None, str(ImageStatus.PENDING)}, None
+    if status is not None and f'"status":"{status}"' not in stored:
+        return False, None
+    image = ImageRecord.from_json(stored)
+    return status is None or str(image.status) == status, image
+
+
+def _chunks_from(
+    store: StateStore, record: BatchRecord, start: int, size: int
+) -> Iterator[tuple[int, list[str]]]:
+    """(position of the first, paths) from `start` on, at most `size` paths at a time."""
     first_chunk, offset = divmod(start, PATH_CHUNK_SIZE)
     for chunk in range(first_chunk, record.chunks):
         paths = store.get_path_chunk(record.batch_id, chunk)
-        base = chunk * PATH_CHUNK_SIZE
-        for index in range(offset if chunk == first_chunk else 0, len(paths)):
-            yield base + index, paths[index]
+        begin = offset if chunk == first_chunk else 0
+        for at in range(begin, len(paths), size):
+            yield chunk * PATH_CHUNK_SIZE + at, paths[at : at + size]
 
 
 # --- results --------------------------------------------------------------------------------

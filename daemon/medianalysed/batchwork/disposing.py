@@ -17,12 +17,13 @@ from medianalysed.crashpoints import crash_point
 from medianalysed.diskfaults import classified
 from medianalysed.disposal import delete_input, move_input, partial_copy_path
 from medianalysed.lifecycle import BatchPhase
-from medianalysed.state import BatchRecord, StateStore
+from medianalysed.ports import StateStorage
+from medianalysed.state import BatchRecord
 
 logger = logging.getLogger(__name__)
 
 
-def dispose_input(store: StateStore, record: BatchRecord, inbox: InboxConfig) -> BatchRecord:
+def dispose_input(store: StateStorage, record: BatchRecord, inbox: InboxConfig) -> BatchRecord:
     """Take a `written` or `disposing` batch to `done`; returns the stored record.
 
     Raises:
@@ -32,7 +33,7 @@ def dispose_input(store: StateStore, record: BatchRecord, inbox: InboxConfig) ->
         return _dispose_steps(store, record, inbox)
 
 
-def _dispose_steps(store: StateStore, record: BatchRecord, inbox: InboxConfig) -> BatchRecord:
+def _dispose_steps(store: StateStorage, record: BatchRecord, inbox: InboxConfig) -> BatchRecord:
     if record.phase == BatchPhase.WRITTEN:
         target = disposal_target(record, inbox)
         record = store.advance(record, BatchPhase.DISPOSING, archived_to=target)

@@ -9,8 +9,9 @@ from pathlib import Path
 from medianalysed.config import InboxConfig
 from medianalysed.errors import AnalysisError, ErrorCode
 from medianalysed.models import ImageStatus
+from medianalysed.ports import StateStorage
 from medianalysed.readiness import iter_batch_entries
-from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
+from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord
 from medianalysed.urllist import Entry, entries_with_urls
 
 VANISHED_NOTE = "the batch folder vanished before it started"
@@ -51,7 +52,7 @@ def local_entries(source: Path, inbox: InboxConfig) -> Iterator[Entry]:
         )
 
 
-def store_listing(store: StateStore, record: BatchRecord, inbox: InboxConfig) -> Listing:
+def store_listing(store: StateStorage, record: BatchRecord, inbox: InboxConfig) -> Listing:
     """Store the batch's ordered path list and its refused entries (a vanished folder: empty)."""
     source = Path(record.source)
     writer = _ChunkWriter(store, record.batch_id)
@@ -63,7 +64,7 @@ def store_listing(store: StateStore, record: BatchRecord, inbox: InboxConfig) ->
     return writer.close()
 
 
-def stored_chunks(store: StateStore, batch_id: str) -> int:
+def stored_chunks(store: StateStorage, batch_id: str) -> int:
     """How many path chunks an interrupted listing stored."""
     chunks = 0
     while store.get_path_chunk(batch_id, chunks):
@@ -72,7 +73,7 @@ def stored_chunks(store: StateStore, batch_id: str) -> int:
 
 
 class _ChunkWriter:
-    def __init__(self, store: StateStore, batch_id: str) -> None:
+    def __init__(self, store: StateStorage, batch_id: str) -> None:
         self._store = store
         self._batch_id = batch_id
         self._chunk: list[str] = []

@@ -11,13 +11,14 @@ from medianalysed.batchwork.enumeration import stored_chunks
 from medianalysed.errors import AnalysisError, ErrorCode
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus, ImageStatus
+from medianalysed.ports import StateStorage
 from medianalysed.rerun import RERUN_PHASE
-from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
+from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord
 
 Counts = dict[str, int]
 
 
-def salvage_record(store: StateStore, record: BatchRecord) -> BatchRecord:
+def salvage_record(store: StateStorage, record: BatchRecord) -> BatchRecord:
     """The batch taken to `running`, whatever step the crashes interrupted; as stored."""
     if record.phase == RERUN_PHASE:
         # Crashed while resetting for a rerun: what was not reset keeps its old record.
@@ -34,7 +35,7 @@ def salvage_record(store: StateStore, record: BatchRecord) -> BatchRecord:
 
 
 def fail_unfinished(
-    store: StateStore,
+    store: StateStorage,
     record: BatchRecord,
     reason: str,
     on_failed: Callable[[ImageRecord], None],

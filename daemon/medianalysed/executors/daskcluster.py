@@ -359,7 +359,7 @@ class DaskExecutor:
 
     def _check_allowed_failures(self, client: distributed.Client) -> None:
         try:
-            allowed = client.run_on_scheduler(_allowed_failures)
+            allowed = client.run_on_scheduler(_allowed_failures, callback_timeout=ANSWER_TIMEOUT_S)
         except Exception as exc:
             logger.warning("cannot read the Dask scheduler's allowed-failures: %s", exc)
             return
@@ -420,6 +420,7 @@ class DaskExecutor:
                 self._timeout_s,
                 self._max_worker_memory,
                 on_error="return",
+                callback_timeout=ANSWER_TIMEOUT_S,  # a hung worker must not stall the monitor
             )
         except Exception as exc:
             logger.warning("cannot ask the Dask workers to check the inboxes: %s", exc)

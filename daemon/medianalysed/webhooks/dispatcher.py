@@ -24,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
+import httpx
+
 from medianalysed.config import WebhookConfig
 from medianalysed.errors import clip_message
 from medianalysed.logs import redact, register_secret
@@ -67,6 +69,7 @@ class WebhookDispatcher:
         on_outcome: Callable[[str], None] = _ignore_outcome,
         clock: Callable[[], float] = time.time,
         resolver: Resolver = system_resolver,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         """Open (or create) the queue in `directory`.
 
@@ -78,6 +81,7 @@ class WebhookDispatcher:
                 recorded, from the delivering thread (for the deliveries counter).
             clock: wall-clock epoch seconds, for scheduling.
             resolver: host name resolution (tests inject one).
+            transport: replaces the pinned HTTP transport (unit tests: httpx.MockTransport).
 
         Raises:
             StateError: the queue cannot be opened.
@@ -90,7 +94,10 @@ class WebhookDispatcher:
         register_secret(config.url.strip())  # the whole URL, wherever a message quotes it
         self._queue = DeliveryQueue(directory)
         self._sender = Sender(
-            config, allow_private_networks=allow_private_networks, resolver=resolver
+            config,
+            allow_private_networks=allow_private_networks,
+            resolver=resolver,
+            transport=transport,
         )
         self._claims = threading.Condition()  # guards the two below; notified on release
         self._in_flight: set[str] = set()  # delivery ids being attempted

@@ -66,7 +66,9 @@ class Sender:
         *,
         allow_private_networks: bool,
         resolver: Resolver = system_resolver,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`transport` replaces the pinned transport (`pinning.pinned_client`): tests only."""
         self._config = config
 
         def client(allow_private: bool) -> httpx.Client:
@@ -75,6 +77,7 @@ class Sender:
                 allow_private=allow_private,
                 user_agent=USER_AGENT,
                 resolver=resolver,
+                transport=transport,
             )
 
         self._trusted = client(allow_private=True)
