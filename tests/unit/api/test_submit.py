@@ -6,8 +6,10 @@ import socket
 import tomllib
 from pathlib import Path
 
+from medianalysed.lifecycle import BatchPhase
+from medianalysed.models import BatchStatus, ImageStatus
 from tests.e2e.harness import wait_for
-from tests.unit.api.conftest import Served, ServeFactory
+from tests.unit.api.conftest import Served, ServeFactory, add_batch
 
 TOKEN = "submit-token-abcdef"
 
@@ -126,3 +128,34 @@ def test_an_interrupted_upload_leaves_nothing_in_the_inbox(serve: ServeFactory) 
     wait_for(
         lambda: _visible(served.inbox.path) == [], timeout=10, what="the hidden folder removed"
     )
+
+
+def test_cancel_and_retry_go_through_the_control_queue(serve: ServeFactory, tmp_path: Path):
+    served = _serve(serve)
+    add_batch(served.store, tmp_path, "running", [ImageStatus.PENDING])
+    cancelled = served.client.post("/v1/batches/running/cancel")
+    assert cancelled.status_code == 202
+    assert cancelled.headers["location"] == "/v1/batches/running"
+    assert list(served.store.control) == [{"verb": "cancel", "batch_id": "running"}]
+    add_batch(
+        served.store,
+        tmp_path,
+        "ended",
+        [ImageStatus.DONE],
+        phase=BatchPhase.DONE,
+        status=BatchStatus.COMPLETED,
+    )
+    again = served.client.post("/v1/batches/ended/cancel")
+    assert again.status_code == 400
+    assert "already finished" in again.json()["error"]["message"]
+    nothing = served.client.post("/v1/batches/ended/retry")
+    assert nothing.status_code == 400
+    assert served.client.post("/v1/batches/nope/retry").status_code == 404
+    assert len(served.store.control) == 1
+
+
+def test_cancel_needs_submission_on(serve: ServeFactory, tmp_path: Path) -> None:
+    served = serve(tokens=(TOKEN,), token=TOKEN)
+    add_batch(served.store, tmp_path, "running", [ImageStatus.PENDING])
+    assert served.client.post("/v1/batches/running/cancel").status_code == 403
+    assert len(served.store.control) == 0
