@@ -31,7 +31,7 @@ import pykka
 from medianalysed import names
 from medianalysed.actors.outboxwriter import BatchOutbox, Progress
 from medianalysed.batchwork import salvage
-from medianalysed.batchwork.disposing import dispose_input
+from medianalysed.batchwork.disposing import dispose_input, intend_disposal
 from medianalysed.batchwork.enumeration import input_root, store_listing
 from medianalysed.batchwork.finalising import (
     finalising_changes,
@@ -799,6 +799,7 @@ class BatchActor(pykka.ThreadingActor):
             enter_step(self._store, self._batch_id, "disposing")
             # A disk that refuses (archive full or read-only) parks the batch; the retry
             # resumes here.
+            self._record = intend_disposal(self._store, self._record, self._settings.inbox)
             self._record = dispose_input(self._store, self._record, self._settings.inbox)
         leave_step(self._store, self._batch_id)
         shutil.rmtree(self._settings.downloads_dir / self._batch_id, ignore_errors=True)

@@ -23,8 +23,27 @@ from medianalysed.state import BatchRecord
 logger = logging.getLogger(__name__)
 
 
+def intend_disposal(store: StateStorage, record: BatchRecord, inbox: InboxConfig) -> BatchRecord:
+    """Store where a `written` batch's input goes (phase `disposing`); returns the record.
+
+    Kept apart from `dispose_input` so that the caller holds the stored intent even when the
+    move then fails: a retry must resume towards the same target, never choose another
+    name beside its own partial copy.
+
+    Raises:
+        DiskWriteError: the archive refused (full, read-only): the caller retries later.
+    """
+    if record.phase != BatchPhase.WRITTEN:
+        return record
+    with classified("archive", inbox.archive):
+        target = disposal_target(record, inbox)
+    record = store.advance(record, BatchPhase.DISPOSING, archived_to=target)
+    crash_point("dispose:intent", record.batch_id)
+    return record
+
+
 def dispose_input(store: StateStorage, record: BatchRecord, inbox: InboxConfig) -> BatchRecord:
-    """Take a `written` or `disposing` batch to `done`; returns the stored record.
+    """Take a `disposing` batch (see `intend_disposal`) to `done`; returns the stored record.
 
     Raises:
         DiskWriteError: the archive refused (full, read-only): the caller retries later.
@@ -34,10 +53,6 @@ def dispose_input(store: StateStorage, record: BatchRecord, inbox: InboxConfig) 
 
 
 def _dispose_steps(store: StateStorage, record: BatchRecord, inbox: InboxConfig) -> BatchRecord:
-    if record.phase == BatchPhase.WRITTEN:
-        target = disposal_target(record, inbox)
-        record = store.advance(record, BatchPhase.DISPOSING, archived_to=target)
-        crash_point("dispose:intent", record.batch_id)
     source = Path(record.source)
     target = record.archived_to
     if target is None:
