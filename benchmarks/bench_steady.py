@@ -62,8 +62,16 @@ def wait_until(condition: object, deadline_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def daemon_round(files: Path, workers: int) -> float:
-    """Seconds from dropping `files` (as one batch) into a ready daemon to its summary."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (not its children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def daemon_round(files: Path, workers: int) -> tuple[float, float]:
+    """Seconds from dropping `files` (as one batch) into a ready daemon to its summary, and
+    the CPU seconds the daemon process itself (actors, state, outbox; not the workers) spent
+    on it."""
     root = Path(tempfile.mkdtemp(prefix="medianalysed-steady-"))
     try:
         for name in ("inbox", "outbox", "archive", "staging"):
@@ -91,18 +99,19 @@ def daemon_round(files: Path, workers: int) -> float:
             )
             try:
                 wait_until(lambda: b" ready" in log_path.read_bytes(), READY_DEADLINE_S, "ready")
-                dropped = time.perf_counter()
+                dropped, cpu_before = time.perf_counter(), cpu_seconds(process.pid)
                 os.rename(batch, root / "inbox" / "batch")
                 summary = root / "outbox" / "batch" / "summary.json"
                 wait_until(summary.exists, BATCH_DEADLINE_S, "the batch's summary")
                 elapsed = time.perf_counter() - dropped
+                cpu = cpu_seconds(process.pid) - cpu_before
             finally:
                 process.terminate()
                 process.wait(timeout=120)
         counts = json.loads(summary.read_text())["counts"]
         if counts.get("done") != counts.get("total"):
             raise SystemExit(f"steady: not every image was analysed: {counts}")
-        return elapsed
+        return elapsed, cpu
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -115,21 +124,25 @@ def main() -> int:
     args = parser.parse_args()
     files = build_set(args.images)
     names = sorted(str(p) for p in files.iterdir())
-    floors, daemons = [], []
+    floors, daemons, cpus = [], [], []
     for round_index in range(args.rounds):
         floor = run_floor(names, args.workers, files)
         floors.append(floor["timed_seconds"])
-        daemons.append(daemon_round(files, args.workers))
+        elapsed, cpu = daemon_round(files, args.workers)
+        daemons.append(elapsed)
+        cpus.append(cpu)
         print(
             f"steady: round {round_index + 1}: floor {floors[-1]:.1f} s, "
-            f"daemon {daemons[-1]:.1f} s",
+            f"daemon {daemons[-1]:.1f} s (daemon process CPU {cpu * 1000 / args.images:.2f} "
+            "ms/image)",
             flush=True,
         )
     floor_s, daemon_s = statistics.median(floors), statistics.median(daemons)
     print(
         f"steady: {args.images} images, median of {args.rounds} alternated rounds: "
         f"floor {args.images / floor_s:.1f} img/s, daemon {args.images / daemon_s:.1f} img/s, "
-        f"daemon / floor {floor_s / daemon_s:.2f}x (target >= 0.95x)"
+        f"daemon / floor {floor_s / daemon_s:.2f}x (target >= 0.95x); daemon process CPU "
+        f"{statistics.median(cpus) * 1000 / args.images:.2f} ms/image"
     )
     return 0
 
