@@ -25,7 +25,8 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%
 rm -rf "$stage"
 install -d "$stage/DEBIAN" "$stage/usr/bin" "$stage/usr/lib" "$stage/lib/systemd/system" \
     "$stage/usr/lib/sysusers.d" "$stage/usr/lib/tmpfiles.d" "$stage/etc/medianalysed" \
-    "$stage/usr/share/man/man1" "$stage/usr/share/doc/medianalysed"
+    "$stage/usr/share/man/man1" "$stage/usr/share/doc/medianalysed" \
+    "$stage/usr/share/lintian/overrides"
 cp -a "$build" "$stage/usr/lib/medianalysed"
 ln -s ../lib/medianalysed/medianalysed "$stage/usr/bin/medianalysed"
 install -m 644 "$root/systemd/medianalysed.service" "$stage/lib/systemd/system/"
@@ -34,6 +35,7 @@ install -m 644 "$root/packaging/tmpfiles.d/medianalysed.conf" "$stage/usr/lib/tm
 install -m 644 "$root/config/production.toml" "$stage/etc/medianalysed/medianalysed.toml"
 "$python" -m medianalysed.manpage | gzip -9n > "$stage/usr/share/man/man1/medianalysed.1.gz"
 install -m 644 "$debian/copyright" "$stage/usr/share/doc/medianalysed/"
+install -m 644 "$debian/lintian-overrides" "$stage/usr/share/lintian/overrides/medianalysed"
 sed -e "s/@VERSION@/$version/" -e "s/@DATE@/$(date -R -u -d "@$SOURCE_DATE_EPOCH")/" \
     "$debian/changelog.in" | gzip -9n > "$stage/usr/share/doc/medianalysed/changelog.gz"
 

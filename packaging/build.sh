@@ -44,7 +44,9 @@ internal="$root/dist/$name/_internal"
 find "$internal" -type f -name '*.so*' -print0 | while IFS= read -r -d '' lib; do
     chmod 644 "$lib"
     [[ "$(basename "$lib")" =~ -[0-9a-f]{8}(\.so|-) ]] && continue
-    if readelf -S "$lib" | grep -q '\.symtab'; then
+    # grep without -q reads all of readelf's output: -q would exit at the first match and,
+    # under pipefail, readelf's SIGPIPE would make the test false.
+    if readelf -S "$lib" | grep '\.symtab' >/dev/null; then
         strip --strip-unneeded --remove-section=.comment --remove-section=.note "$lib"
     fi
     if [[ "$(patchelf --print-rpath "$lib")" == /* ]]; then

@@ -48,7 +48,8 @@ from medianalysed.errors import (
     StateCorruptError,
     StateUnusableError,
 )
-from medianalysed.executors import Executor, build_executor
+from medianalysed.executors import build_executor
+from medianalysed.executors.base import Executor
 from medianalysed.health import HealthBoard, StateProbe
 from medianalysed.logs import clear_secrets, register_secret, setup_logging
 from medianalysed.messages import ControlCommand, InboxesChanged, Shutdown, Snapshot, Tick

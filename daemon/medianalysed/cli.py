@@ -33,8 +33,6 @@ from medianalysed.lifecycle import BatchPhase
 from medianalysed.logs import setup_logging
 from medianalysed.progress import BatchProgress, progress_of
 from medianalysed.state import BatchRecord, StateStore
-from medianalysed.warmup import start_fork_server
-from medianalysed.webhooks import read_dead_letters
 from medianalysed.wording import plural
 
 logger = logging.getLogger(__name__)
@@ -153,6 +151,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _config(args)
     config = resolve_config(args.config)
     if verb == "run":
+        from medianalysed.warmup import start_fork_server  # noqa: PLC0415 - pebble: not for --version
+
         start_fork_server()
         from medianalysed.app import run  # noqa: PLC0415 - keeps CLI start-up light
 
@@ -212,6 +212,9 @@ def _status(config: Config, batch_id: str | None, *, as_json: bool) -> int:
         print(f"medianalysed: no batch named {batch_id!r}", file=sys.stderr)
         return ExitCode.FAILURE
     documents = [_status_of(record, progress[record.batch_id]) for record in records]
+    # httpx, for one file read: only here, not in every command's start-up (`--version`).
+    from medianalysed.webhooks import read_dead_letters  # noqa: PLC0415
+
     dead_letters = read_dead_letters(config.daemon.state_dir / "webhooks")
     if batch_id is not None:
         set_aside = [entry for entry in set_aside if entry.get("batch_id") == batch_id]
@@ -390,6 +393,9 @@ def _analyze(config: Config, paths: Sequence[Path], out: Path, *, progress: bool
     if missing:
         print(f"medianalysed: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return ExitCode.USAGE
+    # warmup imports pebble: only the verbs that analyse pay for it, not `--version` or `status`.
+    from medianalysed.warmup import start_fork_server  # noqa: PLC0415
+
     start_fork_server()  # first: it imports the imaging stack while the daemon starts
     from medianalysed.app import Daemon  # noqa: PLC0415
     from medianalysed.messages import SubmitBatch  # noqa: PLC0415

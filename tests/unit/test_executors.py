@@ -10,8 +10,8 @@ import pebble
 import pytest
 
 from medianalysed.config import Config
-from medianalysed.executors import available_executors, settle
-from medianalysed.executors.base import REPLACED
+from medianalysed.executors import available_executors
+from medianalysed.executors.base import REPLACED, settle
 from medianalysed.executors.local import LocalExecutor
 from medianalysed.models import AnalysisSettings
 from medianalysed.worker import WorkerJob

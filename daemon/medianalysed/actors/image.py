@@ -22,8 +22,7 @@ import pykka
 
 from medianalysed.downloads import Downloader, DownloadOutcome
 from medianalysed.errors import AnalysisError, DiskWriteError, ErrorCode, internal_error
-from medianalysed.executors import Executor, settle
-from medianalysed.executors.base import LOST_RUNS, REPLACED
+from medianalysed.executors.base import LOST_RUNS, REPLACED, Executor, settle
 from medianalysed.messages import AnalyseImage, ImageAnalysed, WorkerCrashed, WorkerIdle
 from medianalysed.models import AnalysisSettings
 from medianalysed.urllist import shown_url

@@ -9,12 +9,15 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from medianalysed.config import Config
-from medianalysed.executors.base import Executor, ExecutorState, settle
-from medianalysed.executors.local import LocalExecutor
+# base and local import pebble (a quarter of the CLI's start-up): `--version` lists the kinds
+# through this package and must not pay for it. Import Executor and settle from .base.
+if TYPE_CHECKING:
+    from medianalysed.config import Config
+    from medianalysed.executors.base import Executor, ExecutorState
 
-__all__ = ["Executor", "ExecutorState", "available_executors", "build_executor", "settle"]
+__all__ = ["available_executors", "build_executor"]
 
 
 def build_executor(
@@ -24,6 +27,8 @@ def build_executor(
     on_state: Callable[[ExecutorState], None] = lambda _state: None,
 ) -> Executor:
     """The executor `[executor] kind` names; `shared_paths` must be seen by Dask workers too."""
+    from medianalysed.executors.local import LocalExecutor  # noqa: PLC0415 - see the imports
+
     processing = config.processing
     if config.executor.kind == "dask":
         # Imported only here: distributed is an optional extra, and heavy to import.
