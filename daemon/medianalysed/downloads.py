@@ -31,6 +31,7 @@ from medianalysed.config import DownloadsConfig
 from medianalysed.contentcoding import ACCEPT_ENCODING, BoundedDecoder, ContentCodingError
 from medianalysed.diskfaults import classified
 from medianalysed.errors import AnalysisError, DiskWriteError, ErrorCode
+from medianalysed.outcomes import ImageError, error_json
 from medianalysed.pinning import (
     AddressRefusedError,
     Resolver,
@@ -103,7 +104,7 @@ class Downloader:
         try:
             self.fetch(url, destination)
         except AnalysisError as exc:
-            return DownloadOutcome(error=exc.to_json())
+            return DownloadOutcome(error=ImageError.raised(exc).to_json())
         except _InterruptedError:
             return DownloadOutcome(interrupted=True)
         except DiskWriteError as failure:
@@ -180,7 +181,7 @@ def _result(future: Future[DownloadOutcome]) -> DownloadOutcome:
     except CancelledError:
         return DownloadOutcome(interrupted=True)
     except Exception as exc:  # outcome_of does not raise; a bug still gets a record
-        return DownloadOutcome(error=_error(ErrorCode.INTERNAL, f"{type(exc).__name__}"))
+        return DownloadOutcome(error=error_json(ErrorCode.INTERNAL, f"{type(exc).__name__}"))
 
 
 def _as_analysis_error(exc: Exception, timeout_s: float) -> AnalysisError:
@@ -220,7 +221,3 @@ def _raise_for_status(response: httpx.Response) -> None:
     if status >= 500:
         raise AnalysisError(ErrorCode.REMOTE_ERROR, f"remote answered {status}")
     raise AnalysisError(ErrorCode.BAD_REQUEST, f"remote answered {status}")
-
-
-def _error(code: ErrorCode, message: str) -> dict[str, Any]:
-    return AnalysisError(code, message).to_json()

@@ -169,17 +169,3 @@ class AnalysisError(MedianalysedError):
     def retryable(self) -> bool:
         """Whether another attempt may succeed."""
         return self.code.retryable
-
-    def to_json(self, *, retryable: bool | None = None) -> dict[str, object]:
-        """The `error` object of a per-image record (`retryable` overrides the code's)."""
-        again = self.retryable if retryable is None else retryable
-        return {"code": str(self.code), "message": self.message, "retryable": again}
-
-
-def internal_error(exc: BaseException, doing: str) -> dict[str, object]:
-    """The INTERNAL record of an input whose handling raised (SPEC §3: the type is named).
-
-    The message is the exception's type and text only, clipped: never a traceback, so no
-    secret from a local variable can reach an outbox.
-    """
-    return AnalysisError(ErrorCode.INTERNAL, f"{doing}: {type(exc).__name__}: {exc}").to_json()

@@ -28,13 +28,18 @@ Commands are imperative, events past tense (STYLE §3.2). Nothing mutable is sen
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
 from medianalysed.config import InboxConfig
 from medianalysed.errors import DiskWriteError
 from medianalysed.models import Priority
+from medianalysed.outcomes import ImageError, ImageOutcome, ImageResult
+
+if TYPE_CHECKING:
+    from medianalysed.actors.batch import BatchActor
+    from medianalysed.actors.image import ImageActor
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +96,7 @@ class WorkWanted:
 class SlotGranted:
     """The supervisor lends a worker to a batch for one image."""
 
-    worker: pykka.ActorRef[Any]
+    worker: pykka.ActorRef[ImageActor]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +104,7 @@ class SlotReturned:
     """A batch had nothing to do with a granted worker."""
 
     batch_id: str
-    worker: pykka.ActorRef[Any]
+    worker: pykka.ActorRef[ImageActor]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +116,7 @@ class AnalyseImage:
     file_path: str  # root/relpath; for URLs, where to download to
     source_url: str | None
     attempt: int
-    reply_to: pykka.ActorRef[Any]
+    reply_to: pykka.ActorRef[BatchActor]
     bypass_cache: bool = False
     # What the worker opens: `relpath` (a key) below the folder `root`, never by the full path.
     root: str = ""
@@ -134,19 +139,26 @@ class ImageAnalysed:
     # The downloads folder refused the file: not an attempt; the batch parks and retries.
     disk_fault: DiskWriteError | None = None
 
+    @property
+    def outcome(self) -> ImageOutcome:
+        """The attempt's outcome, typed (the dicts are the worker process's reply)."""
+        if self.result is not None:
+            return ImageResult(self.result)
+        return ImageError.from_json(self.error)
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerIdle:
     """An image actor finished its job and can take another."""
 
-    worker: pykka.ActorRef[Any]
+    worker: pykka.ActorRef[ImageActor]
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerCrashed:
     """An image actor died on an unexpected exception."""
 
-    worker: pykka.ActorRef[Any]
+    worker: pykka.ActorRef[ImageActor]
     jobs: tuple[AnalyseImage, ...]
     reason: str
 
@@ -173,6 +185,10 @@ class BatchCrashed:
 @dataclass(frozen=True, slots=True)
 class CancelBatch:
     """Stop a batch: pending images are not analysed; the batch ends `cancelled`."""
+
+
+# What a BatchActor receives from others (it adds its own private steps).
+BatchMessage = SlotGranted | ImageAnalysed | Tick | CancelBatch
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from medianalysed.controlfiles import ControlFileError, read_capped
 from medianalysed.errors import AnalysisError, ErrorCode, clip_message
 from medianalysed.models import ImageStatus
+from medianalysed.outcomes import ImageError
 from medianalysed.redaction import strip_userinfo
 from medianalysed.state import ImageRecord
 
@@ -174,7 +175,7 @@ def _line_entry(path: str, raw: bytes, *, first: bool) -> Entry | None:
 
 
 def _failed(path: str, code: ErrorCode, message: str, text: str | None) -> ImageRecord:
-    error = AnalysisError(code, message).to_json()
+    error = ImageError.of(code, message).to_json()
     shown = None if text is None else shown_url(text)
     return ImageRecord(path=path, status=ImageStatus.FAILED, error=error, source_url=shown)
 

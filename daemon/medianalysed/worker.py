@@ -31,6 +31,7 @@ from medianalysed import names, safeopen
 from medianalysed.config import format_size
 from medianalysed.errors import AnalysisError, ErrorCode, StateCorruptError
 from medianalysed.models import AnalysisSettings
+from medianalysed.outcomes import ImageError, error_json
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +91,12 @@ def _outcome(job: WorkerJob) -> dict[str, Any]:
     try:
         return _run(job, learnt)
     except AnalysisError as exc:
-        error = exc.to_json()
+        error = ImageError.raised(exc).to_json()
     except MemoryError:
-        error = _error(ErrorCode.DECOMPRESSION_BOMB, _out_of_memory_message())
+        error = error_json(ErrorCode.DECOMPRESSION_BOMB, _out_of_memory_message())
     except Exception as exc:
         logger.exception("analysis of %s failed unexpectedly", names.log_text(job.relpath))
-        error = _error(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        error = error_json(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
     return {"error": error, "file": learnt.get("file")}
 
 
@@ -214,10 +215,6 @@ def _mark_if_damaged(cache: Any, exc: BaseException) -> None:
         sqlite_fault(exc, "state", cache.directory), StateCorruptError
     ):
         note_corruption(Path(cache.directory), str(exc))
-
-
-def _error(code: ErrorCode, message: str) -> dict[str, Any]:
-    return AnalysisError(code, message).to_json()
 
 
 def pool_context() -> Any:

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 import pykka
 
@@ -48,6 +48,7 @@ from medianalysed.messages import (
     AnalyseImage,
     BatchCrashed,
     BatchFinished,
+    BatchMessage,
     CancelBatch,
     ImageAnalysed,
     SlotGranted,
@@ -56,11 +57,15 @@ from medianalysed.messages import (
     WorkWanted,
 )
 from medianalysed.models import BatchStatus, ImageStatus, utc_now_iso
+from medianalysed.outcomes import ImageError, ImageResult
 from medianalysed.ports import DuplicateHistory, StateStorage
 from medianalysed.progress import BatchProgress, publish
 from medianalysed.rerun import RERUN_PHASE, finish_rerun
 from medianalysed.stalls import ProgressClock
 from medianalysed.state import BatchRecord, ImageRecord, release_thread_connections
+
+if TYPE_CHECKING:
+    from medianalysed.actors.supervisor import SupervisorActor
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +84,10 @@ class _Begin:
 @dataclass(frozen=True, slots=True)
 class _FinaliseStep:
     """Do the next slice of the finalising; a stop message queued meanwhile comes first."""
+
+
+_Inbound = BatchMessage | _Begin | _FinaliseStep
+_INBOUND = (SlotGranted, ImageAnalysed, Tick, CancelBatch, _Begin, _FinaliseStep)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,7 +127,7 @@ class BatchActor(pykka.ThreadingActor):
         settings: BatchSettings,
         store: StateStorage,
         history: DuplicateHistory,
-        supervisor: pykka.ActorRef[Any],
+        supervisor: pykka.ActorRef[SupervisorActor],
         listener: BatchListener | None = None,
         clock: Callable[[], float] = time.time,
         progress: ProgressClock | None = None,
@@ -193,6 +202,9 @@ class BatchActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> None:
         """Dispatch one message (runs in this actor's thread); a disk fault parks the batch."""
+        if not isinstance(message, _INBOUND):
+            super().on_receive(message)
+            return
         if self._parked is not None:
             self._while_parked(message)
             return
@@ -201,7 +213,7 @@ class BatchActor(pykka.ThreadingActor):
         except DiskWriteError as failure:
             self._park(failure, message)
 
-    def _dispatch(self, message: Any) -> None:
+    def _dispatch(self, message: _Inbound) -> None:
         match message:
             case _Begin():
                 self._progress.touch(self._batch_id)
@@ -219,7 +231,7 @@ class BatchActor(pykka.ThreadingActor):
                 self._progress.touch(self._batch_id)
                 self._on_finalise_step()
             case _:
-                super().on_receive(message)
+                assert_never(message)
 
     # -- parked on a disk fault -------------------------------------------------------
 
@@ -227,7 +239,7 @@ class BatchActor(pykka.ThreadingActor):
     def _who(self) -> str:
         return f"batch {self._batch_id}"
 
-    def _park(self, failure: DiskWriteError, message: Any) -> None:
+    def _park(self, failure: DiskWriteError, message: _Inbound | None) -> None:
         """Stop asking for work; keep `message` for the retry unless it can be dropped."""
         if isinstance(message, SlotGranted):
             # `_on_slot` fails only before the job is sent: the slot goes back unused.
@@ -248,7 +260,7 @@ class BatchActor(pykka.ThreadingActor):
         self._last_ready_reported = -1
         self._report_demand()
 
-    def _while_parked(self, message: Any) -> None:
+    def _while_parked(self, message: _Inbound) -> None:
         match message:
             case SlotGranted():
                 self._grants_received += 1
@@ -268,7 +280,7 @@ class BatchActor(pykka.ThreadingActor):
             case _Begin() | _FinaliseStep():
                 pass  # the retry resumes the step from what is persisted
             case _:
-                super().on_receive(message)
+                assert_never(message)
 
     def _retry_parked(self) -> None:
         self._parked = None
@@ -623,25 +635,23 @@ class BatchActor(pykka.ThreadingActor):
         if source_url is not None:  # the record is durable: the downloaded copy has served
             self._download_path(message.path).unlink(missing_ok=True)
         self._in_flight.pop(message.path, None)
+        outcome = message.outcome
+        code = str(outcome.code) if isinstance(outcome, ImageError) else None
         if record.status.terminal:
             self._counts[str(record.status)] += 1
-            code = None if record.error is None else str(record.error["code"])
-            size = 0 if message.result is None else int(message.result["file"]["size"])
             self._listener.image_finished(
                 self._settings.inbox.name,
                 str(record.status),
                 code,
                 duration_s=message.duration_ms / 1000,
-                size=size,
+                size=outcome.size if isinstance(outcome, ImageResult) else 0,
                 cached=message.cached,
             )
         else:
             self._counts["pending"] += 1
             assert record.next_attempt_at is not None
             heapq.heappush(self._retry_heap, (record.next_attempt_at, record.path))
-            self._listener.image_finished(
-                self._settings.inbox.name, "retry", str((record.error or {}).get("code"))
-            )
+            self._listener.image_finished(self._settings.inbox.name, "retry", code)
         self._after_change()
 
     def _outcome_record(self, message: ImageAnalysed, source_url: str | None) -> ImageRecord:

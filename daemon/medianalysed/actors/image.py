@@ -21,10 +21,11 @@ from typing import Any
 import pykka
 
 from medianalysed.downloads import Downloader, DownloadOutcome
-from medianalysed.errors import AnalysisError, DiskWriteError, ErrorCode, internal_error
+from medianalysed.errors import DiskWriteError, ErrorCode
 from medianalysed.executors.base import LOST_RUNS, REPLACED, Executor, settle
 from medianalysed.messages import AnalyseImage, ImageAnalysed, WorkerCrashed, WorkerIdle
 from medianalysed.models import AnalysisSettings
+from medianalysed.outcomes import ImageError, error_json
 from medianalysed.urllist import shown_url
 from medianalysed.worker import WorkerJob
 
@@ -129,7 +130,9 @@ class ImageActor(pykka.ThreadingActor):
         except Exception as exc:
             logger.exception("starting the analysis of %s failed", job.path)
             if job in self._in_flight:
-                self._reply(job, None, internal_error(exc, "starting its analysis failed"))
+                self._reply(
+                    job, None, ImageError.internal(exc, "starting its analysis failed").to_json()
+                )
 
     def _start(self, job: AnalyseImage) -> None:
         started = time.monotonic()
@@ -143,7 +146,7 @@ class ImageActor(pykka.ThreadingActor):
         """Hand the download to the downloader's threads; `_Downloaded` comes back."""
         assert job.source_url is not None
         if self._downloader is None:
-            self._reply(job, None, _error(ErrorCode.INTERNAL, "downloads are not configured"))
+            self._reply(job, None, error_json(ErrorCode.INTERNAL, "downloads are not configured"))
             return
         try:
             self._downloader.submit(
@@ -219,7 +222,7 @@ class ImageActor(pykka.ThreadingActor):
             return
         entry.future.cancel()
         logger.error("analysis of %s never finished; reported as TIMEOUT", message.job.path)
-        error = _error(ErrorCode.TIMEOUT, "the analysis pool did not answer in time")
+        error = error_json(ErrorCode.TIMEOUT, "the analysis pool did not answer in time")
         self._reply(message.job, None, error)
 
     def _finish(self, done: _JobDone) -> None:
@@ -277,7 +280,3 @@ class ImageActor(pykka.ThreadingActor):
             # The batch actor crashed meanwhile; restarted, it runs this image again.
             logger.info("batch actor of %s is gone; its outcome is dropped", job.path)
         self._supervisor.tell(WorkerIdle(worker=self.actor_ref))
-
-
-def _error(code: ErrorCode, message: str) -> dict[str, Any]:
-    return AnalysisError(code, message).to_json()

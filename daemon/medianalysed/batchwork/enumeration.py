@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medianalysed.config import InboxConfig
-from medianalysed.errors import AnalysisError, ErrorCode
+from medianalysed.errors import ErrorCode
 from medianalysed.models import ImageStatus
+from medianalysed.outcomes import ImageError
 from medianalysed.ports import StateStorage
 from medianalysed.readiness import iter_batch_entries
 from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord
@@ -37,19 +38,15 @@ def local_entries(source: Path, inbox: InboxConfig) -> Iterator[Entry]:
     """The batch folder's entries, sorted: a path, and a FAILED record when it is refused."""
     for entry in iter_batch_entries(source, inbox.ready_marker, inbox.ignore):
         if entry.refused is not None:
-            error = AnalysisError(ErrorCode.REFUSED, entry.refused)
+            error = ImageError.of(ErrorCode.REFUSED, entry.refused)
         elif entry.unreadable is not None:
             # Not retried image by image: listing it again takes `reprocess`.
-            error = AnalysisError(ErrorCode.IO_ERROR, entry.unreadable)
+            error = ImageError.of(ErrorCode.IO_ERROR, entry.unreadable, retryable=False)
         else:
             yield entry.relpath, None
             continue
-        yield (
-            entry.relpath,
-            ImageRecord(
-                path=entry.relpath, status=ImageStatus.FAILED, error=error.to_json(retryable=False)
-            ),
-        )
+        failed = ImageRecord(path=entry.relpath, status=ImageStatus.FAILED, error=error.to_json())
+        yield entry.relpath, failed
 
 
 def store_listing(store: StateStorage, record: BatchRecord, inbox: InboxConfig) -> Listing:

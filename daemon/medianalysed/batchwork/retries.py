@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import assert_never
 
 from medianalysed.config import ProcessingConfig
-from medianalysed.errors import ErrorCode, internal_error
+from medianalysed.errors import ErrorCode
 from medianalysed.messages import ImageAnalysed
 from medianalysed.models import ImageStatus
+from medianalysed.outcomes import ImageError, ImageResult
 from medianalysed.state import ImageRecord
 
 # Seconds between attempts while the disk refuses writes (the last one repeats).
@@ -43,20 +44,34 @@ class RetryPolicy:
             source_url=source_url,
             file=message.file,
         )
-        if message.result is not None:
-            return replace(base, status=ImageStatus.DONE, result=message.result)
-        error: dict[str, Any] = dict(message.error or {"code": "INTERNAL", "message": "no outcome"})
-        code = ErrorCode(error["code"])
-        if code.skips:
-            return replace(base, status=ImageStatus.SKIPPED, error=error)
-        if code.retryable and message.attempt <= self.processing.max_retries and may_retry(code):
+        outcome = message.outcome
+        match outcome:
+            case ImageResult():
+                return replace(base, status=ImageStatus.DONE, result=outcome.to_json())
+            case ImageError():
+                return self._failure_record(base, outcome, may_retry)
+            case _:
+                assert_never(outcome)
+
+    def _failure_record(
+        self, base: ImageRecord, error: ImageError, may_retry: Callable[[ErrorCode], bool]
+    ) -> ImageRecord:
+        stored = error.to_json()
+        if error.code.skips:
+            return replace(base, status=ImageStatus.SKIPPED, error=stored)
+        attempt = base.attempts
+        if (
+            error.code.retryable
+            and attempt <= self.processing.max_retries
+            and may_retry(error.code)
+        ):
             return replace(
                 base,
                 status=ImageStatus.PENDING,
-                error=error,
-                next_attempt_at=self.clock() + self.backoff(message.attempt),
+                error=stored,
+                next_attempt_at=self.clock() + self.backoff(attempt),
             )
-        return replace(base, status=ImageStatus.FAILED, error=error)
+        return replace(base, status=ImageStatus.FAILED, error=stored)
 
     def backoff(self, attempt: int) -> float:
         """Seconds before the attempt after `attempt`."""
@@ -72,6 +87,6 @@ def internal_record(
         path=path,
         status=ImageStatus.FAILED,
         attempts=attempt,
-        error=internal_error(exc, doing),
+        error=ImageError.internal(exc, doing).to_json(),
         source_url=source_url,
     )

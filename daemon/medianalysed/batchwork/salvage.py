@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from medianalysed.batchwork.enumeration import stored_chunks
-from medianalysed.errors import AnalysisError, ErrorCode
+from medianalysed.errors import ErrorCode
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus, ImageStatus
+from medianalysed.outcomes import ImageError
 from medianalysed.ports import StateStorage
 from medianalysed.rerun import RERUN_PHASE
 from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord
@@ -42,7 +43,7 @@ def fail_unfinished(
 ) -> Counts:
     """Store every unfinished image as INTERNAL; the batch's counts after that."""
     counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
-    error = AnalysisError(
+    error = ImageError.of(
         ErrorCode.INTERNAL, f"not analysed: the batch actor kept crashing ({reason})"
     ).to_json()
     failed: list[ImageRecord] = []

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pebble
 
-from medianalysed.errors import AnalysisError, ErrorCode
+from medianalysed.errors import ErrorCode
+from medianalysed.outcomes import error_json
 
 if TYPE_CHECKING:
     from medianalysed.config import InboxConfig
@@ -91,6 +92,4 @@ def settle(future: Future[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
         return {"error": error(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")}
 
 
-def error(code: ErrorCode, message: str) -> dict[str, Any]:
-    """An error section as the worker writes it."""
-    return AnalysisError(code, message).to_json()
+error = error_json  # an error section as the worker writes it
