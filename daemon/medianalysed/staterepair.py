@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from medianalysed import names
-from medianalysed.actors import supervisor
 from medianalysed.batchoptions import read_batch_options
+from medianalysed.batchwork import intake
 from medianalysed.config import InboxConfig
 from medianalysed.diskfaults import DAMAGED_MARKER, sqlite_fault, write_failure
 from medianalysed.errors import (
@@ -298,10 +298,10 @@ def _recreate_finished(
     record = record.evolve(
         source=str(entry),
         loose_file=entry.is_file(),
-        claim_key=_claim_key(inbox, entry),
+        claim_key=intake.claim_key(inbox.name, entry.name),
         phase=phase,
     )
-    store.create_batch(record, record.claim_key, _identity(entry))
+    store.create_batch(record, record.claim_key, intake.identity(entry))
 
 
 def _recreate_unfinished(store: StateStore, inbox: InboxConfig, batch_dir: Path) -> bool:
@@ -315,12 +315,12 @@ def _recreate_unfinished(store: StateStore, inbox: InboxConfig, batch_dir: Path)
         source=str(entry),
         outbox_dir=str(batch_dir),
         loose_file=entry.is_file(),
-        claim_key=_claim_key(inbox, entry),
+        claim_key=intake.claim_key(inbox.name, entry.name),
         created_at=utc_now_iso(),
         note="restarted from its input after the state database was damaged",
     )
     record = record.evolve(**_options_of(entry))
-    store.create_batch(record, record.claim_key, _identity(entry))
+    store.create_batch(record, record.claim_key, intake.identity(entry))
     return True
 
 
@@ -393,15 +393,6 @@ def _options_of(entry: Path) -> dict[str, Any]:
         "callback_url": options.callback_url,
         "note": options.note or "restarted from its input after the state database was damaged",
     }
-
-
-def _claim_key(inbox: InboxConfig, entry: Path) -> str:
-    # The supervisor's own encodings: a rebuilt claim must be the one it looks up.
-    return supervisor._candidate_key(inbox.name, entry.name)
-
-
-def _identity(path: Path) -> str:
-    return supervisor._identity(path)
 
 
 def _status(value: object) -> BatchStatus:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import stat as stat_module
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -25,14 +24,13 @@ from typing import Any
 
 import pykka
 
-from medianalysed import names
 from medianalysed.actors.batch import (
     BatchActor,
     BatchListener,
     BatchSettings,
 )
 from medianalysed.actors.image import SLOTS_PER_WORKER
-from medianalysed.batchoptions import BatchOptions, read_batch_options
+from medianalysed.batchwork import intake
 from medianalysed.batchwork.retries import write_retry_delay
 from medianalysed.config import Config, InboxConfig
 from medianalysed.crashloop import in_step, review_markers
@@ -57,9 +55,8 @@ from medianalysed.messages import (
     WorkerIdle,
     WorkWanted,
 )
-from medianalysed.models import BatchStatus, Priority, utc_now_iso
+from medianalysed.models import BatchStatus, Priority
 from medianalysed.ports import DuplicateHistory, StateStorage
-from medianalysed.progress import BatchProgress, publish
 from medianalysed.readiness import SettleTracker, TreeSnapshot, is_batch_candidate, snapshot_tree
 from medianalysed.rerun import RerunError, begin_rerun
 from medianalysed.restarts import BatchRestarts, DueRestart, RestartMode
@@ -276,7 +273,7 @@ class SupervisorActor(pykka.ThreadingActor):
         path = Path(message.path)
         if path.parent != inbox.path or not is_batch_candidate(path.name, inbox.ignore):
             return
-        key = _candidate_key(inbox.name, path.name)
+        key = intake.claim_key(inbox.name, path.name)
         if key not in self._candidates:
             self._candidates[key] = _Candidate(inbox, path, self._clock())
 
@@ -375,14 +372,14 @@ class SupervisorActor(pykka.ThreadingActor):
             tracker.forget(key)
 
     def _already_claimed(self, inbox: InboxConfig, path: Path) -> bool:
-        claim = self._store.claim_for(_candidate_key(inbox.name, path.name))
+        claim = self._store.claim_for(intake.claim_key(inbox.name, path.name))
         if claim is None:
             return False
         batch_id, identity = claim
         if batch_id in self._active or batch_id in self._queued:
             return True
         try:
-            return identity == _identity(path)
+            return identity == intake.identity(path)
         except OSError:
             return True
 
@@ -391,31 +388,13 @@ class SupervisorActor(pykka.ThreadingActor):
     def _create_batch(self, inbox: InboxConfig, path: Path) -> bool:
         """Claim `path` as a new batch and queue it; False when state refused the write."""
         try:
-            identity = _identity(path)
+            identity = intake.identity(path)
         except OSError:
             return True
-        loose = _is_loose(path)
-        name = names.from_os(path.stem if loose else path.name)
-        batch_id = self._unique_batch_id(inbox, name)
-        options = BatchOptions() if loose else read_batch_options(path)
-        if options.note:
-            logger.warning("batch %s: %s", batch_id, options.note, extra={"batch_id": batch_id})
-        record = BatchRecord(
-            batch_id=batch_id,
-            inbox=inbox.name,
-            source=str(path),
-            outbox_dir=str(inbox.outbox / batch_id),
-            loose_file=loose,
-            claim_key=_candidate_key(inbox.name, path.name),
-            priority=options.priority,
-            tags=options.tags,
-            callback_url=options.callback_url,
-            keep_input=False,
-            created_at=utc_now_iso(),
-            note=options.note,
-        )
+        record = intake.new_record(self._store, inbox, path)
+        batch_id = record.batch_id
         try:
-            self._store.create_batch(record, _candidate_key(inbox.name, path.name), identity)
+            self._store.create_batch(record, record.claim_key, identity)
         except DiskWriteError as failure:
             self._creation_failed(failure)
             return False
@@ -423,7 +402,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._parts.faults.recovered(NEW_BATCHES)
         self._queued.append(batch_id)
         logger.info("batch %s queued from %s", batch_id, path, extra={"batch_id": batch_id})
-        _write_queued_status(self._store, record)
+        intake.write_queued_status(self._store, record)
         self._start_queued()
         return True
 
@@ -432,15 +411,6 @@ class SupervisorActor(pykka.ThreadingActor):
         self._create_failures += 1
         self._create_retry_at = self._clock() + delay
         self._parts.faults.failed(NEW_BATCHES, failure, retry_in=delay)
-
-    def _unique_batch_id(self, inbox: InboxConfig, name: str) -> str:
-        """The first free id for a dropped name (a key): printable, and short enough to be a
-        folder name with its `-N` suffix (`names.suffixed_names`)."""
-        for candidate in names.suffixed_names(name, names.name_max(inbox.outbox)):
-            taken = self._store.has_batch(candidate)
-            if not taken and not os.path.lexists(inbox.outbox / candidate):
-                return candidate
-        raise AssertionError  # pragma: no cover - suffixed_names never ends
 
     def _start_queued(self) -> None:
         if self._stopping or not self._queued or len(self._active) >= MAX_ACTIVE_BATCHES:
@@ -831,28 +801,3 @@ def _log_folder_failure(what: str, path: Path, exc: Exception) -> None:
     logger.error(
         "%s (%s: %s)", what % path, type(exc).__name__, exc, exc_info=None if expected else exc
     )
-
-
-def _write_queued_status(store: StateStorage, record: BatchRecord) -> None:
-    """The first status.json; failing here is logged, the batch actor writes it again."""
-    try:
-        Path(record.outbox_dir).mkdir(parents=True, exist_ok=True)
-        publish(store, record, BatchProgress.queued(record))
-    except (OSError, MedianalysedError) as exc:
-        logger.error("batch %s: cannot write its outbox yet: %s", record.batch_id, exc)
-
-
-def _candidate_key(inbox: str, name: str) -> str:
-    return f"{inbox}\x00{name}"
-
-
-def _identity(path: Path) -> str:
-    # The entry itself, never a link's target: a dangling or looping link at the inbox root
-    # is an input like any other (its batch of one reports it REFUSED).
-    stat = os.lstat(path)
-    return f"{stat.st_dev}:{stat.st_ino}"
-
-
-def _is_loose(path: Path) -> bool:
-    """Whether an inbox entry is a batch of one: anything but a real directory (links too)."""
-    return not stat_module.S_ISDIR(os.lstat(path).st_mode)
