@@ -235,7 +235,7 @@ class Daemon:
         if self._watch_enabled:
             self.watcher = InboxWatcher(self.supervisor, on_mode=self.metrics.set_watcher_mode)
             self.watcher.start(config.inboxes)
-        self.supervisor.tell(Tick(time.monotonic()))
+        self.supervisor.tell(Tick())
         self.ready.set()
         self.notifier.ready(f"watching {len(config.inboxes)} inbox(es)")
         logger.info("medianalysed %s ready", __version__)
@@ -393,7 +393,7 @@ class Daemon:
         self._forward_control_commands(self.supervisor, self.store)
         if self.history is not None and self.metrics is not None:
             self.metrics.ledger_entries.set(len(self.history))
-        self.supervisor.tell(Tick(time.monotonic()))
+        self.supervisor.tell(Tick())
 
     def _forward_control_commands(self, supervisor: pykka.ActorRef[Any], store: StateStore) -> None:
         while True:

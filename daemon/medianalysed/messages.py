@@ -67,9 +67,8 @@ class InboxesChanged:
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """A periodic nudge: check settling folders, due retries, control commands."""
-
-    now: float
+    """A periodic nudge: check settling folders, due retries, control commands (each actor
+    reads its own clock)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,7 +152,7 @@ def test_retryable_failure_is_retried_then_fails_with_attempts_recorded(env):
             ),
         )
         outcomes.append((job.path, job.attempt))
-        batch.tell(Tick(0))
+        batch.tell(Tick())
         if len(outcomes) == 4:
             break
     assert ("a.jpg", 1) in outcomes

@@ -319,7 +319,7 @@ def _folder(inbox: InboxConfig, name: str, files: int = 2) -> Path:
 def _tick_until(supervisor, clock, predicate, *, step: float = 1.0, what: str = ""):
     def ticked():
         clock.now += step
-        supervisor.tell(Tick(clock.now))
+        supervisor.tell(Tick())
         return predicate()
 
     return wait_for(ticked, timeout=30, what=what)
@@ -344,7 +344,7 @@ def test_a_crashing_batch_actor_is_restarted_with_backoff_then_finalised(supervi
     events: list[str] = []
     supervisor, store, inbox, clock = supervised(listener, events)
     _folder(inbox, "b1", files=3)
-    supervisor.tell(Tick(clock.now))
+    supervisor.tell(Tick())
     wait_for(lambda: listener.calls >= 1, what="the first crash")
     # No restart before its backoff has passed.
     for _ in range(5):
@@ -379,7 +379,7 @@ def test_a_batch_that_cannot_even_be_finalised_is_set_aside_as_failed(supervised
     supervisor, store, inbox, clock = supervised(listener, events)
     _folder(inbox, "b1")
     _folder(inbox, "b2")
-    supervisor.tell(Tick(clock.now))
+    supervisor.tell(Tick())
 
     def both_ended() -> bool:
         records = [store.get_batch(b) for b in ("b1", "b2")]
@@ -441,16 +441,16 @@ def test_a_batch_without_progress_for_stall_seconds_is_stalled_until_it_moves(tm
         clock=clock,
     )
     try:
-        supervisor.tell(Tick(clock.now))
+        supervisor.tell(Tick())
         job = expect(jobs, AnalyseImage)
         clock.now += 59
-        supervisor.tell(Tick(clock.now))
+        supervisor.tell(Tick())
         assert supervisor.ask(Snapshot(), timeout=5)["stalled"] == []
         clock.now += 2  # 61 s with its only image out and no answer
-        supervisor.tell(Tick(clock.now))
+        supervisor.tell(Tick())
         assert supervisor.ask(Snapshot(), timeout=5)["stalled"] == ["b1"]
         assert progress.stalled() == ["b1"]
-        supervisor.tell(Tick(clock.now + 1))
+        supervisor.tell(Tick())
         supervisor.ask(Snapshot(), timeout=5)
         assert events.count("stalled") == 1  # counted once per stall, not per tick
         job.reply_to.tell(ImageAnalysed(job.path, job.attempt, _result(_hex(job.path)), None, 1))
@@ -468,12 +468,12 @@ def test_a_batch_waiting_for_a_worker_is_not_stalled(batch_env):
     batch = _start_batch(batch_env, progress=progress)
     expect(batch_env["supervisor_q"], WorkWanted)
     clock.now += 10_000  # no worker for hours: busy elsewhere, not stuck
-    batch.tell(Tick(clock.now))
+    batch.tell(Tick())
     wait_for(lambda: progress.check(600) == [] and progress.stalled() == [], what="ticked")
     batch.tell(SlotGranted(worker=batch_env["worker"]))
     expect(batch_env["worker_q"], AnalyseImage)
     clock.now += 601
-    batch.tell(Tick(clock.now))  # an image is out: a tick is no longer progress
+    batch.tell(Tick())  # an image is out: a tick is no longer progress
     wait_for(lambda: progress.check(600) or progress.stalled(), what="stalled")
     assert progress.stalled() == ["b1"]
 

@@ -197,10 +197,10 @@ def test_folder_is_started_once_even_when_seen_many_times(harness):
     folder = h.folder("dup", 1)
     for _ in range(5):
         h.supervisor.tell(PathSeen("default", str(folder)))
-        h.supervisor.tell(Tick(0))
+        h.supervisor.tell(Tick())
     expect(h.jobs, AnalyseImage)
     h.supervisor.tell(PathSeen("default", str(folder)))
-    h.supervisor.tell(Tick(0))
+    h.supervisor.tell(Tick())
     snapshot = h.supervisor.ask(Snapshot(), timeout=5)
     assert snapshot["active"] == ["dup"]
     assert [r.batch_id for r in h.store.iter_batches()] == ["dup"]
@@ -211,7 +211,7 @@ def test_hidden_and_temporary_names_are_never_batches(harness):
     for name in (".hidden", "copy.part", "x.tmp", "y.crdownload", "@eaDir"):
         (h.inbox.path / name).mkdir()
         h.supervisor.tell(PathSeen("default", str(h.inbox.path / name)))
-    h.supervisor.tell(Tick(0))
+    h.supervisor.tell(Tick())
     snapshot = h.supervisor.ask(Snapshot(), timeout=5)
     assert snapshot["candidates"] == {}
     assert list(h.store.iter_batches()) == []
@@ -226,7 +226,7 @@ def test_a_tick_reaching_a_batch_actor_that_just_stopped_does_not_kill_the_super
     (batch,) = pykka.ActorRegistry.get_by_class_name("BatchActor")
     batch.stop(block=True)
 
-    h.supervisor.tell(Tick(0))
+    h.supervisor.tell(Tick())
 
     assert h.supervisor.ask(Snapshot(), timeout=5) is not None
     assert h.supervisor.is_alive()

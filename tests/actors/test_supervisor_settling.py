@@ -64,12 +64,12 @@ def test_a_long_walk_neither_blocks_the_supervisor_nor_other_folders(harness) ->
     huge = h.folder("huge", 1)
     small = h.folder("small", 1)
     h.supervisor.tell(PathSeen("default", str(huge)))
-    h.supervisor.tell(Tick(0))
+    h.supervisor.tell(Tick())
     wait_for(lambda: walks.running["huge"] == 1, what="the huge walk running")
 
     h.supervisor.tell(PathSeen("default", str(small)))
     for _ in range(20):
-        h.supervisor.tell(Tick(0))
+        h.supervisor.tell(Tick())
         snapshot = h.supervisor.ask(Snapshot(), timeout=5)  # answers while "huge" is walked
 
     assert expect(h.jobs, AnalyseImage).batch_id == "small"
@@ -94,19 +94,19 @@ def test_a_walk_that_took_long_is_not_repeated_sooner_than_it_took(harness) -> N
     h: Harness = harness(workers=1, settle=1000, snapshot=walks, clock=lambda: now[0])
     folder = h.folder("big", 1)
     h.supervisor.tell(PathSeen("default", str(folder)))
-    h.supervisor.tell(Tick(0))
+    h.supervisor.tell(Tick())
     wait_for(lambda: walks.calls["big"] == 1, what="the first walk")
     walks.on_walk = None
     h.supervisor.ask(Snapshot(), timeout=5)  # the result has been handled
 
     now[0] += 30.0
     for _ in range(5):
-        h.supervisor.tell(Tick(0))
+        h.supervisor.tell(Tick())
     h.supervisor.ask(Snapshot(), timeout=5)
     assert walks.calls["big"] == 1
 
     now[0] += 21.0
-    h.supervisor.tell(Tick(0))
+    h.supervisor.tell(Tick())
     wait_for(lambda: walks.calls["big"] == 2, what="the second walk, 51 s later")
 
 
@@ -115,7 +115,7 @@ def test_ten_folders_ready_together_all_start_in_the_same_tick(harness) -> None:
     names = [f"batch-{index}" for index in range(10)]
     for name in names:
         h.supervisor.tell(PathSeen("default", str(h.folder(name, 20))))
-    h.supervisor.tell(Tick(0))
+    h.supervisor.tell(Tick())
 
     wait_for(
         lambda: sorted(h.supervisor.ask(Snapshot(), timeout=5)["active"]) == names,
@@ -167,21 +167,21 @@ def test_a_folder_forgotten_and_seen_again_mid_walk_is_not_walked_twice_at_once(
     h: Harness = harness(workers=1, snapshot=walks)
     folder = h.folder("slow", 1)
     h.supervisor.tell(PathSeen("default", str(folder)))
-    h.supervisor.tell(Tick(0))
+    h.supervisor.tell(Tick())
     wait_for(lambda: walks.running["slow"] == 1, what="the walk running")
 
     h.supervisor.tell(InboxesChanged(()))  # the inbox goes away: its candidate is forgotten
     h.supervisor.tell(InboxesChanged((h.inbox,)))
     h.supervisor.tell(PathSeen("default", str(folder)))
     for _ in range(10):
-        h.supervisor.tell(Tick(0))
+        h.supervisor.tell(Tick())
     h.supervisor.ask(Snapshot(), timeout=5)
 
     assert walks.most_at_once["slow"] == 1
     walks.release.set()
 
     def started() -> bool:
-        h.supervisor.tell(Tick(0))
+        h.supervisor.tell(Tick())
         return "slow" in h.supervisor.ask(Snapshot(), timeout=5)["active"]
 
     wait_for(started, what="the folder walked again, then started")
@@ -209,7 +209,7 @@ def test_beyond_the_active_bound_high_priority_waits_first_and_ticks_do_not_rere
 
     monkeypatch.setattr(StateStore, "get_batch", counted)
     for _ in range(20):
-        h.supervisor.tell(Tick(0))
+        h.supervisor.tell(Tick())
     h.supervisor.ask(Snapshot(), timeout=5)
     assert reads == []  # the queue order is kept in memory, not re-read every tick
 
