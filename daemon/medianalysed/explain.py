@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,7 @@ from medianalysed import names, outbox
 from medianalysed.config import Config, InboxConfig
 from medianalysed.failures import failed_files, failure_line
 from medianalysed.lifecycle import BatchPhase
-from medianalysed.readiness import (
-    BUILTIN_IGNORES,
-    CONTROL_FILES,
-    TEMP_SUFFIXES,
-    snapshot_tree,
-)
+from medianalysed.readiness import CONTROL_FILES, ignore_rule, snapshot_tree
 from medianalysed.state import BatchRecord, StateStore
 from medianalysed.wording import plural
 
@@ -56,33 +50,13 @@ def _within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _ignore_rule(name: str, inbox: InboxConfig, *, at_top: bool) -> str | None:
-    """The rule that makes the batch enumeration (or, at the top, the inbox) skip `name`.
-
-    Mirrors `readiness.is_ignored` and `is_batch_candidate`: built-in junk names match
-    case-insensitively, configured patterns case-sensitively, temporary suffixes only
-    for what is dropped at the inbox root.
-    """
-    if name.startswith("."):
-        return "hidden names (starting with '.') are ignored"
-    if at_top and name.casefold().endswith(TEMP_SUFFIXES):
-        return f"temporary names ({', '.join(TEMP_SUFFIXES)}) are not picked up"
-    for pattern in BUILTIN_IGNORES:
-        if fnmatchcase(name.casefold(), pattern.casefold()):
-            return f"NAS/OS junk is ignored (built-in pattern {pattern!r})"
-    for pattern in inbox.ignore:
-        if fnmatchcase(name, pattern):
-            return f"ignored by the inbox's ignore pattern {pattern!r}"
-    return None
-
-
 def _explain_in_inbox(inbox: InboxConfig, store: StateStore, target: Path) -> list[str]:
     if target == inbox.path:
         return [f"{target} is the inbox {inbox.name!r}: drop folders (batches) or files here"]
     relative = target.relative_to(inbox.path)
     top = inbox.path / relative.parts[0]
     for depth, part in enumerate(relative.parts):
-        rule = _ignore_rule(part, inbox, at_top=depth == 0)
+        rule = ignore_rule(part, inbox.ignore, at_top=depth == 0)
         if rule is not None:
             return [f"{target} is ignored: {part!r}: {rule}"]
     record, earlier = _batch_for_source(store, inbox, top)

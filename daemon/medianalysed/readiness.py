@@ -44,25 +44,37 @@ REFUSED_NOT_REGULAR = safeopen.REFUSED_NOT_REGULAR
 _BUILTIN_IGNORES_FOLDED = tuple(pattern.casefold() for pattern in BUILTIN_IGNORES)
 
 
-def is_ignored(name: str, extra_patterns: Sequence[str] = ()) -> bool:
-    """Whether a file or directory name is hidden, OS/NAS junk, or matches a configured glob.
+def ignore_rule(
+    name: str, extra_patterns: Sequence[str] = (), *, at_top: bool = False
+) -> str | None:
+    """Why a name is skipped (None: it is not): hidden, a temporary name at the inbox root
+    (`at_top`), OS/NAS junk, or a configured glob.
 
     Built-in junk names match case-insensitively (Windows writes both `Thumbs.db` and
     `thumbs.db`); configured patterns are `fnmatch` globs matched case-sensitively on the name.
     """
     if name.startswith("."):
-        return True
+        return "hidden names (starting with '.') are ignored"
     folded = name.casefold()
-    if any(fnmatch.fnmatchcase(folded, pattern) for pattern in _BUILTIN_IGNORES_FOLDED):
-        return True
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in extra_patterns)
+    if at_top and folded.endswith(TEMP_SUFFIXES):
+        return f"temporary names ({', '.join(TEMP_SUFFIXES)}) are not picked up"
+    for pattern, pattern_folded in zip(BUILTIN_IGNORES, _BUILTIN_IGNORES_FOLDED, strict=True):
+        if fnmatch.fnmatchcase(folded, pattern_folded):
+            return f"NAS/OS junk is ignored (built-in pattern {pattern!r})"
+    for pattern in extra_patterns:
+        if fnmatch.fnmatchcase(name, pattern):
+            return f"ignored by the inbox's ignore pattern {pattern!r}"
+    return None
+
+
+def is_ignored(name: str, extra_patterns: Sequence[str] = ()) -> bool:
+    """Whether a file or directory name is hidden, OS/NAS junk, or matches a configured glob."""
+    return ignore_rule(name, extra_patterns) is not None
 
 
 def is_batch_candidate(name: str, extra_patterns: Sequence[str] = ()) -> bool:
     """Whether an inbox root entry may become a batch (not ignored, not a partial download)."""
-    if is_ignored(name, extra_patterns):
-        return False
-    return not name.casefold().endswith(TEMP_SUFFIXES)
+    return ignore_rule(name, extra_patterns, at_top=True) is None
 
 
 def group_of(relpath: str) -> str | None:
