@@ -12,9 +12,7 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -32,10 +30,11 @@ from medianalysed.actors.batch import (
 from medianalysed.actors.image import SLOTS_PER_WORKER
 from medianalysed.batchwork import intake
 from medianalysed.batchwork.retries import write_retry_delay
+from medianalysed.candidates import Candidates, log_folder_failure
 from medianalysed.config import Config, InboxConfig
 from medianalysed.crashloop import in_step, review_markers
 from medianalysed.diskfaults import FaultBoard
-from medianalysed.errors import DiskWriteError, ErrorCode, MedianalysedError
+from medianalysed.errors import DiskWriteError, ErrorCode
 from medianalysed.lifecycle import BatchPhase, is_legal
 from medianalysed.messages import (
     BatchCrashed,
@@ -57,11 +56,11 @@ from medianalysed.messages import (
 )
 from medianalysed.models import BatchStatus, Priority
 from medianalysed.ports import DuplicateHistory, StateStorage
-from medianalysed.readiness import SettleTracker, TreeSnapshot, is_batch_candidate, snapshot_tree
+from medianalysed.readiness import TreeSnapshot, snapshot_tree
 from medianalysed.rerun import RerunError, begin_rerun
 from medianalysed.restarts import BatchRestarts, DueRestart, RestartMode
 from medianalysed.setaside import set_aside
-from medianalysed.settling import SnapshotWalker, TreeWalked, next_walk_delay
+from medianalysed.settling import SnapshotWalker, TreeWalked
 from medianalysed.stalls import ProgressClock
 from medianalysed.state import BatchRecord
 
@@ -73,16 +72,6 @@ logger = logging.getLogger(__name__)
 MAX_ACTIVE_BATCHES = 64
 NEW_BATCHES = "new batches"  # the fault board's name for the supervisor's batch creation
 MAX_WORKER_RESTARTS_PER_MINUTE = 20
-CANDIDATE_CHECK_INTERVAL_S = 1.0
-
-
-@dataclass(slots=True)
-class _Candidate:
-    inbox: InboxConfig
-    path: Path
-    first_seen: float
-    next_walk: float = 0.0
-    walk_token: int | None = None  # the walk whose result this candidate waits for
 
 
 @dataclass(slots=True)
@@ -146,18 +135,10 @@ class SupervisorActor(pykka.ThreadingActor):
         self._config = parts.config
         self._store = parts.store
         self._clock = clock
-        self._inboxes = {inbox.name: inbox for inbox in parts.config.inboxes}
-        self._trackers = {
-            inbox.name: SettleTracker(inbox.settle_seconds, clock) for inbox in parts.config.inboxes
-        }
-        self._candidates: dict[str, _Candidate] = {}
+        self._candidates = Candidates(parts.config.inboxes, clock)
         self._queued: deque[str] = deque()
         # (priority rank, created_at) of queued batches: sorting never reads the store.
         self._queue_ranks: dict[str, tuple[int, str]] = {}
-        self._walker: SnapshotWalker | None = None
-        self._walk_tokens = itertools.count(1)
-        # Keys with a walk running, even for a candidate forgotten (and seen again) since.
-        self._walking: set[str] = set()
         self._active: dict[str, _ActiveBatch] = {}
         self._demand: dict[str, _Demand] = {}
         # One entry per free slot; an image actor has SLOTS_PER_WORKER of them.
@@ -165,7 +146,6 @@ class SupervisorActor(pykka.ThreadingActor):
         self._busy: Counter[str] = Counter()
         self._workers: list[pykka.ActorRef[Any]] = []
         self._worker_restarts: deque[float] = deque()
-        self._last_rescan: dict[str, float] = {}
         self._stopping = False
         self._paused = False
         # Crashed batch actors waiting for their restart.
@@ -180,8 +160,8 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         """Start the worker pool and resume every unfinished batch from state."""
-        self._walker = SnapshotWalker(
-            self.actor_ref.tell, snapshot=self._parts.snapshot, clock=self._clock
+        self._candidates.start(
+            SnapshotWalker(self.actor_ref.tell, snapshot=self._parts.snapshot, clock=self._clock)
         )
         for _ in range(self._config.processing.effective_workers):
             self._add_worker()
@@ -212,8 +192,7 @@ class SupervisorActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         """Stop batches, then workers; unfinished images stay pending in state."""
-        if self._walker is not None:
-            self._walker.stop()
+        self._candidates.stop()
         for active in list(self._active.values()):
             active.ref.stop(block=False)
         for worker in self._workers:
@@ -233,13 +212,14 @@ class SupervisorActor(pykka.ThreadingActor):
     def _dispatch(self, message: Any) -> Any:  # noqa: PLR0912 - one branch per message type
         match message:
             case PathSeen():
-                self._on_path_seen(message)
+                self._candidates.seen(message.inbox, message.path)
             case Tick():
                 self._on_tick(message)
             case TreeWalked():
                 self._on_tree_walked(message)
             case InboxesChanged():
-                self._on_inboxes_changed(message)
+                # Running batches keep the settings they started with.
+                self._candidates.reconfigure(message.inboxes)
             case SubmitBatch():
                 self._submit(message)
             case WorkWanted():
@@ -266,110 +246,33 @@ class SupervisorActor(pykka.ThreadingActor):
 
     # -- candidates and readiness ------------------------------------------------------
 
-    def _on_path_seen(self, message: PathSeen) -> None:
-        inbox = self._inboxes.get(message.inbox)
-        if inbox is None:
-            return
-        path = Path(message.path)
-        if path.parent != inbox.path or not is_batch_candidate(path.name, inbox.ignore):
-            return
-        key = intake.claim_key(inbox.name, path.name)
-        if key not in self._candidates:
-            self._candidates[key] = _Candidate(inbox, path, self._clock())
-
-    def _on_inboxes_changed(self, message: InboxesChanged) -> None:
-        """Running batches keep the settings they started with; new candidates use the new."""
-        self._inboxes = {inbox.name: inbox for inbox in message.inboxes}
-        for inbox in message.inboxes:
-            tracker = self._trackers.get(inbox.name)
-            if tracker is None or inbox.settle_seconds != tracker.settle_seconds:
-                self._trackers[inbox.name] = SettleTracker(inbox.settle_seconds, self._clock)
-            self._last_rescan.pop(inbox.name, None)
-        for key, candidate in list(self._candidates.items()):
-            current = self._inboxes.get(candidate.inbox.name)
-            if current is None:
-                self._forget_candidate(key)
-            else:
-                candidate.inbox = current
-
-    def _rescan(self, inbox: InboxConfig) -> None:
-        self._last_rescan[inbox.name] = self._clock()
-        try:
-            names = os.listdir(inbox.path)
-        except OSError as exc:
-            logger.warning("cannot list inbox %s: %s", inbox.path, exc.strerror)
-            return
-        for name in names:
-            self._on_path_seen(PathSeen(inbox.name, str(inbox.path / name)))
-
-    def _check_candidates(self, now: float) -> None:
-        """Start a snapshot walk for every candidate that is due and not being walked."""
-        for key, candidate in list(self._candidates.items()):
-            if key in self._walking or now < candidate.next_walk:
-                continue
-            try:
-                self._check_candidate(key, candidate, now)
-            except Exception as exc:
-                # The supervisor never dies of one folder (SPEC §1). An unreadable state
-                # store, or a bug: report it and try again later.
-                _log_folder_failure("cannot check %s yet", candidate.path, exc)
-                candidate.next_walk = now + CANDIDATE_CHECK_INTERVAL_S
-
-    def _check_candidate(self, key: str, candidate: _Candidate, now: float) -> None:
-        if self._already_claimed(candidate.inbox, candidate.path):
-            self._forget_candidate(key)
-            return
-        assert self._walker is not None
-        candidate.walk_token = next(self._walk_tokens)
-        self._walking.add(key)
-        candidate.next_walk = now  # pushed back when the result arrives
-        self._walker.submit(key, candidate.walk_token, candidate.path, candidate.inbox.ready_marker)
-
     def _on_tree_walked(self, message: TreeWalked) -> None:
         """A walk finished (on a walker thread): settle, forget, or start the batch."""
-        self._walking.discard(message.key)
-        candidate = self._candidates.get(message.key)
-        if candidate is None or candidate.walk_token != message.token:
-            return  # forgotten (or replaced) while it was walked
+        candidate = self._candidates.walked(message)
+        if candidate is None or self._paused or self._stopping:
+            return
         now = self._clock()
-        candidate.walk_token = None
-        # A walk that took T seconds is not repeated sooner than T: big trees back off.
-        candidate.next_walk = now + next_walk_delay(message.seconds, CANDIDATE_CHECK_INTERVAL_S)
-        if message.missing:
-            self._forget_candidate(message.key)
-            return
-        if message.snapshot is None:
-            logger.error("cannot start %s yet: %s", candidate.path, message.error)
-            return
-        tracker = self._trackers[candidate.inbox.name]
-        if not tracker.observe(message.key, message.snapshot) or self._paused or self._stopping:
-            return
         try:
             if self._already_claimed(candidate.inbox, candidate.path):
-                self._forget_candidate(message.key)
+                self._candidates.forget(candidate.key)
                 return
             if now < self._create_retry_at or not self._create_batch(
                 candidate.inbox, candidate.path
             ):
                 return  # state refuses writes: the folder stays a candidate, walked again
             self._parts.on_settled(candidate.inbox.name, now - candidate.first_seen)
-            self._forget_candidate(message.key)
+            self._candidates.forget(candidate.key)
         except Exception as exc:
             # The supervisor never dies of one folder (SPEC §1). An unwritable outbox or
             # state, or a bug (its batch.toml, its name): report it; the next rescan
             # finds the folder again.
-            _log_folder_failure("cannot start %s yet", candidate.path, exc)
+            log_folder_failure("cannot start %s yet", candidate.path, exc)
 
     def _submit(self, message: SubmitBatch) -> None:
         try:
-            self._create_batch(self._inboxes[message.inbox], Path(message.path))
+            self._create_batch(self._candidates.inboxes[message.inbox], Path(message.path))
         except Exception as exc:
-            _log_folder_failure("cannot start %s", Path(message.path), exc)
-
-    def _forget_candidate(self, key: str) -> None:
-        self._candidates.pop(key, None)
-        for tracker in self._trackers.values():
-            tracker.forget(key)
+            log_folder_failure("cannot start %s", Path(message.path), exc)
 
     def _already_claimed(self, inbox: InboxConfig, path: Path) -> bool:
         claim = self._store.claim_for(intake.claim_key(inbox.name, path.name))
@@ -460,7 +363,7 @@ class SupervisorActor(pykka.ThreadingActor):
         return rank
 
     def _start_batch(self, record: BatchRecord, restarts: int = 0, salvage: str = "") -> None:
-        inbox = self._inboxes.get(record.inbox)
+        inbox = self._candidates.inboxes.get(record.inbox)
         if inbox is None:
             logger.error(
                 "batch %s belongs to inbox %r, which is no longer configured; left as is",
@@ -699,13 +602,9 @@ class SupervisorActor(pykka.ThreadingActor):
     def _on_tick(self, message: Tick) -> None:
         now = self._clock()
         self._paused = self._store.is_paused()
-        for inbox in self._inboxes.values():
-            if not self._parts.scan_inboxes:
-                break
-            last = self._last_rescan.get(inbox.name)
-            if last is None or now - last >= inbox.rescan_seconds:
-                self._rescan(inbox)
-        self._check_candidates(now)
+        if self._parts.scan_inboxes:
+            self._candidates.rescan_due(now)
+        self._candidates.walk_due(now, self._already_claimed)
         self._restart_due_batches()
         for batch_id in list(self._active):
             self._tell_batch(batch_id, message)
@@ -772,10 +671,7 @@ class SupervisorActor(pykka.ThreadingActor):
         return {
             "active": sorted(self._active),
             "queued": list(self._queued),
-            "candidates": {
-                key.replace("\x00", "/"): str(c.path) for key, c in self._candidates.items()
-            },
-            "waiting": {name: tracker.waiting() for name, tracker in self._trackers.items()},
+            **self._candidates.view(),
             "demand": {batch_id: d.outstanding for batch_id, d in self._demand.items()},
             "workers": len(self._workers),
             "workers_busy": self._workers_busy(),
@@ -793,11 +689,3 @@ def _tell_quietly(ref: pykka.ActorRef[Any], message: object) -> None:
         ref.tell(message)
     except pykka.ActorDeadError:
         logger.debug("%s is gone; %s dropped", ref, type(message).__name__)
-
-
-def _log_folder_failure(what: str, path: Path, exc: Exception) -> None:
-    """Name the folder and the error; a traceback only for what is not an I/O problem."""
-    expected = isinstance(exc, OSError | MedianalysedError)
-    logger.error(
-        "%s (%s: %s)", what % path, type(exc).__name__, exc, exc_info=None if expected else exc
-    )
