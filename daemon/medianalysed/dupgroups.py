@@ -6,8 +6,9 @@ the batch is searched per distinct content instead, and every answer is shared:
 
 - images with the same (sha256, pixel digest, pHash) — a *signature* — have the same matches,
   except themselves; so lists and counts are computed once per signature;
-- the near search runs once per distinct pHash, over the batch's distinct pHashes (a multi-index
-  of its own, weighted by how many images share each) and once against the history;
+- the near search runs once per distinct set of the five hashes, over the batch's distinct sets
+  (multi-indexes of its own, weighted by how many images share each) and once against the
+  history, both deciding by the same `NearRule`;
 - a record lists at most `listed` matches, taken from per-class "heads" (the first few members
   of each class) so that no list ever walks a whole class.
 
@@ -46,19 +47,24 @@ import numpy.typing as npt
 from medianalysed.dupclasses import Heads, hash_columns, roots
 from medianalysed.dupindex import HASH_NAMES, ImageRef, evidence
 from medianalysed.dupsearch import (
+    INDEXED_HASHES,
     NO_DISTANCE,
+    SEARCHABLE,
     TIER_RANK,
     BucketTables,
+    Columns,
     IntArray,
     Tier,
-    mih_radius,
-    phash_value,
+    hash_values,
     popcount64,
+    rule_candidates,
+    rule_verify,
 )
+from medianalysed.nearrule import NearRule, rule_of
 from medianalysed.ports import DuplicateHistory
 
-MAX_BATCH_CANDIDATES = 1 << 13  # distinct-pHash candidates verified per distinct pHash
-MAX_HISTORY_CANDIDATES = 1 << 22  # history index entries verified per distinct pHash
+MAX_BATCH_CANDIDATES = 1 << 13  # distinct-hashes candidates verified per distinct hashes
+MAX_HISTORY_CANDIDATES = 1 << 22  # history index entries verified per distinct hashes
 _VALUES_PER_STEP = 256
 _SIGNATURES_PER_STEP = 256
 _HISTORY_RECORDS_CACHED = 4096
@@ -100,7 +106,7 @@ class _Entry(NamedTuple):
 class _Signature:
     sha: int
     pix: int
-    value: int  # index into the distinct pHashes, -1 without one
+    value: int  # index into the distinct hash sets, -1 without all five
     entries: list[_Entry] = field(default_factory=list)
     count: int = 0
     capped: bool = False
@@ -122,14 +128,20 @@ class DuplicatePlanner:
     """
 
     def __init__(
-        self, history: DuplicateHistory, *, batch_id: str, max_distance: int, listed: int
+        self,
+        history: DuplicateHistory,
+        *,
+        batch_id: str,
+        listed: int,
+        rule: NearRule | None = None,
+        max_distance: int | None = None,
     ) -> None:
-        """Plan against `history` (which already holds this batch's images, or not)."""
-        if max_distance < 0:
-            raise ValueError(f"max_distance must be >= 0, got {max_distance}")
+        """Plan against `history` (which already holds this batch's images, or not); `near`
+        follows `rule`, or with `max_distance` instead the 0.2.0 rule (pHash alone)."""
+        near_rule = rule_of(rule, max_distance)
         self._history = history
         self._batch_id = batch_id
-        self._max_distance = max_distance
+        self._rule = near_rule
         self._listed = listed
         self._keep = listed + 1  # one more: a signature's list may hold the record itself
         self.paths: list[str] = []
@@ -140,8 +152,7 @@ class DuplicatePlanner:
         # Compact while collecting: 100,000 images must not cost 100,000 Python lists.
         self._sha_of = array("q")
         self._pix_of = array("q")
-        self._phash_of = array("Q")
-        self._has_phash = array("b")
+        self._has_hashes = array("b")
         self._columns = array("Q")
         self._lengths = array("b")
         self._odd_hashes: dict[int, dict[str, str]] = {}
@@ -154,10 +165,10 @@ class DuplicatePlanner:
         # Caches of this planner only, over closures that do not hold the planner: an
         # lru_cache on a method lives on the class and kept every finished batch's planner
         # (about 1 MB of tables each) alive; the soak benchmark found RSS climbing by that.
-        def near_history(query: int) -> tuple[IntArray, IntArray, bool]:
+        def near_history(query: tuple[int, ...]) -> tuple[IntArray, IntArray, bool]:
             return history.near_ids(
                 query,
-                max_distance=max_distance,
+                rule=near_rule,
                 limit=MAX_HISTORY_CANDIDATES,
                 exclude_batch=batch_id,
             )
@@ -188,9 +199,7 @@ class DuplicatePlanner:
             self._pix_digests.append(image.pixel_digest)
         self._sha_of.append(sha)
         self._pix_of.append(pix)
-        phash = phash_value(image.hashes)
-        self._phash_of.append(0 if phash is None else phash)
-        self._has_phash.append(int(phash is not None))
+        self._has_hashes.append(int(hash_values(image.hashes) is not None))
         row, lengths = hash_columns(image.hashes)
         self._columns.extend(row)
         self._lengths.extend(lengths)
@@ -209,7 +218,7 @@ class DuplicatePlanner:
         for start in range(0, len(self._values), _VALUES_PER_STEP):
             self._search_values(start, min(start + _VALUES_PER_STEP, len(self._values)))
             yield ("grouping", min(start + _VALUES_PER_STEP, len(self._values)), len(self._values))
-        # Grouped by pHash, so that each distinct pHash is searched in the history once.
+        # Grouped by hashes, so that each distinct set is searched in the history once.
         signatures = sorted(self._signatures, key=lambda signature: signature.value)
         for start in range(0, len(signatures), _SIGNATURES_PER_STEP):
             for signature in signatures[start : start + _SIGNATURES_PER_STEP]:
@@ -225,16 +234,16 @@ class DuplicatePlanner:
         self._pix = np.frombuffer(self._pix_of, dtype=np.int64).copy()
         self._sha_list: list[int] = self._sha.tolist()  # indexed per member: lists are faster
         self._pix_list: list[int] = self._pix.tolist()
-        phash = np.frombuffer(self._phash_of, dtype=np.uint64).copy()
-        has_phash = np.frombuffer(self._has_phash, dtype=np.int8).astype(bool)
+        has_phash = np.frombuffer(self._has_hashes, dtype=np.int8).astype(bool)
         self._ev = np.frombuffer(self._columns, dtype=np.uint64).reshape(n, _HASH_COLUMNS).copy()
         self._ev_len = np.frombuffer(self._lengths, dtype=np.int8).reshape(n, _HASH_COLUMNS).copy()
-        del self._sha_of, self._pix_of, self._phash_of, self._has_phash
+        del self._sha_of, self._pix_of, self._has_hashes
         del self._columns, self._lengths
-        values, inverse, counts = np.unique(
-            phash[has_phash], return_inverse=True, return_counts=True
+        distinct, inverse, counts = np.unique(
+            self._ev[has_phash], axis=0, return_inverse=True, return_counts=True
         )
-        self._values: npt.NDArray[np.uint64] = values
+        values = distinct[:, 0] if len(distinct) else np.zeros(0, dtype=np.uint64)
+        self._values: npt.NDArray[np.uint64] = values  # the pHash of each distinct set
         self._value_weight: IntArray = counts.astype(np.int64)
         self._value = np.full(n, -1, dtype=np.int64)
         self._value[has_phash] = inverse.reshape(-1)
@@ -264,7 +273,11 @@ class DuplicatePlanner:
         self._far: list[list[tuple[int, int]]] = [[] for _ in range(count)]
         self._value_capped = np.zeros(count, dtype=bool)
         self._parent = np.arange(count, dtype=np.int64)
-        self._tables = BucketTables(values, np.arange(count, dtype=np.uint32), count)
+        self._sets = _distinct_columns(distinct)
+        every = np.arange(count, dtype=np.uint32)
+        self._tables = {
+            name: BucketTables(self._sets.column(name), every, count) for name in INDEXED_HASHES
+        }
 
     def _collect_signatures(self) -> list[_Signature]:
         keys = np.stack((self._sha, self._pix, self._value), axis=1)
@@ -273,22 +286,13 @@ class DuplicatePlanner:
         return [_Signature(int(s), int(p), int(v)) for s, p, v in unique.tolist()]
 
     def _search_values(self, start: int, stop: int) -> None:
-        """Near search of distinct pHashes [start, stop) among the batch's distinct pHashes."""
-        values = self._values
-        radius = mih_radius(self._max_distance)
+        """Near search of distinct hash sets [start, stop) among the batch's distinct sets."""
+        sets, tables, rule = self._sets, self._tables, self._rule
         for value in range(start, stop):
-            query = int(values[value])
-            if radius is not None:
-                total = self._tables.candidate_count(query, radius)
-                rows = self._tables.candidates(query, radius, limit=MAX_BATCH_CANDIDATES)
-            else:
-                total = len(values)
-                rows = np.arange(min(total, MAX_BATCH_CANDIDATES), dtype=np.int64)
-            self._value_capped[value] = total > MAX_BATCH_CANDIDATES
-            distances = popcount64(values[rows] ^ np.uint64(query)).astype(np.int64)
-            near = distances <= self._max_distance
-            rows, index = np.unique(rows[near], return_index=True)
-            distances = distances[near][index]
+            query = sets.hashes_at(value)
+            rows, capped = rule_candidates(sets, tables, rule, query, limit=MAX_BATCH_CANDIDATES)
+            self._value_capped[value] = capped
+            rows, distances = rule_verify(sets, rows, query, rule, version=0)
             self._within[value] = int(self._value_weight[rows].sum())
             self._union(np.append(rows, value))
             self._far[value] = self._nearest_others(value, rows, distances)
@@ -343,7 +347,8 @@ class DuplicatePlanner:
             count += int(self._within[value]) - same_pixels - int(self._sha_size[sha])
             count += self._same_pair_size(sha, pix)
             capped = bool(self._value_capped[value])
-            near, history_capped = self._history_near(query, exact.ids, pixels.ids)
+            hashes = self._sets.hashes_at(value)
+            near, history_capped = self._history_near(hashes, exact.ids, pixels.ids)
             count += near.count
             capped = capped or history_capped
             entries += near.entries
@@ -426,7 +431,7 @@ class DuplicatePlanner:
         return _History(info.ids[keep][order], distances[keep][order])
 
     def _history_near(
-        self, query: int, exact: IntArray, pixels: IntArray
+        self, query: tuple[int, ...], exact: IntArray, pixels: IntArray
     ) -> tuple[_NearHistory, bool]:
         ids, distances, capped = self._near_history(query)
         skip = np.union1d(exact, pixels) if len(exact) or len(pixels) else exact
@@ -522,11 +527,13 @@ class DuplicatePlanner:
 
     def _render(self, index: int, entry: _Entry) -> dict[str, Any] | None:
         if entry.source == 1:
+            distances = self._evidence(index, entry.order)
             return {
                 "tier": entry.tier,
                 "path": self.paths[entry.order],
                 "seen_in": None,
-                "distances": self._evidence(index, entry.order),
+                "distances": distances,
+                "rule": self._rule.match(distances) if entry.tier == "near" else None,
             }
         stored = self._history_record(entry.order)
         if stored is None:  # removed since the search
@@ -543,6 +550,7 @@ class DuplicatePlanner:
             "path": ref.path,
             "seen_in": ref.batch_id,
             "distances": distances,
+            "rule": self._rule.match(distances) if entry.tier == "near" else None,
         }
 
     def _evidence(self, left: int, right: int) -> dict[str, int | None]:
@@ -569,6 +577,16 @@ class DuplicatePlanner:
     def _check_ready(self) -> None:
         if not self._ready:
             raise RuntimeError("run steps() to the end first")
+
+
+def _distinct_columns(distinct: npt.NDArray[np.uint64]) -> Columns:
+    """The batch's distinct hash sets as searchable rows (id = row)."""
+    sets = Columns(len(distinct))
+    sets.column("ids")[:] = np.arange(len(distinct))
+    for column, name in enumerate(HASH_NAMES):
+        sets.column(name)[:] = distinct[:, column]
+    sets.column("flags")[:] = SEARCHABLE
+    return sets
 
 
 _NO_HISTORY = _History(np.zeros(0, np.int64), np.zeros(0, np.int64))

@@ -1,17 +1,17 @@
 """The duplicate index: every image ever analysed, searchable by content and by perceptual hash.
 
 Matches come in three tiers (SPEC §4 "Duplicates"): `exact` (same sha256), `same_pixels` (same
-pixel digest, different sha256) and `near` (pHash Hamming distance within a bound). Each match
-carries every hash's distance as evidence.
+pixel digest, different sha256) and `near` (the five hashes' distances satisfy a clause of a
+`NearRule`). Each match carries every hash's distance as evidence, and a near one its clause.
 
 Durability and memory:
 
 - The source of truth is `dupstore.ImageStore` (SQLite through diskcache, JSON text only):
   one record per image under an integer id, plus `ref:`, `sha:` and `pix:` lookups.
   `add` commits before it returns, so a SIGKILL never loses an acknowledged image.
-- For near search, memory holds a few columns per image and a multi-index over the pHash
-  (`dupsearch`). Ids grow monotonically and rows are appended in id order, so `ids` stays
-  sorted and maps an id to its row by binary search.
+- For near search, memory holds the five hashes and a few more columns per image and a
+  multi-index over the pHash, dHash and aHash (`dupsearch`). Ids grow monotonically and rows
+  are appended in id order, so `ids` stays sorted and maps an id to its row by binary search.
 - The columns are also saved as a snapshot (`dupsnapshot`). Opening loads the snapshot, drops
   the ids removed since (a removal log in the cache) and replays the ids added since; a missing,
   foreign or inconsistent snapshot falls back to a full rebuild.
@@ -38,6 +38,8 @@ from typing import Any, cast
 import numpy as np
 
 from medianalysed.dupsearch import (
+    HASH_NAMES,
+    INDEXED_HASHES,
     SEARCHABLE,
     BucketTables,
     Candidate,
@@ -45,10 +47,11 @@ from medianalysed.dupsearch import (
     IntArray,
     Tier,
     content_candidates,
-    mih_radius,
+    hash_values,
     near_candidates,
     phash_value,
-    within,
+    rule_candidates,
+    rule_verify,
 )
 from medianalysed.dupsnapshot import SNAPSHOT_NAME, read_snapshot, write_snapshot
 from medianalysed.dupstore import (
@@ -59,6 +62,7 @@ from medianalysed.dupstore import (
     closed_on_failure,
 )
 from medianalysed.errors import StateError
+from medianalysed.nearrule import NearRule, rule_of
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +78,6 @@ __all__ = [
     "hamming",
 ]
 
-HASH_NAMES = ("phash", "dhash", "ahash", "whash", "colorhash")
-
 
 _MIN_BUFFER = 2048
 _MAX_BUFFER = 32768
@@ -90,6 +92,7 @@ class Match:
     ref: ImageRef
     tier: Tier
     distances: dict[str, int | None]
+    rule: str | None = None  # the clause a near match satisfies
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +149,7 @@ class HistoryIndex:
         self._batch_codes: dict[str, int] = {}
         self._changes_since_snapshot = 0
         self._columns = Columns()
-        self._tables = BucketTables.empty()
+        self._tables: dict[str, BucketTables] = dict.fromkeys(INDEXED_HASHES, BucketTables.empty())
         self._alive = 0
         self._store = ImageStore(self.directory)
         with closed_on_failure(self.directory, self._store.close):
@@ -167,7 +170,7 @@ class HistoryIndex:
         """Store many images, committing every few thousand (same guarantees as `add`)."""
         latest: dict[ImageRef, IndexedImage] = {}
         for image in images:
-            phash_value(image.hashes)
+            hash_values(image.hashes)
             latest[image.ref] = image
         pending = list(latest.values())
         with self._write_lock:
@@ -176,18 +179,25 @@ class HistoryIndex:
                 self._add_chunk(pending[start : start + _TX_CHUNK])
             self._maintain()
 
-    def find(self, image: IndexedImage, *, max_distance: int, limit: int = 50) -> list[Match]:
+    def find(
+        self,
+        image: IndexedImage,
+        *,
+        rule: NearRule | None = None,
+        max_distance: int | None = None,
+        limit: int = 50,
+    ) -> list[Match]:
         """Stored images that duplicate `image` (never its own ref), best tier first.
 
+        `near` follows `rule`, or with `max_distance` instead the 0.2.0 rule (pHash alone).
         Within a tier, matches come by pHash distance, then oldest first. `exact` compares
         sha256 across all versions; `same_pixels` and `near` only compare images of
         `image.analysis_version`.
 
         Raises:
-            ValueError: `max_distance` is negative.
+            ValueError: `max_distance` is negative, or not exactly one of it and `rule`.
         """
-        if max_distance < 0:
-            raise ValueError(f"max_distance must be >= 0, got {max_distance}")
+        rule = rule_of(rule, max_distance)
         self._check_open()
         if limit <= 0:
             return []
@@ -199,25 +209,20 @@ class HistoryIndex:
         exact_ids.discard(self_id)
         pixel_ids.discard(self_id)
         query = phash_value(image.hashes)
+        values = hash_values(image.hashes)
         with self._mem_lock:
             columns, tables = self._columns, self._tables
             version = image.analysis_version
             found = content_candidates(columns, exact_ids, "exact", query, version)
             found += content_candidates(columns, pixel_ids, "same_pixels", query, version)
-            if query is not None:
+            if values is not None:
                 skip = exact_ids | pixel_ids | {self_id}
                 scan = version != self.analysis_version
                 found += near_candidates(
-                    columns,
-                    tables,
-                    query,
-                    version=version,
-                    max_distance=max_distance,
-                    skip=skip,
-                    scan=scan,
+                    columns, tables, values, rule=rule, version=version, skip=skip, scan=scan
                 )
         found.sort(key=Candidate.sort_key)
-        return self._matches(image, found, limit)
+        return self._matches(image, found, limit, rule)
 
     def content_ids(
         self, *, sha256: str | None = None, pixel_digest: str | None = None
@@ -244,40 +249,29 @@ class HistoryIndex:
             return ids
 
     def near_ids(
-        self, query: int, *, max_distance: int, limit: int, exclude_batch: str | None = None
+        self,
+        query: tuple[int, ...],
+        *,
+        rule: NearRule,
+        limit: int,
+        exclude_batch: str | None = None,
     ) -> tuple[IntArray, IntArray, bool]:
-        """Ids of the current-version images within `max_distance` of the pHash `query`.
+        """Ids of the current-version images near `query` (five hashes, as `hash_values`).
 
-        Returns (ids, distances, capped), sorted by distance then id, leaving out the images
-        of `exclude_batch`. At most `limit` candidate entries of the multi-index are verified;
-        `capped` says that some were left out.
+        Returns (ids, pHash distances, capped), sorted by distance then id, leaving out the
+        images of `exclude_batch`. At most `limit` candidate entries of the multi-index are
+        verified; `capped` says that some were left out.
         """
-        if max_distance < 0:
-            raise ValueError(f"max_distance must be >= 0, got {max_distance}")
         self._check_open()
         with self._mem_lock:
-            columns, tables = self._columns, self._tables
-            radius = mih_radius(max_distance)
-            if radius is not None:
-                probed = tables.candidates(query, radius, limit=limit)
-                capped = tables.candidate_count(query, radius) > limit
-                room = max(0, limit - len(probed))
-                buffered = np.arange(tables.covered, columns.n, dtype=np.int64)
-                capped = capped or len(buffered) > room
-                rows = np.concatenate((probed, buffered[:room]))
-            else:
-                rows = np.arange(columns.n, dtype=np.int64)
-                capped = len(rows) > limit
-                rows = rows[:limit]
-            rows, distances = within(columns.phash, rows, query, max_distance)
-            keep = (columns.flags[rows] == SEARCHABLE) & (
-                columns.version[rows] == self.analysis_version
-            )
+            columns = self._columns
+            rows, capped = rule_candidates(columns, self._tables, rule, query, limit=limit)
+            rows, distances = rule_verify(columns, rows, query, rule, version=self.analysis_version)
             excluded = None if exclude_batch is None else self._batch_codes.get(exclude_batch)
             if excluded is not None:
-                keep &= columns.batch[rows] != excluded
-            ids = columns.ids[rows[keep]]
-            distances = distances[keep]
+                keep = columns.batch[rows] != excluded
+                rows, distances = rows[keep], distances[keep]
+            ids = columns.ids[rows]
         order = np.lexsort((ids, distances))
         return ids[order], distances[order], capped
 
@@ -364,7 +358,7 @@ class HistoryIndex:
             columns.kill(dead)
             for image_id, image in committed.added:
                 batch = self._batch_code(image.ref.batch_id)
-                columns.append(image_id, phash_value(image.hashes), image.analysis_version, batch)
+                columns.append(image_id, hash_values(image.hashes), image.analysis_version, batch)
             self._alive += len(committed.added) - len(dead)
         self._changes_since_snapshot += len(committed.added) + len(dead)
 
@@ -379,7 +373,7 @@ class HistoryIndex:
     def _maintain(self) -> None:
         """Merge the append buffer and save a snapshot when due (caller holds the write lock)."""
         columns = self._columns
-        covered = self._tables.covered
+        covered = self._tables["phash"].covered
         if columns.n - covered >= min(_MAX_BUFFER, max(_MIN_BUFFER, covered // 32)):
             tables = self._build_tables(columns.n)
             with self._mem_lock:
@@ -387,18 +381,22 @@ class HistoryIndex:
         if self._changes_since_snapshot >= _SNAPSHOT_EVERY:
             self._write_snapshot()
 
-    def _build_tables(self, covered: int) -> BucketTables:
+    def _build_tables(self, covered: int) -> dict[str, BucketTables]:
         """Tables over rows [0, covered) of the current version (no lock needed: rows are final)."""
         columns = self._columns
         rows = np.flatnonzero(
             (columns.flags[:covered] == SEARCHABLE)
             & (columns.version[:covered] == self.analysis_version)
         ).astype(np.uint32)
-        return BucketTables(columns.phash[rows], rows, covered)
+        return {
+            name: BucketTables(columns.column(name)[rows], rows, covered) for name in INDEXED_HASHES
+        }
 
     # ----------------------------------------------------------------- searching
 
-    def _matches(self, image: IndexedImage, found: list[Candidate], limit: int) -> list[Match]:
+    def _matches(
+        self, image: IndexedImage, found: list[Candidate], limit: int, rule: NearRule
+    ) -> list[Match]:
         """Read the records of the best candidates (outside the memory lock)."""
         matches: list[Match] = []
         for candidate in found:
@@ -410,7 +408,8 @@ class HistoryIndex:
                 if stored.analysis_version == image.analysis_version
                 else dict.fromkeys(evidence(image.hashes, {}))
             )
-            matches.append(Match(ref=stored.ref, tier=candidate.tier, distances=distances))
+            named = rule.match(distances) if candidate.tier == "near" else None
+            matches.append(Match(stored.ref, candidate.tier, distances, named))
             if len(matches) == limit:
                 break
         return matches
@@ -468,9 +467,10 @@ class HistoryIndex:
     def _replay(self, columns: Columns, after_id: int, last_id: int) -> Columns:
         """Append the records with ids in (after_id, last_id] that still exist."""
         for stored in self._store.images(after_id, last_id):
-            phash = phash_value(stored.hashes)
             batch = self._batch_code(stored.ref.batch_id)
-            columns.append(stored.image_id, phash, stored.analysis_version, batch)
+            columns.append(
+                stored.image_id, hash_values(stored.hashes), stored.analysis_version, batch
+            )
         return columns
 
     def _write_snapshot(self) -> None:

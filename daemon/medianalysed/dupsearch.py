@@ -1,8 +1,10 @@
-"""The numpy side of duplicate search: pHash columns and a multi-index over them.
+"""The numpy side of duplicate search: hash columns and multi-indexes over them.
 
 Pure in-memory structures, no locks and no disk: `dupindex.HistoryIndex` keeps the history's
-rows in a `Columns` and its search tables in a `BucketTables`; `dupgroups` builds a
-`BucketTables` over the distinct pHashes of one batch.
+rows in a `Columns` and its search tables in one `BucketTables` per indexed hash; `dupgroups`
+builds the same over the distinct hashes of one batch. `rule_candidates` and `rule_verify`
+answer a `NearRule` with them: candidates from each clause's tightest indexed hash, then every
+clause checked on the five columns.
 
 Multi-index hashing: if two 64-bit hashes differ in at most d bits, one of their four 16-bit
 chunks differs in at most d // 4 bits (pigeonhole), so probing every bucket within that radius
@@ -11,24 +13,28 @@ in every table finds all of them; verification by popcount removes the rest.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 
+from medianalysed.nearrule import NearRule
+
 PHASH_HEX_DIGITS = 16
+HASH_NAMES = ("phash", "dhash", "ahash", "whash", "colorhash")
+INDEXED_HASHES = ("phash", "dhash", "ahash")  # 64-bit and spread out; colorhash is neither
 CHUNKS = 4
 CHUNK_BITS = 16
 BUCKETS = 1 << CHUNK_BITS
 MAX_MIH_RADIUS = 2  # beyond this (max_distance >= 12) a linear scan is cheaper than probing
 
 FLAG_ALIVE = 1
-FLAG_PHASH = 2
-SEARCHABLE = FLAG_ALIVE | FLAG_PHASH
+FLAG_HASHES = 2  # all five hashes, each at most 64 bits: the image takes part in near search
+SEARCHABLE = FLAG_ALIVE | FLAG_HASHES
 
-COLUMN_NAMES = ("ids", "phash", "version", "batch", "flags")
+COLUMN_NAMES = ("ids", *HASH_NAMES, "version", "batch", "flags")
 
 Tier = Literal["exact", "same_pixels", "near"]
 TIER_RANK: dict[Tier, int] = {"exact": 0, "same_pixels": 1, "near": 2}
@@ -76,6 +82,27 @@ def phash_value(hashes: Mapping[str, str]) -> int | None:
     return int(text, 16)
 
 
+def hash_values(hashes: Mapping[str, str]) -> tuple[int, ...] | None:
+    """The five hashes as ints (in `HASH_NAMES` order), or None when one is missing or wider
+    than 64 bits: such an image is not near-searched.
+
+    Raises:
+        ValueError: the pHash is not 64 bits of hex.
+    """
+    if phash_value(hashes) is None:
+        return None
+    values: list[int] = []
+    for name in HASH_NAMES:
+        text = hashes.get(name)
+        if text is None or not 0 < len(text) <= PHASH_HEX_DIGITS:
+            return None
+        try:
+            values.append(int(text, 16))
+        except ValueError:
+            return None
+    return tuple(values)
+
+
 def mih_radius(max_distance: int) -> int | None:
     """The probing radius per chunk for `max_distance`, or None when a linear scan is cheaper."""
     radius = max_distance // CHUNKS
@@ -91,6 +118,10 @@ class Columns:
         capacity = rows + rows // 8 + 1024
         self.ids = np.zeros(capacity, dtype=np.int64)
         self.phash = np.zeros(capacity, dtype=np.uint64)
+        self.dhash = np.zeros(capacity, dtype=np.uint64)
+        self.ahash = np.zeros(capacity, dtype=np.uint64)
+        self.whash = np.zeros(capacity, dtype=np.uint64)
+        self.colorhash = np.zeros(capacity, dtype=np.uint64)
         self.version = np.zeros(capacity, dtype=np.int32)
         self.batch = np.zeros(capacity, dtype=np.uint32)
         self.flags = np.zeros(capacity, dtype=np.uint8)
@@ -100,22 +131,24 @@ class Columns:
         array: npt.NDArray[Any] = getattr(self, name)
         return array[: self.n]
 
-    def append(self, image_id: int, phash: int | None, version: int, batch: int) -> None:
-        """Add one row (caller holds the memory lock)."""
+    def append(self, image_id: int, hashes: Sequence[int] | None, version: int, batch: int) -> None:
+        """Add one row (caller holds the memory lock); `hashes` as from `hash_values`."""
         if self.n == len(self.ids):
             capacity = 2 * len(self.ids)
-            self.ids = _grown(self.ids, capacity)
-            self.phash = _grown(self.phash, capacity)
-            self.version = _grown(self.version, capacity)
-            self.batch = _grown(self.batch, capacity)
-            self.flags = _grown(self.flags, capacity)
+            for name in COLUMN_NAMES:
+                setattr(self, name, _grown(getattr(self, name), capacity))
         row = self.n
         self.ids[row] = image_id
-        self.phash[row] = 0 if phash is None else phash
+        for name, value in zip(HASH_NAMES, hashes or (0,) * len(HASH_NAMES), strict=True):
+            getattr(self, name)[row] = value
         self.version[row] = version
         self.batch[row] = batch
-        self.flags[row] = FLAG_ALIVE | (0 if phash is None else FLAG_PHASH)
+        self.flags[row] = FLAG_ALIVE | (0 if hashes is None else FLAG_HASHES)
         self.n = row + 1
+
+    def hashes_at(self, row: int) -> tuple[int, ...]:
+        """The five hashes of one row."""
+        return tuple(int(getattr(self, name)[row]) for name in HASH_NAMES)
 
     def rows_of(self, ids: Iterable[int]) -> IntArray:
         """Rows of the given ids that are present and alive."""
@@ -196,17 +229,60 @@ class BucketTables:
         return starts[occupied], lengths[occupied]
 
 
-def within(
-    phash: U64Array, rows: IntArray, query: int, max_distance: int
+def rule_candidates(
+    columns: Columns,
+    tables: Mapping[str, BucketTables],
+    rule: NearRule,
+    query: Sequence[int],
+    *,
+    limit: int | None,
+    scan: bool = False,
+) -> tuple[IntArray, bool]:
+    """Rows that may match `query` (five hashes) under `rule`, with repeats, and whether `limit`
+    left some out. Each clause's candidates come from the table of its tightest indexed hash,
+    plus the rows appended since the tables were built; `scan` (or a rule no table can
+    serve) takes every row instead."""
+    probes = None if scan else rule.probes(tuple(tables), MAX_MIH_RADIUS)
+    if probes is None:
+        every = np.arange(columns.n, dtype=np.int64)
+        return every[:limit], limit is not None and columns.n > limit
+    parts: list[IntArray] = []
+    capped = False
+    room = limit
+    for name, radius in probes:
+        table, value = tables[name], query[HASH_NAMES.index(name)]
+        probed = table.candidates(value, radius, limit=room)
+        if room is not None:
+            capped = capped or table.candidate_count(value, radius) > room
+            room -= len(probed)
+        parts.append(probed)
+    covered = min(table.covered for table in tables.values())
+    buffered = np.arange(covered, columns.n, dtype=np.int64)
+    if room is not None:
+        capped = capped or len(buffered) > room
+        buffered = buffered[:room]
+    return np.concatenate((*parts, buffered)), capped
+
+
+def rule_verify(
+    columns: Columns, rows: IntArray, query: Sequence[int], rule: NearRule, *, version: int
 ) -> tuple[IntArray, IntArray]:
-    """The distinct rows among `rows` whose hash is within `max_distance` of `query`, sorted,
-    with their distances."""
-    # Verify before deduplicating: a row found through several chunks shows up repeatedly,
-    # and sorting the few survivors is far cheaper than sorting every candidate.
-    distances = popcount64(phash[rows] ^ np.uint64(query))
-    kept: IntArray = np.unique(rows[distances <= max_distance])
-    found: IntArray = popcount64(phash[kept] ^ np.uint64(query)).astype(np.int64)
-    return kept, found
+    """The distinct searchable rows of `version` among `rows` that `rule` calls near `query`,
+    sorted, with their pHash distances."""
+    # Verify the pHash before deduplicating: a row found through several chunks or tables
+    # shows up repeatedly, and sorting the few survivors is far cheaper than sorting them all.
+    bound = rule.bound("phash")
+    if bound is not None:
+        rows = rows[popcount64(columns.phash[rows] ^ np.uint64(query[0])) <= bound]
+    rows = np.unique(rows)
+    rows = rows[(columns.flags[rows] == SEARCHABLE) & (columns.version[rows] == version)]
+    distances = {
+        name: popcount64(columns.column(name)[rows] ^ np.uint64(value)).astype(np.int64)
+        for name, value in zip(HASH_NAMES, query, strict=True)
+    }
+    near, _ = rule.decide(distances)
+    kept: IntArray = rows[near]
+    return kept, distances["phash"][near]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,29 +318,20 @@ def content_candidates(
 
 def near_candidates(
     columns: Columns,
-    tables: BucketTables,
-    query: int,
+    tables: Mapping[str, BucketTables],
+    query: Sequence[int],
     *,
+    rule: NearRule,
     version: int,
-    max_distance: int,
     skip: set[int | None],
     scan: bool,
 ) -> list[Candidate]:
-    """Rows of `version` within `max_distance` of `query`; `scan` skips the tables (which
-    cover only the current version)."""
-    radius = mih_radius(max_distance)
-    if not scan and radius is not None:
-        probed = tables.candidates(query, radius)
-        buffered = np.arange(tables.covered, columns.n, dtype=np.int64)
-        rows = np.concatenate((probed, buffered))
-    else:
-        rows = np.arange(columns.n, dtype=np.int64)
-    rows, distances = within(columns.phash, rows, query, max_distance)
-    keep = (columns.flags[rows] == SEARCHABLE) & (columns.version[rows] == version)
+    """Rows of `version` near `query` (five hashes) under `rule`; `scan` skips the tables
+    (which cover only the current version)."""
+    rows, _ = rule_candidates(columns, tables, rule, query, limit=None, scan=scan)
+    rows, distances = rule_verify(columns, rows, query, rule, version=version)
     return [
         Candidate(image_id, "near", int(distance))
-        for image_id, distance in zip(
-            columns.ids[rows[keep]].tolist(), distances[keep].tolist(), strict=True
-        )
+        for image_id, distance in zip(columns.ids[rows].tolist(), distances.tolist(), strict=True)
         if image_id not in skip
     ]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from medianalysed.dupsearch import COLUMN_NAMES, FLAG_ALIVE, Columns
 
@@ -65,17 +66,14 @@ def write_snapshot(
     names = [batch_names[int(code)] for code in used_codes]
     final = directory / SNAPSHOT_NAME
     temporary = directory / f".{SNAPSHOT_NAME}.tmp"
+    arrays: dict[str, npt.NDArray[Any]] = {
+        "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        "batch_names": np.frombuffer(json.dumps(names).encode(), dtype=np.uint8),
+        **{name: columns.column(name)[alive] for name in COLUMN_NAMES},
+        "batch": batch.astype(np.uint32),
+    }
     with temporary.open("wb") as handle:
-        np.savez(
-            handle,
-            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-            batch_names=np.frombuffer(json.dumps(names).encode(), dtype=np.uint8),
-            ids=columns.ids[alive],
-            phash=columns.phash[alive],
-            version=columns.version[alive],
-            batch=batch.astype(np.uint32),
-            flags=columns.flags[alive],
-        )
+        np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds badly
         handle.flush()
         os.fsync(handle.fileno())
     temporary.replace(final)

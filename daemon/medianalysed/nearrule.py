@@ -18,7 +18,7 @@ Together: 95.6 % of the planted pairs, no false match (the 0.2.0 rule: 81.2 %, 3
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +59,36 @@ class NearRule:
             )
         )
 
+    @classmethod
+    def phash_only(cls, max_distance: int) -> NearRule:
+        """The 0.2.0 rule: pHash within `max_distance`, nothing else."""
+        return cls((Clause("phash", {"phash": max_distance}),))
+
+    def probes(self, indexed: Sequence[str], max_radius: int) -> tuple[tuple[str, int], ...] | None:
+        """How to find every pair some clause may match by multi-index hashing over 16-bit
+        chunks: per clause, its indexed hash with the smallest limit and the radius per chunk
+        (limit // 4, pigeonhole), without repeats; None when some clause needs a scan."""
+        found: set[tuple[str, int]] = set()
+        for clause in self.clauses:
+            keyed = [(limit, name) for name, limit in clause.limits.items() if name in indexed]
+            if not keyed:
+                return None
+            limit, name = min(keyed)
+            if limit // 4 > max_radius:
+                return None
+            found.add((name, limit // 4))
+        # A smaller radius on the same hash finds a subset of a larger one's candidates.
+        widest = {name: max(r for n, r in found if n == name) for name, _ in found}
+        return tuple(sorted(widest.items()))
+
+    def bound(self, name: str) -> int | None:
+        """The largest limit any clause puts on `name`; None when some clause has none (then
+        that hash bounds nothing)."""
+        limits = [clause.limits.get(name) for clause in self.clauses]
+        if not limits or None in limits:
+            return None
+        return max(limit for limit in limits if limit is not None)
+
     @property
     def needs(self) -> tuple[str, ...]:
         """The hashes some clause looks at."""
@@ -88,3 +118,18 @@ class NearRule:
                 hit &= distances[name] <= limit
             which[hit & (which < 0)] = index
         return which >= 0, which
+
+
+def rule_of(rule: NearRule | None, max_distance: int | None) -> NearRule:
+    """The rule a search follows, given one of a rule and a 0.2.0 pHash distance.
+
+    Raises:
+        ValueError: not exactly one is given, or the distance is negative.
+    """
+    if (rule is None) == (max_distance is None):
+        raise ValueError("give exactly one of rule and max_distance")
+    if rule is not None:
+        return rule
+    if max_distance is not None and max_distance < 0:
+        raise ValueError(f"max_distance must be >= 0, got {max_distance}")
+    return NearRule.phash_only(max_distance or 0)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from medianalysed.dupindex import ImageRef, IndexedImage, RowsInfo
     from medianalysed.dupsearch import IntArray
     from medianalysed.lifecycle import BatchPhase
+    from medianalysed.nearrule import NearRule
     from medianalysed.state import BatchRecord, ImageRecord
 
 
@@ -69,7 +70,12 @@ class DuplicateHistory(Protocol):
     ) -> list[int]: ...
     def batch_ids(self, batch_id: str) -> list[int]: ...
     def near_ids(
-        self, query: int, *, max_distance: int, limit: int, exclude_batch: str | None = None
+        self,
+        query: tuple[int, ...],
+        *,
+        rule: NearRule,
+        limit: int,
+        exclude_batch: str | None = None,
     ) -> tuple[IntArray, IntArray, bool]: ...
     def rows_info(self, ids: IntArray) -> RowsInfo: ...
     def batch_code(self, batch_id: str) -> int | None: ...

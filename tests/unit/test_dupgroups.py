@@ -1,8 +1,10 @@
 """Batch duplicates (dupgroups): the same answers as one unlimited `find` per image, bounded.
 
 The reference is `HistoryIndex.find` with no limit, image by image (quadratic, fine for small
-batches); the planner must give the same first matches, the same counts, and groups equal to
-the connected components of the within-batch matches of each tier.
+batches); the planner must give the same first matches (with their distances and near clause),
+the same counts, and groups equal to the connected components of the within-batch matches of
+each tier — under the 0.2.0 pHash rule, the default `NearRule` and rules that need a scan.
+And `find` itself is checked against the rule applied to every stored pair by brute force.
 """
 
 from __future__ import annotations
@@ -20,10 +22,22 @@ from hypothesis import strategies as st
 
 from medianalysed import dupgroups
 from medianalysed.dupgroups import BatchImage, DuplicatePlanner
-from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
+from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage, evidence
+from medianalysed.nearrule import Clause, NearRule
 
 BATCH = "now"
 MASK64 = (1 << 64) - 1
+MASK42 = (1 << 42) - 1
+OTHER_WIDTHS = (64, 64, 64, 42)  # dhash, ahash, whash, colorhash
+RULES = [
+    NearRule.phash_only(0),
+    NearRule.phash_only(6),
+    NearRule.phash_only(12),
+    NearRule.default(6),
+    NearRule.default(2),
+    # No clause can use a table (radius 3 on pHash, colorhash not indexed): the scan path.
+    NearRule((Clause("wide", {"phash": 13, "colorhash": 9}),)),
+]
 
 
 def hex64(value: int) -> str:
@@ -36,12 +50,17 @@ def flip(value: int, bits: list[int]) -> int:
     return value
 
 
-def _hashes(phash: int | None, other: int) -> dict[str, str]:
+def _hashes(phash: int | None, other: int | tuple[int, ...]) -> dict[str, str]:
+    """pHash and the other four hashes, given or derived from one int (dhash, ahash, whash
+    and colorhash then differ in few bits when the ints are small and close)."""
+    dhash, ahash, whash, color = (
+        other if isinstance(other, tuple) else (other * 7, other, other * 13, other)
+    )
     hashes = {
-        "ahash": hex64(other),
-        "dhash": hex64(other * 7),
-        "whash": hex64(other * 13),
-        "colorhash": f"{other & ((1 << 42) - 1):011x}",
+        "ahash": hex64(ahash),
+        "dhash": hex64(dhash),
+        "whash": hex64(whash),
+        "colorhash": f"{color & MASK42:011x}",
     }
     if phash is not None:
         hashes["phash"] = hex64(phash)
@@ -51,21 +70,29 @@ def _hashes(phash: int | None, other: int) -> dict[str, str]:
 class World:
     """Contents nest as in real analysis: same bytes -> same pixels -> same hashes."""
 
-    def __init__(self, rng: random.Random, *, centres: int, spread: int) -> None:
+    def __init__(self, rng: random.Random, *, centres: int, spread: int, others: int) -> None:
         self.rng = rng
-        self.centres = [rng.getrandbits(64) for _ in range(centres)]
+        self.centres = [
+            (rng.getrandbits(64), *(rng.getrandbits(width) for width in OTHER_WIDTHS))
+            for _ in range(centres)
+        ]
         self.spread = spread
-        self.pixels: list[tuple[str | None, int | None, int]] = []
+        self.others = others  # bits flipped at most in each of the other four hashes
+        self.pixels: list[tuple[str | None, int | None, tuple[int, ...]]] = []
         self.files: list[tuple[str, int]] = []  # (sha, pixel class)
 
     def new_pixels(self) -> int:
         rng = self.rng
         phash = None
+        centre = rng.choice(self.centres)
         if rng.random() > 0.05:
-            centre = rng.choice(self.centres)
-            phash = flip(centre, rng.sample(range(64), rng.randint(0, self.spread)))
+            phash = flip(centre[0], rng.sample(range(64), rng.randint(0, self.spread)))
+        others = tuple(
+            flip(value, rng.sample(range(width), rng.randint(0, self.others)))
+            for value, width in zip(centre[1:], OTHER_WIDTHS, strict=True)
+        )
         digest = None if rng.random() < 0.1 else f"px{len(self.pixels)}"
-        self.pixels.append((digest, phash, rng.getrandbits(40)))
+        self.pixels.append((digest, phash, others))
         return len(self.pixels) - 1
 
     def new_file(self) -> int:
@@ -88,9 +115,9 @@ class World:
 
 
 def _plan(
-    index: HistoryIndex, images: list[IndexedImage], *, listed: int, distance: int
+    index: HistoryIndex, images: list[IndexedImage], *, listed: int, rule: NearRule
 ) -> DuplicatePlanner:
-    planner = DuplicatePlanner(index, batch_id=BATCH, max_distance=distance, listed=listed)
+    planner = DuplicatePlanner(index, batch_id=BATCH, rule=rule, listed=listed)
     for image in images:
         planner.add(BatchImage(image.ref.path, image.sha256, image.pixel_digest, image.hashes))
     for _ in planner.steps():
@@ -104,6 +131,7 @@ def _as_json(match: Any) -> dict[str, Any]:
         "path": match.ref.path,
         "seen_in": None if match.ref.batch_id == BATCH else match.ref.batch_id,
         "distances": match.distances,
+        "rule": match.rule,
     }
 
 
@@ -130,13 +158,13 @@ class _Forest:
 
 
 def check_against_find(
-    index: HistoryIndex, images: list[IndexedImage], *, listed: int, distance: int
+    index: HistoryIndex, images: list[IndexedImage], *, listed: int, rule: NearRule
 ) -> DuplicatePlanner:
-    planner = _plan(index, images, listed=listed, distance=distance)
+    planner = _plan(index, images, listed=listed, rule=rule)
     forests = {tier: _Forest() for tier in ("exact", "same_pixels", "near")}
     everything = _Forest()
     for position, image in enumerate(images):
-        every = index.find(image, max_distance=distance, limit=10**9)
+        every = index.find(image, rule=rule, limit=10**9)
         got = planner.duplicates(position)
         assert got.count == len(every), image.ref.path
         assert got.matches == [_as_json(m) for m in every[:listed]], image.ref.path
@@ -166,9 +194,10 @@ def index(tmp_path: Path) -> Iterator[HistoryIndex]:
     history=st.integers(0, 40),
     batch=st.integers(0, 60),
     centres=st.integers(1, 6),
-    spread=st.sampled_from([0, 2, 5, 9]),
+    spread=st.sampled_from([0, 2, 5, 9, 15]),
+    others=st.sampled_from([0, 4, 9, 20]),
     listed=st.sampled_from([0, 1, 3, 10]),
-    distance=st.sampled_from([0, 4, 6, 12]),
+    rule=st.sampled_from(RULES),
 )
 def test_the_planner_agrees_with_one_unlimited_find_per_image(
     tmp_path_factory: pytest.TempPathFactory,
@@ -178,19 +207,42 @@ def test_the_planner_agrees_with_one_unlimited_find_per_image(
     batch: int,
     centres: int,
     spread: int,
+    others: int,
     listed: int,
-    distance: int,
+    rule: NearRule,
 ) -> None:
-    world = World(random.Random(seed), centres=centres, spread=spread)
+    world = World(random.Random(seed), centres=centres, spread=spread, others=others)
     old = [world.image(f"h{i % 3}", f"old/{i:03d}.jpg") for i in range(history)]
     new = [world.image(BATCH, f"img/{i:03d}.jpg") for i in range(batch)]
     index = HistoryIndex(tmp_path_factory.mktemp("history"), analysis_version=1)
     try:
         index.add_many(old)
         index.add_many(new)
-        check_against_find(index, new, listed=listed, distance=distance)
+        check_against_find(index, new, listed=listed, rule=rule)
+        check_find_by_brute_force(index, old + new, rule)
     finally:
         index.close()
+
+
+def check_find_by_brute_force(
+    index: HistoryIndex, images: list[IndexedImage], rule: NearRule
+) -> None:
+    """`find`'s near matches are the stored images the rule accepts on their distances."""
+    latest = {image.ref: image for image in images}  # a ref added again keeps its last content
+    for image in latest.values():
+        expected = set()
+        for other in latest.values():
+            if other.ref == image.ref or other.sha256 == image.sha256:
+                continue
+            if image.pixel_digest is not None and other.pixel_digest == image.pixel_digest:
+                continue
+            if rule.match(evidence(image.hashes, other.hashes)) is not None:
+                expected.add(other.ref)
+        found = index.find(image, rule=rule, limit=10**9)
+        assert {match.ref for match in found if match.tier == "near"} == expected
+        for match in found:
+            named = rule.match(match.distances) if match.tier == "near" else None
+            assert match.rule == named
 
 
 def test_a_batch_of_look_alikes_lists_few_counts_all_and_forms_one_group(
@@ -208,7 +260,7 @@ def test_a_batch_of_look_alikes_lists_few_counts_all_and_forms_one_group(
     index.add_many(history)
     index.add_many(images)
 
-    planner = check_against_find(index, images, listed=10, distance=6)
+    planner = check_against_find(index, images, listed=10, rule=NearRule.default(6))
 
     first = planner.duplicates(0)
     assert first.count == 399 + 30
@@ -229,7 +281,7 @@ def test_copies_of_one_file_are_one_exact_group(index: HistoryIndex) -> None:
     ]
     index.add_many(images)
 
-    planner = check_against_find(index, images, listed=10, distance=6)
+    planner = check_against_find(index, images, listed=10, rule=NearRule.default(6))
 
     assert planner.groups()["exact"] == [[image.ref.path for image in images]]
     last = planner.duplicates(299)
@@ -246,14 +298,14 @@ def test_a_chain_of_near_matches_is_one_group(index: HistoryIndex) -> None:
     ]
     index.add_many(images)
 
-    planner = check_against_find(index, images, listed=10, distance=6)
+    planner = check_against_find(index, images, listed=10, rule=NearRule.phash_only(6))
 
     assert planner.groups()["near"] == [["0.jpg", "1.jpg", "2.jpg"]]
     assert planner.duplicates(0).count == 1  # 2.jpg is 10 bits away: grouped, not matched
 
 
 def test_an_empty_batch_has_no_groups(index: HistoryIndex) -> None:
-    planner = _plan(index, [], listed=10, distance=6)
+    planner = _plan(index, [], listed=10, rule=NearRule.default(6))
     assert planner.groups() == {"exact": [], "same_pixels": [], "near": []}
     assert planner.capped == 0
 
@@ -271,7 +323,7 @@ def test_a_search_over_the_cap_counts_what_it_verified_and_says_so(
     ]
     index.add_many(images)
 
-    planner = _plan(index, images, listed=10, distance=6)
+    planner = _plan(index, images, listed=10, rule=NearRule.default(6))
 
     assert planner.capped == 40
     for position in range(40):
@@ -286,12 +338,12 @@ class CountingHistory(HistoryIndex):
 
     near_searches = 0
 
-    def near_ids(self, query: int, **options: Any) -> Any:
+    def near_ids(self, query: tuple[int, ...], **options: Any) -> Any:
         self.near_searches += 1
         return super().near_ids(query, **options)
 
 
-def test_the_history_is_searched_once_per_distinct_phash_not_per_image(tmp_path: Path) -> None:
+def test_the_history_is_searched_once_per_distinct_hashes_not_per_image(tmp_path: Path) -> None:
     history = CountingHistory(tmp_path / "counting", analysis_version=1)
     try:
         base = 0x0123456789ABCDEF
@@ -299,13 +351,17 @@ def test_the_history_is_searched_once_per_distinct_phash_not_per_image(tmp_path:
         values += [flip(base, [bit, bit + 1]) for bit in range(36)]  # 100: more than any cache
         images = [  # interleaved: image i has the pHash of i % 100, and its own bytes
             IndexedImage(
-                ImageRef(BATCH, f"{i:03d}.jpg"), f"s{i}", f"p{i}", _hashes(values[i % 100], i), 1
+                ImageRef(BATCH, f"{i:03d}.jpg"),
+                f"s{i}",
+                f"p{i}",
+                _hashes(values[i % 100], i % 100),
+                1,
             )
             for i in range(300)
         ]
         history.add_many(images)
 
-        planner = _plan(history, images, listed=10, distance=6)
+        planner = _plan(history, images, listed=10, rule=NearRule.default(6))
 
         assert history.near_searches == 100
         assert planner.duplicates(0).count == 299
@@ -325,7 +381,7 @@ def test_a_finished_planner_is_freed_with_its_tables(index: HistoryIndex) -> Non
         for i in range(20)
     ]
     index.add_many(images)
-    planner = _plan(index, images, listed=5, distance=6)
+    planner = _plan(index, images, listed=5, rule=NearRule.default(6))
     assert planner.duplicates(0).count > 0  # the history caches were used
     freed = weakref.ref(planner)
 

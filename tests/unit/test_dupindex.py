@@ -26,6 +26,7 @@ from medianalysed.dupindex import (
     hamming,
 )
 from medianalysed.errors import StateError
+from medianalysed.nearrule import NearRule
 
 MASK64 = (1 << 64) - 1
 MASK42 = (1 << 42) - 1
@@ -454,6 +455,61 @@ def test_mih_finds_exactly_what_a_brute_force_scan_finds(index: HistoryIndex) ->
             assert got == expected, (max_distance, hex(query))
 
 
+def _near_flip(rng: random.Random, value: int, width: int) -> int:
+    distance = rng.randint(0, 8 if width == 64 else 3)
+    if width == 64 and rng.random() < 0.5:  # all in one 16-bit chunk, as above
+        chunk = rng.randrange(4)
+        return flip(value, rng.sample(range(chunk * 16, chunk * 16 + 16), distance))
+    return flip(value, rng.sample(range(width), distance))
+
+
+def _five(batch: str, name: str, values: list[int]) -> IndexedImage:
+    names = ("phash", "dhash", "ahash", "whash")
+    hashes = {key: hex64(value) for key, value in zip(names, values, strict=False)}
+    hashes["colorhash"] = f"{values[4]:011x}"
+    return IndexedImage(ImageRef(batch, name), f"S-{name}", f"P-{name}", hashes, 1)
+
+
+def test_the_rule_finds_exactly_what_a_brute_force_scan_finds(index: HistoryIndex) -> None:
+    rng = random.Random(20261202)
+    widths = (64, 64, 64, 64, 42)
+    centres = [[rng.getrandbits(width) for width in widths] for _ in range(150)]
+    # Each hash near its centre's, or (one in three) another centre's: pairs then often
+    # satisfy one clause only, found through one table only.
+    stored = [
+        [
+            _near_flip(rng, rng.choice(centres)[k] if rng.random() < 0.3 else value, width)
+            for k, (value, width) in enumerate(zip(centre, widths, strict=True))
+        ]
+        for centre in (rng.choice(centres) for _ in range(12_000))
+    ]
+    images = [_five("b", f"{i}.jpg", values) for i, values in enumerate(stored)]
+    index.add_many(images[:10_000])  # merged into the bucket tables
+    index.add_many(images[10_000:])  # stays in the append buffer, scanned linearly
+    rule = NearRule.default(6)
+
+    for values in stored[::401]:
+        query = [_near_flip(rng, value, width) for value, width in zip(values, widths, strict=True)]
+        image = _five("q", "q.jpg", query)
+        expected = set()
+        for i, other in enumerate(stored):
+            distances = dict(
+                zip(
+                    dupindex.HASH_NAMES,
+                    ((a ^ b).bit_count() for a, b in zip(query, other, strict=True)),
+                    strict=True,
+                )
+            )
+            if rule.match(distances) is not None:
+                expected.add(f"{i}.jpg")
+        found = index.find(image, rule=rule, limit=len(stored))
+        assert {match.ref.path for match in found} == expected
+        assert all(match.rule == rule.match(match.distances) for match in found)
+        ids, _, capped = index.near_ids(tuple(query), rule=rule, limit=len(stored) * 8)
+        assert len(ids) == len(expected)
+        assert not capped
+
+
 # ----------------------------------------------------------------------------- batch queries
 
 
@@ -488,12 +544,15 @@ def test_near_ids_leave_out_one_batch_and_say_when_capped(index: HistoryIndex) -
     )
     index.add_many(make("new", f"{i}.png", phash=BLANK, sha=f"n{i}") for i in range(30))
 
-    ids, distances, capped = index.near_ids(BLANK, max_distance=6, limit=10**6, exclude_batch="new")
+    query = (BLANK, 0, 0, 0, 0)  # the five hashes of make(..., other=0)
+    ids, distances, capped = index.near_ids(
+        query, rule=NearRule.phash_only(6), limit=10**6, exclude_batch="new"
+    )
     assert len(ids) == 40
     assert not capped
     assert list(distances) == sorted(distances)
     assert set(index.rows_info(ids).batch.tolist()) == {index.batch_code("old")}
 
-    few, _, capped = index.near_ids(BLANK, max_distance=6, limit=8)
+    few, _, capped = index.near_ids(query, rule=NearRule.phash_only(6), limit=8)
     assert capped
     assert len(few) <= 8

@@ -22,6 +22,7 @@ from medianalysed.dupgroups import BatchImage, DuplicatePlanner, RecordDuplicate
 from medianalysed.dupindex import ImageRef, IndexedImage
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import ANALYSIS_VERSION, ImageStatus
+from medianalysed.nearrule import NearRule
 from medianalysed.ports import DuplicateHistory, StateStorage
 from medianalysed.progress import BatchProgress, publish
 from medianalysed.readiness import group_of
@@ -56,7 +57,7 @@ class BatchOutbox:
         planner = DuplicatePlanner(
             self.history,
             batch_id=self.record.batch_id,
-            max_distance=self.near_duplicate_distance,
+            rule=NearRule.default(self.near_duplicate_distance),
             listed=self.max_duplicates_listed,
         )
         yield from self._index_done_images(planner)
