@@ -42,7 +42,13 @@ def _result(path: str, sha: str) -> dict[str, Any]:
         "image": {"format": "JPEG", "width": 10, "height": 10},
         "exif": None,
         "colors": None,
-        "hashes": {"phash": "ffffffffffffffff", "ahash": "0000000000000000"},
+        "hashes": {  # all five, as analysis gives them: near search needs every one
+            "phash": "ffffffffffffffff",
+            "ahash": "0000000000000000",
+            "dhash": "0000000000000000",
+            "whash": "0000000000000000",
+            "colorhash": "00000000000",
+        },
         "pixel_digest": sha,
     }
 
