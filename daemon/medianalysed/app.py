@@ -281,6 +281,7 @@ class Daemon:
                 inbox=inbox,
                 processing=config.processing,
                 near_duplicate_distance=config.analysis.near_duplicate_distance,
+                near=config.near,
                 max_duplicates_listed=config.analysis.max_duplicates_listed,
                 config_fingerprint=config_fingerprint(config),
                 downloads_dir=store.state_dir / "downloads",

@@ -29,6 +29,7 @@ from medianalysed.configschema import (
     ExecutorConfig,
     InboxConfig,
     MetricsConfig,
+    NearConfig,
     ProcessingConfig,
     WebhookConfig,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "ExecutorConfig",
     "InboxConfig",
     "MetricsConfig",
+    "NearConfig",
     "ProcessingConfig",
     "WebhookConfig",
     "config_fingerprint",

@@ -245,10 +245,11 @@ class AnalysisConfig:
     near_duplicate_distance: int = key(
         6,
         Integer(at_least=0, at_most=32),
-        """Two images are "near" duplicates when their perceptual hashes (pHash) differ by at
-        most this many bits (0..32). Lower = stricter (fewer false matches); 0 keeps only
-        near-identical pixels. Changing it changes results: it is part of summary.json's
-        config_fingerprint.""",
+        """pHash limit of the `phash` clause of the near rule (see [near]): two images are
+        "near" duplicates when their perceptual hashes (pHash) differ by at most this many
+        bits (0..32) and their dHashes by at most [near] phash_dhash. Lower = stricter (fewer
+        false matches); 0 keeps only near-identical pixels. Changing it changes results: it is
+        part of summary.json's config_fingerprint.""",
         affects_results=True,
     )
     max_duplicates_listed: int = key(
@@ -263,6 +264,84 @@ class AnalysisConfig:
         True,
         Boolean(),
         "Report GPS coordinates from EXIF. false = GPS is dropped from every result (privacy).",
+        affects_results=True,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NearConfig:
+    """The `near` rule's limits (Hamming distances, inclusive), clause by clause: two images are
+    near duplicates when every limit of some clause holds. The `phash` clause's pHash limit is
+    [analysis] near_duplicate_distance. Defaults measured with benchmarks/bench_near.py (README,
+    "Near duplicates"): 95.6 % of planted copies, no false match."""
+
+    phash_dhash: int = key(
+        12,
+        Integer(at_least=0, at_most=64),
+        """dHash limit of the `phash` clause (with pHash <= near_duplicate_distance). 64 =
+        no dHash bound: the 0.2.0 rule (pHash alone).""",
+        affects_results=True,
+    )
+    combined_phash: int = key(
+        14,
+        Integer(at_least=-1, at_most=64),
+        """pHash limit of the `combined` clause (crops, brightness changes); -1 turns the
+        clause off.""",
+        affects_results=True,
+    )
+    combined_dhash: int = key(
+        26,
+        Integer(at_least=0, at_most=64),
+        """dHash limit of the `combined` clause.""",
+        affects_results=True,
+    )
+    combined_ahash: int = key(
+        8,
+        Integer(at_least=0, at_most=64),
+        """aHash limit of the `combined` clause.""",
+        affects_results=True,
+    )
+    combined_whash: int = key(
+        22,
+        Integer(at_least=0, at_most=64),
+        """wHash limit of the `combined` clause.""",
+        affects_results=True,
+    )
+    combined_colorhash: int = key(
+        7,
+        Integer(at_least=0, at_most=64),
+        """colorhash limit of the `combined` clause.""",
+        affects_results=True,
+    )
+    watermark_phash: int = key(
+        16,
+        Integer(at_least=-1, at_most=64),
+        """pHash limit of the `watermark` clause (a pasted box or logo); -1 turns the clause
+        off.""",
+        affects_results=True,
+    )
+    watermark_dhash: int = key(
+        8,
+        Integer(at_least=0, at_most=64),
+        """dHash limit of the `watermark` clause.""",
+        affects_results=True,
+    )
+    watermark_ahash: int = key(
+        13,
+        Integer(at_least=0, at_most=64),
+        """aHash limit of the `watermark` clause.""",
+        affects_results=True,
+    )
+    watermark_whash: int = key(
+        10,
+        Integer(at_least=0, at_most=64),
+        """wHash limit of the `watermark` clause.""",
+        affects_results=True,
+    )
+    watermark_colorhash: int = key(
+        4,
+        Integer(at_least=0, at_most=64),
+        """colorhash limit of the `watermark` clause.""",
         affects_results=True,
     )
 
@@ -477,6 +556,7 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    near: NearConfig = field(default_factory=NearConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     downloads: DownloadsConfig = field(default_factory=DownloadsConfig)
@@ -491,6 +571,7 @@ SECTIONS: dict[str, type[DataclassInstance]] = {
     "daemon": DaemonConfig,
     "processing": ProcessingConfig,
     "analysis": AnalysisConfig,
+    "near": NearConfig,
     "metrics": MetricsConfig,
     "webhook": WebhookConfig,
     "downloads": DownloadsConfig,

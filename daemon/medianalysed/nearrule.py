@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from medianalysed.configschema import NearConfig
+
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
@@ -45,19 +47,18 @@ class NearRule:
     @classmethod
     def default(cls, near_duplicate_distance: int = 6) -> NearRule:
         """The rule with its documented default limits."""
-        return cls(
-            (
-                Clause("phash", {"phash": near_duplicate_distance, "dhash": 12}),
-                Clause(
-                    "combined",
-                    {"phash": 14, "dhash": 26, "ahash": 8, "whash": 22, "colorhash": 7},
-                ),
-                Clause(
-                    "watermark",
-                    {"phash": 16, "dhash": 8, "ahash": 13, "whash": 10, "colorhash": 4},
-                ),
-            )
-        )
+        return cls.from_config(NearConfig(), near_duplicate_distance)
+
+    @classmethod
+    def from_config(cls, near: NearConfig, near_duplicate_distance: int) -> NearRule:
+        """The rule of a [near] section; a clause whose pHash limit is -1 is off."""
+        names = ("phash", "dhash", "ahash", "whash", "colorhash")
+        clauses = [Clause("phash", {"phash": near_duplicate_distance, "dhash": near.phash_dhash})]
+        for clause in ("combined", "watermark"):
+            limits = {name: int(getattr(near, f"{clause}_{name}")) for name in names}
+            if limits["phash"] >= 0:
+                clauses.append(Clause(clause, limits))
+        return cls(tuple(clauses))
 
     @classmethod
     def phash_only(cls, max_distance: int) -> NearRule:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from medianalysed.analysis import analyse_file
+from medianalysed.config import NearConfig, config_from_dict
 from medianalysed.dupindex import evidence
+from medianalysed.errors import ConfigError
 from medianalysed.models import AnalysisSettings
 from medianalysed.nearrule import Clause, NearRule
 from tests.conftest import CORPORA
@@ -145,3 +148,26 @@ def test_a_missing_hash_satisfies_no_limit() -> None:
     assert rule.match({"phash": 0, "dhash": None}) is None
     assert rule.match({"phash": 6, "dhash": 12}) == "phash"
     assert rule.match({"phash": 7, "dhash": 0}) is None
+
+
+def test_the_rule_comes_from_the_near_section_and_near_duplicate_distance() -> None:
+    config = config_from_dict(
+        {
+            "analysis": {"near_duplicate_distance": 4},
+            "near": {"phash_dhash": 64, "combined_ahash": 5, "watermark_phash": -1},
+        },
+        base_dir=Path("/elsewhere"),
+        source=None,
+    )
+
+    rule = NearRule.from_config(config.near, config.analysis.near_duplicate_distance)
+
+    assert [clause.name for clause in rule.clauses] == ["phash", "combined"]
+    assert rule.clauses[0].limits == {"phash": 4, "dhash": 64}
+    assert rule.clauses[1].limits["ahash"] == 5
+    assert NearRule.from_config(NearConfig(), 6) == NearRule.default()
+
+
+def test_a_near_limit_out_of_range_names_its_key() -> None:
+    with pytest.raises(ConfigError, match=r"near\.combined_dhash"):
+        config_from_dict({"near": {"combined_dhash": 65}}, base_dir=Path("/x"), source=None)

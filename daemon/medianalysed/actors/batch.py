@@ -22,7 +22,7 @@ import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, assert_never
 
@@ -38,7 +38,7 @@ from medianalysed.batchwork.finalising import (
     progress_text,
 )
 from medianalysed.batchwork.retries import RetryPolicy, internal_record, write_retry_delay
-from medianalysed.config import InboxConfig, ProcessingConfig
+from medianalysed.config import InboxConfig, NearConfig, ProcessingConfig
 from medianalysed.crashloop import enter_step, leave_step
 from medianalysed.crashpoints import crash_point
 from medianalysed.diskfaults import STORAGE_FAULTS, FaultBoard
@@ -57,6 +57,7 @@ from medianalysed.messages import (
     WorkWanted,
 )
 from medianalysed.models import BatchStatus, ImageStatus, utc_now_iso
+from medianalysed.nearrule import NearRule
 from medianalysed.outcomes import ImageError, ImageResult
 from medianalysed.ports import DuplicateHistory, StateStorage
 from medianalysed.progress import BatchProgress, publish
@@ -100,6 +101,7 @@ class BatchSettings:
     config_fingerprint: str
     downloads_dir: Path
     max_duplicates_listed: int = 10
+    near: NearConfig = field(default_factory=NearConfig)  # the other clauses' limits
 
 
 class BatchListener:
@@ -764,7 +766,9 @@ class BatchActor(pykka.ThreadingActor):
             record=self._record,
             store=self._store,
             history=self._history,
-            near_duplicate_distance=self._settings.near_duplicate_distance,
+            near_rule=NearRule.from_config(
+                self._settings.near, self._settings.near_duplicate_distance
+            ),
             max_duplicates_listed=self._settings.max_duplicates_listed,
             config_fingerprint=self._settings.config_fingerprint,
         ).write()

@@ -42,7 +42,7 @@ class BatchOutbox:
     record: BatchRecord
     store: StateStorage
     history: DuplicateHistory
-    near_duplicate_distance: int
+    near_rule: NearRule
     max_duplicates_listed: int
     config_fingerprint: str
 
@@ -57,7 +57,7 @@ class BatchOutbox:
         planner = DuplicatePlanner(
             self.history,
             batch_id=self.record.batch_id,
-            rule=NearRule.default(self.near_duplicate_distance),
+            rule=self.near_rule,
             listed=self.max_duplicates_listed,
         )
         yield from self._index_done_images(planner)
