@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from medianalysed.dupindex import SNAPSHOT_NAME, HistoryIndex, ImageRef, IndexedImage
+from medianalysed.dupsearch import hash_values
+from medianalysed.nearrule import NearRule
 
 BATCH_SIZE = 1000  # images per batch id
 PLANTED_QUERIES = 500
@@ -112,6 +114,30 @@ def latencies(samples: list[float]) -> dict[str, float]:
     return {"mean_ms": float(values.mean()), "p99_ms": float(np.percentile(values, 99))}
 
 
+def measure_rule(
+    index: HistoryIndex, queries: list[int], random_probes: list[int]
+) -> dict[str, object]:
+    """The 0.3.0 near rule: `find` (records read) and `near_ids` (the batch planner's search:
+    numpy only), for the planted queries and for random probes."""
+    rule = NearRule.default()
+    results: dict[str, object] = {}
+    for name, probes in (("planted", queries), ("no_match", random_probes)):
+        finds, searches, hits = [], [], 0
+        for i, q in enumerate(probes):
+            probe = image(3 * 10**9 + i, q, batch_prefix="query")
+            t0 = time.perf_counter()
+            hits += len(index.find(probe, rule=rule))
+            finds.append(time.perf_counter() - t0)
+            values = hash_values(probe.hashes)
+            assert values is not None
+            t0 = time.perf_counter()
+            index.near_ids(values, rule=rule, limit=1 << 22)
+            searches.append(time.perf_counter() - t0)
+        results[f"rule_find_{name}"] = latencies(finds) | {"matches_per_query": hits / len(probes)}
+        results[f"rule_near_ids_{name}"] = latencies(searches)
+    return results
+
+
 def measure(directory: Path, n: int, seed: int) -> dict[str, object]:
     """Runs in a fresh process: open, query, add, and report RSS."""
     base_rss = rss_mib()[0]
@@ -148,6 +174,7 @@ def measure(directory: Path, n: int, seed: int) -> dict[str, object]:
         index.find(probe, max_distance=6)
         samples.append(time.perf_counter() - t0)
     results["near_d6_no_match"] = latencies(samples)
+    results |= measure_rule(index, queries, random_probes)
 
     samples = []
     for i in rng.integers(PLANTED_QUERIES * 5, n, 1000).tolist():

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
+from tests.conftest import CORPORA
 from tests.e2e.harness import DaemonProcess, wait_for, write_config
 from tests.e2e.test_operations import (
     GRACE_S,
@@ -28,6 +29,7 @@ from tests.e2e.test_operations import (
     start_daemon,  # noqa: F401 - the fixture
     summary_where,
 )
+from tests.unit.test_nearrule import _box, _crop, _jpeg
 
 pytestmark = pytest.mark.e2e
 
@@ -174,3 +176,48 @@ def test_sigterm_during_finalising_exits_0_promptly_and_the_restart_finishes_exa
     assert summary["duplicates"]["near"] == [[r["path"] for r in records]]
     assert summary["counts"]["done"] == count
     assert restarted.terminate() == 0
+
+
+def _corpus_photo(relative: str) -> Image.Image:
+    with Image.open(CORPORA / relative) as opened:
+        return ImageOps.exif_transpose(opened).convert("RGB")
+
+
+def test_a_cropped_and_a_watermarked_copy_are_near_in_the_batch_and_against_history(
+    start_daemon: StartDaemon,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # DSCN0021's 4 % crop and boxed copy are 10 and 8 pHash bits away: only 0.3.0's rule links
+    # them. DSCN0010 and DSCN0038 are other photos of the same town.
+    photo = _corpus_photo("exif-samples/jpg/gps/DSCN0021.jpg")
+    files: dict[str, Path | bytes] = {
+        "original.jpg": _jpeg(photo, 95),
+        "crop.jpg": _jpeg(_crop(photo, 0.04)),
+        "box.jpg": _jpeg(_box(photo)),
+        "other1.jpg": _jpeg(_corpus_photo("exif-samples/jpg/gps/DSCN0010.jpg")),
+        "other2.jpg": _jpeg(_corpus_photo("exif-samples/jpg/gps/DSCN0038.jpg")),
+    }
+    process = start_daemon(write_config(tmp_path, inbox={"settle_seconds": 0.5}))
+    drop(process.inbox, "fresh", files)
+
+    summary = summary_where(process, "fresh")
+
+    assert summary["duplicates"]["near"] == [["box.jpg", "crop.jpg", "original.jpg"]]
+    records = {r["path"]: r for r in results(process, "fresh")}
+    for copy in ("crop.jpg", "box.jpg"):
+        [to_original] = [d for d in records[copy]["duplicates"] if d["path"] == "original.jpg"]
+        assert to_original["tier"] == "near"
+        assert to_original["distances"]["phash"] > 6  # past 0.2.0's rule
+        assert to_original["rule"] in {"combined", "watermark"}
+    assert records["other1.jpg"]["duplicates"] == []
+    assert records["other2.jpg"]["duplicates"] == []
+
+    drop(process.inbox, "later", {"again.jpg": _jpeg(_crop(photo, 0.04), 80)})
+    summary_where(process, "later")
+
+    [again] = results(process, "later")
+    earlier = {d["path"]: d for d in again["duplicates"] if d["seen_in"] == "fresh"}
+    assert set(earlier) == {"box.jpg", "crop.jpg", "original.jpg"}
+    assert {d["tier"] for d in earlier.values()} == {"near"}
+    assert earlier["original.jpg"]["rule"] in {"combined", "watermark"}
+    assert process.terminate() == 0
