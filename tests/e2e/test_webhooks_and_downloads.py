@@ -9,6 +9,7 @@ import os
 import queue
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -73,6 +74,16 @@ def server(corpora: Path) -> Iterator[Server]:
     running.httpd.server_close()
 
 
+def _terminal_post(server: Server, timeout: float = 30) -> tuple[dict[str, str], bytes]:
+    """The first terminal event posted; batch.progress events (SPEC §8) may come before."""
+    deadline = time.monotonic() + timeout
+    while True:
+        headers, body = server.posts.get(timeout=max(0.0, deadline - time.monotonic()))
+        events = [v for k, v in headers.items() if k.lower() == "x-medianalysed-event"]
+        if events != ["batch.progress"]:
+            return headers, body
+
+
 def test_summary_is_posted_signed_and_urls_are_downloaded(tmp_path, corpora, server):
     config = write_config(
         tmp_path,
@@ -92,7 +103,7 @@ def test_summary_is_posted_signed_and_urls_are_downloaded(tmp_path, corpora, ser
         )
         os.rename(staged, process.inbox / "remote")
         summary = process.summary("remote")
-        headers, body = server.posts.get(timeout=30)
+        headers, body = _terminal_post(server)
     finally:
         process.stop_quietly()
 
