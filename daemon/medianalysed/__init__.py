@@ -1,3 +1,3 @@
 """medianalysed: a media-analysis daemon with a file-drop interface."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
