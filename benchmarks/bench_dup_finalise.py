@@ -19,7 +19,6 @@ analyse, time to finalise (status.json phase `finalizing` until summary.json), o
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import queue
@@ -34,16 +33,22 @@ from pathlib import Path
 from typing import Any
 
 import pykka
-from PIL import Image
 
 from medianalysed.actors.batch import BatchActor, BatchSettings
 from medianalysed.config import InboxConfig, ProcessingConfig
 from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
 from medianalysed.messages import BatchFinished
-from medianalysed.models import ANALYSIS_VERSION, BatchStatus, ImageStatus
-from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
+from medianalysed.models import ANALYSIS_VERSION
+from medianalysed.state import ImageRecord, StateStore
 
-BLANK = 0x8000000000000000
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.lookalikes import (
+    BLANK_PHASH,
+    analysed_lookalike,
+    seed_finalising_batch,
+    solid_png,
+)
+
 BEFORE_WORK = 2_000_000  # sampled (images x batch size) for the "before" timing
 BEFORE_LIMIT = 50  # matches per record in 0.1.0
 
@@ -59,77 +64,30 @@ class _Inbox(pykka.ThreadingActor):
 
 def phashes(count: int, kind: str, rng: random.Random) -> list[int]:
     if kind == "identical":
-        return [BLANK] * count
-    values = [BLANK]
+        return [BLANK_PHASH] * count
+    values = [BLANK_PHASH]
     while len(values) < 1000:
-        value = BLANK
+        value = BLANK_PHASH
         for bit in rng.sample(range(64), rng.randint(1, 3)):
             value ^= 1 << bit
         values.append(value)
     return [rng.choice(values) for _ in range(count)]
 
 
-def analysed(path: str, index: int, phash: int) -> ImageRecord:
-    result = {
-        "file": {
-            "size": 100,
-            "sha256": f"{index:064x}",
-            "mtime": "2026-01-01T00:00:00Z",
-            "source_url": None,
-        },
-        "image": {"format": "PNG", "mime": "image/png", "width": 24, "height": 24, "mode": "RGB"},
-        "exif": None,
-        "colors": {"dominant": [{"hex": "#ffffff", "ratio": 1.0}], "average": "#ffffff"},
-        "hashes": {
-            "ahash": "0000000000000000",
-            "phash": f"{phash:016x}",
-            "dhash": "0000000000000000",
-            "whash": "0000000000000000",
-            "colorhash": f"{index % 2**40:011x}",
-        },
-        "pixel_digest": f"px{index}",
-    }
-    return ImageRecord(
-        path=path, status=ImageStatus.DONE, attempts=1, result=result, duration_ms=1.0
-    )
-
-
 def _sample_size(count: int) -> int:
     return max(10, min(200, BEFORE_WORK // count))
 
 
+def _distinct_colorhash(index: int) -> str:
+    return f"{index % 2**40:011x}"
+
+
 def seed(root: Path, count: int, kind: str) -> list[ImageRecord]:
-    rng = random.Random(15)
-    values = phashes(count, kind, rng)
-    store = StateStore(root / "state")
-    images: list[ImageRecord] = []
-    try:
-        paths = [f"scan-{index:06d}.png" for index in range(count)]
-        for chunk, start in enumerate(range(0, count, PATH_CHUNK_SIZE)):
-            part = paths[start : start + PATH_CHUNK_SIZE]
-            store.put_path_chunk("many", chunk, part)
-            records = [analysed(p, start + i, values[start + i]) for i, p in enumerate(part)]
-            store.put_images("many", records)
-            images.extend(records[: max(0, _sample_size(count) - len(images))])
-        counts = {"total": count, "pending": 0, "processing": 0, "done": count}
-        store.put_batch(
-            BatchRecord(
-                batch_id="many",
-                inbox="default",
-                source=str(root / "inbox" / "many"),
-                outbox_dir=str(root / "outbox" / "many"),
-                status=BatchStatus.COMPLETED,
-                phase="finalizing",
-                total=count,
-                chunks=-(-count // PATH_CHUNK_SIZE),
-                started_at="2026-01-01T00:00:00.000Z",
-                completed_at="2026-01-01T00:10:00.000Z",
-                final_counts={**counts, "failed": 0, "skipped": 0},
-            )
-        )
-    finally:
-        store.close()
-    return images
+    """The batch seeded in state; the first images' records, to time 0.1.0's find on."""
+    values = phashes(count, kind, random.Random(15))
+    seed_finalising_batch(root, values, _distinct_colorhash)
+    sample = range(min(count, _sample_size(count)))
+    return [analysed_lookalike(i, values[i], _distinct_colorhash(i)) for i in sample]
 
 
 def finalise(root: Path) -> float:
@@ -217,13 +175,6 @@ def seeded(count: int, kind: str) -> dict[str, Any]:
         }
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def solid_png(index: int) -> bytes:
-    colour = (index % 256, (index // 256) % 256, (index * 7) % 256)
-    buffer = io.BytesIO()
-    Image.new("RGB", (24, 24), colour).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def daemon(count: int) -> dict[str, Any]:

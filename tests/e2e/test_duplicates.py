@@ -7,8 +7,6 @@ and finalising must report progress and give way to SIGTERM, resuming exactly on
 
 from __future__ import annotations
 
-import io
-import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -16,10 +14,8 @@ from typing import Any
 import pytest
 from PIL import Image, ImageOps
 
-from medianalysed.models import BatchStatus, ImageStatus
-from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
 from tests.conftest import CORPORA
-from tests.e2e.harness import DaemonProcess, wait_for, write_config
+from tests.e2e.harness import wait_for, write_config
 from tests.e2e.test_operations import (
     GRACE_S,
     StartDaemon,
@@ -29,25 +25,13 @@ from tests.e2e.test_operations import (
     start_daemon,  # noqa: F401 - the fixture
     summary_where,
 )
+from tests.lookalikes import BATCH_ID, BLANK_PHASH, seed_finalising_batch, solid_png
 from tests.unit.test_nearrule import _box, _crop, _jpeg
 
 pytestmark = pytest.mark.e2e
 
-LOOK_ALIKES = 240
+LOOK_ALIKES = 60  # ten listed of 59: a record of all 59 (~9 KB) would be twice the bound
 LISTED = 10
-
-
-def solid_png(index: int) -> bytes:
-    """A small PNG of one colour, different for every index."""
-    colour = (index % 256, (index * 7) % 256, (index * 13) % 256 // 2 + index // 256)
-    buffer = io.BytesIO()
-    Image.new("RGB", (24, 24), colour).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def results(process: DaemonProcess, batch_id: str) -> list[dict[str, Any]]:
-    text = (process.outbox / batch_id / "results.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines()]
 
 
 def test_a_batch_of_look_alikes_lists_ten_counts_all_and_forms_one_group(
@@ -61,7 +45,7 @@ def test_a_batch_of_look_alikes_lists_ten_counts_all_and_forms_one_group(
 
     summary = summary_where(process, "blank", timeout=240)
 
-    records = results(process, "blank")
+    records = process.results("blank")
     paths = sorted(files)
     assert [r["path"] for r in records] == paths
     assert all(r["status"] == "done" for r in records)
@@ -90,70 +74,17 @@ def test_a_batch_of_look_alikes_lists_ten_counts_all_and_forms_one_group(
     assert process.terminate() == 0
 
 
-def _seed_finalizing_batch(root: Path, count: int) -> None:
-    """A batch of `count` analysed look-alikes, stopped just before finalising (as after a
-    crash): the daemon resumes it at start. Seeded in state so the test need not analyse
-    thousands of images first."""
-    store = StateStore(root / "state")
-    try:
-        paths = [f"scan-{index:06d}.png" for index in range(count)]
-        for chunk, start in enumerate(range(0, count, PATH_CHUNK_SIZE)):
-            part = paths[start : start + PATH_CHUNK_SIZE]
-            store.put_path_chunk("many", chunk, part)
-            store.put_images("many", [_analysed(path, start + i) for i, path in enumerate(part)])
-        counts = {"total": count, "pending": 0, "processing": 0, "done": count}
-        record = BatchRecord(
-            batch_id="many",
-            inbox="default",
-            source=str(root / "inbox" / "many"),  # gone: nothing to archive
-            outbox_dir=str(root / "outbox" / "many"),
-            status=BatchStatus.COMPLETED,
-            phase="finalizing",
-            total=count,
-            chunks=-(-count // PATH_CHUNK_SIZE),
-            created_at="2026-01-01T00:00:00.000Z",
-            started_at="2026-01-01T00:00:00.000Z",
-            completed_at="2026-01-01T00:10:00.000Z",
-            final_counts={**counts, "failed": 0, "skipped": 0},
-        )
-        store.put_batch(record)
-        (root / "outbox" / "many").mkdir(parents=True)
-    finally:
-        store.close()
-
-
-def _analysed(path: str, index: int) -> ImageRecord:
-    sha = f"{index:064x}"
-    result = {
-        "file": {"size": 100, "sha256": sha, "mtime": "2026-01-01T00:00:00Z", "source_url": None},
-        "image": {"format": "PNG", "mime": "image/png", "width": 24, "height": 24, "mode": "RGB"},
-        "exif": None,
-        "colors": {"dominant": [{"hex": "#ffffff", "ratio": 1.0}], "average": "#ffffff"},
-        "hashes": {
-            "ahash": "0000000000000000",
-            "phash": "8000000000000000",
-            "dhash": "0000000000000000",
-            "whash": "0000000000000000",
-            # One colorhash for all: 10,000 different ones would be 10,000 distinct hash sets,
-            # each searched against the others with MAX_BATCH_CANDIDATES (counts capped).
-            "colorhash": "00000000000",
-        },
-        "pixel_digest": f"px{index}",
-    }
-    return ImageRecord(
-        path=path, status=ImageStatus.DONE, attempts=1, result=result, duration_ms=1.0
-    )
-
-
 def test_sigterm_during_finalising_exits_0_promptly_and_the_restart_finishes_exactly_once(
     start_daemon: StartDaemon,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    count = 10_000
+    # Three path chunks and several history transactions (the stop lands after the first):
+    # finalising takes seconds, a hundred times the signal's way; 10,000 proved nothing more.
+    count = 2_500
     config = write_config(tmp_path)
-    _seed_finalizing_batch(tmp_path, count)
+    seed_finalising_batch(tmp_path, [BLANK_PHASH] * count)
     process = start_daemon(config)
-    status_file = process.outbox / "many" / "status.json"
+    status_file = process.outbox / BATCH_ID / "status.json"
 
     def finalising() -> dict[str, Any] | None:
         process._check_alive()
@@ -167,11 +98,11 @@ def test_sigterm_during_finalising_exits_0_promptly_and_the_restart_finishes_exa
     process.send(signal.SIGTERM)
     assert exits_within(process, GRACE_S) == 0
     assert "finalising interrupted" in process.log_text()
-    assert sorted(p.name for p in (process.outbox / "many").iterdir()) == ["status.json"]
+    assert sorted(p.name for p in (process.outbox / BATCH_ID).iterdir()) == ["status.json"]
 
     restarted = start_daemon(config)
-    summary = summary_where(restarted, "many", timeout=300)
-    records = results(restarted, "many")
+    summary = summary_where(restarted, BATCH_ID, timeout=300)
+    records = restarted.results(BATCH_ID)
     assert len(records) == len({r["path"] for r in records}) == count
     assert {r["duplicate_count"] for r in records} == {count - 1}
     assert {len(r["duplicates"]) for r in records} == {LISTED}
@@ -205,7 +136,7 @@ def test_a_cropped_and_a_watermarked_copy_are_near_in_the_batch_and_against_hist
     summary = summary_where(process, "fresh")
 
     assert summary["duplicates"]["near"] == [["box.jpg", "crop.jpg", "original.jpg"]]
-    records = {r["path"]: r for r in results(process, "fresh")}
+    records = {r["path"]: r for r in process.results("fresh")}
     for copy in ("crop.jpg", "box.jpg"):
         [to_original] = [d for d in records[copy]["duplicates"] if d["path"] == "original.jpg"]
         assert to_original["tier"] == "near"
@@ -217,7 +148,7 @@ def test_a_cropped_and_a_watermarked_copy_are_near_in_the_batch_and_against_hist
     drop(process.inbox, "later", {"again.jpg": _jpeg(_crop(photo, 0.04), 80)})
     summary_where(process, "later")
 
-    [again] = results(process, "later")
+    [again] = process.results("later")
     earlier = {d["path"]: d for d in again["duplicates"] if d["seen_in"] == "fresh"}
     assert set(earlier) == {"box.jpg", "crop.jpg", "original.jpg"}
     assert {d["tier"] for d in earlier.values()} == {"near"}
