@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from medianalysed import safeopen
-from medianalysed.actors import batch as batch_module
 from medianalysed.actors.batch import BatchActor, BatchSettings
+from medianalysed.batchwork import finalising
 from medianalysed.config import InboxConfig, ProcessingConfig
 from medianalysed.dupindex import HistoryIndex
 from medianalysed.messages import (
@@ -347,7 +347,7 @@ def _answer_three(env: dict[str, Any], batch: Any) -> None:
 def test_a_stop_during_finalising_leaves_no_outbox_and_the_restart_finishes_once(
     env, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(batch_module, "FINALISE_SLICE_S", 0.0)  # one step per message
+    monkeypatch.setattr(finalising, "FINALISE_SLICE_S", 0.0)  # one step per message
     gated = GatedHistory(tmp_path / "gated-history")
     env["history"] = gated
     try:

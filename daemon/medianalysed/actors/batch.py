@@ -14,14 +14,12 @@ and nothing is counted twice (an outcome already recorded is not recorded again)
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import logging
 import os
 import shutil
 import time
-from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, assert_never
@@ -29,20 +27,23 @@ from typing import TYPE_CHECKING, Any, assert_never
 import pykka
 
 from medianalysed import names
-from medianalysed.actors.outboxwriter import BatchOutbox, Progress
 from medianalysed.batchwork import salvage
 from medianalysed.batchwork.disposing import dispose_input, intend_disposal
 from medianalysed.batchwork.enumeration import input_root, store_listing
 from medianalysed.batchwork.finalising import (
+    OutboxRun,
     finalising_changes,
     progress_text,
+    start_outbox,
 )
-from medianalysed.batchwork.retries import RetryPolicy, internal_record, write_retry_delay
+from medianalysed.batchwork.livestatus import StatusWriter, live_counts, live_status
+from medianalysed.batchwork.parking import Parking
+from medianalysed.batchwork.retries import RetryPolicy, internal_record
 from medianalysed.config import InboxConfig, NearConfig, ProcessingConfig
 from medianalysed.crashloop import enter_step, leave_step
 from medianalysed.crashpoints import crash_point
 from medianalysed.diskfaults import STORAGE_FAULTS, FaultBoard
-from medianalysed.errors import DiskWriteError, ErrorCode, OutboxError
+from medianalysed.errors import DiskWriteError, ErrorCode
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.messages import (
     AnalyseImage,
@@ -60,7 +61,6 @@ from medianalysed.models import BatchStatus, ImageStatus, utc_now_iso
 from medianalysed.nearrule import NearRule
 from medianalysed.outcomes import ImageError, ImageResult
 from medianalysed.ports import DuplicateHistory, StateStorage
-from medianalysed.progress import BatchProgress, publish
 from medianalysed.rerun import RERUN_PHASE, finish_rerun
 from medianalysed.stalls import ProgressClock
 from medianalysed.state import BatchRecord, ImageRecord, release_thread_connections
@@ -70,11 +70,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STATUS_WRITE_INTERVAL_S = 0.5
 # A line found empty while images are counted waiting is read again at most this often.
 LINE_RESCAN_INTERVAL_S = 1.0
-FINALISE_SLICE_S = 0.05  # longest stretch of finalising work between two messages
-FINALISING_STATUS_INTERVAL_S = 1.0  # each status.json costs an fsync: not every slice
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +155,12 @@ class BatchActor(pykka.ThreadingActor):
         self._reported_since_tick = False
         self._cancelled = False
         self._status_dirty = True
-        self._last_status_write = 0.0
-        self._finalising: Generator[Progress, None, dict[str, Any]] | None = None
-        self._finalising_progress: Progress = ("indexing", 0, 0)
-        self._faults = faults or FaultBoard()
+        self._status = StatusWriter(store, self._log_extra())
+        self._finalising: OutboxRun | None = None
         self._retries = RetryPolicy(settings.processing, clock)
-        # While a write fails: the failure, the messages kept for the retry, when it is due.
-        self._parked: DiskWriteError | None = None
-        self._deferred: deque[ImageAnalysed | CancelBatch] = deque()
-        self._retry_at = 0.0
-        self._failed_attempts = 0
+        self._parking: Parking[_Inbound] = Parking(
+            f"batch {record.batch_id}", faults or FaultBoard()
+        )
 
     @property
     def _batch_id(self) -> str:
@@ -193,13 +186,13 @@ class BatchActor(pykka.ThreadingActor):
         then close this thread's SQLite connections (diskcache leaks them otherwise)."""
         if self._finalising is not None:
             self._finalising.close()
-            self._finalising = None
             logger.info(
                 "batch %s: finalising interrupted at %s %d/%d, resumes at the next start",
                 self._batch_id,
-                *self._finalising_progress,
+                *self._finalising.stage,
                 extra=self._log_extra(),
             )
+            self._finalising = None
         release_thread_connections()
 
     def on_receive(self, message: Any) -> None:
@@ -207,7 +200,7 @@ class BatchActor(pykka.ThreadingActor):
         if not isinstance(message, _INBOUND):
             super().on_receive(message)
             return
-        if self._parked is not None:
+        if self._parking.parked:
             self._while_parked(message)
             return
         try:
@@ -235,11 +228,7 @@ class BatchActor(pykka.ThreadingActor):
             case _:
                 assert_never(message)
 
-    # -- parked on a disk fault -------------------------------------------------------
-
-    @property
-    def _who(self) -> str:
-        return f"batch {self._batch_id}"
+    # -- parked on a disk fault (batchwork/parking.py) ----------------------------------
 
     def _park(self, failure: DiskWriteError, message: _Inbound | None) -> None:
         """Stop asking for work; keep `message` for the retry unless it can be dropped."""
@@ -249,16 +238,12 @@ class BatchActor(pykka.ThreadingActor):
         elif isinstance(message, CancelBatch) or (
             isinstance(message, ImageAnalysed) and message.disk_fault is None
         ):
-            self._deferred.appendleft(message)
+            self._parking.keep_first(message)
         # _Begin and Tick need no keeping: the retry resumes from what is persisted.
         if self._finalising is not None:
             self._finalising.close()  # its temporary files go; the retry starts it again
             self._finalising = None
-        delay = write_retry_delay(self._failed_attempts)
-        self._failed_attempts += 1
-        self._parked = failure
-        self._retry_at = time.monotonic() + delay
-        self._faults.failed(self._who, failure, retry_in=delay)
+        self._parking.park(failure)
         self._last_ready_reported = -1
         self._report_demand()
 
@@ -273,9 +258,9 @@ class BatchActor(pykka.ThreadingActor):
                 # Back in line: the retry recounts it as pending from the store.
                 self._in_flight.pop(message.path, None)
             case ImageAnalysed() | CancelBatch():
-                self._deferred.append(message)
+                self._parking.keep(message)
             case Tick():
-                if time.monotonic() >= self._retry_at:
+                if self._parking.due():
                     # Paused for a known reason (in /healthz), not stalled: each retry counts.
                     self._progress.touch(self._batch_id)
                     self._retry_parked()
@@ -285,23 +270,12 @@ class BatchActor(pykka.ThreadingActor):
                 assert_never(message)
 
     def _retry_parked(self) -> None:
-        self._parked = None
+        # The kept messages, then the same step again from what is persisted (a failed read
+        # may have left the cursor or the retry heap short of an image: `_begin` rebuilds them).
         try:
-            while self._deferred:
-                message = self._deferred.popleft()
-                try:
-                    self._dispatch(message)
-                except DiskWriteError:
-                    self._deferred.appendleft(message)
-                    raise
-            # The same step again, from what is persisted (a failed read may have left the
-            # cursor or the retry heap short of an image: they are rebuilt).
-            self._begin()
+            self._parking.retry(self._dispatch, self._begin)
         except DiskWriteError as failure:
             self._park(failure, None)
-            return
-        self._failed_attempts = 0
-        self._faults.recovered(self._who)
 
     def _advance(self, to: BatchPhase, **changes: Any) -> None:
         """Persist the move, then adopt it (a failed write leaves memory as it was)."""
@@ -475,7 +449,7 @@ class BatchActor(pykka.ThreadingActor):
     # -- dispatching -------------------------------------------------------------------
 
     def _ready_count(self) -> int:
-        if self._cancelled or self._parked is not None:
+        if self._cancelled or self._parking.parked:
             return 0
         now = self._clock()
         due = sum(1 for when, _ in self._retry_heap if when <= now)
@@ -538,7 +512,7 @@ class BatchActor(pykka.ThreadingActor):
         retry heap. If a bug ever breaks that, the batch must still end (SPEC §1), so the line
         is read again from state, at most once every `LINE_RESCAN_INTERVAL_S`.
         """
-        if self._cancelled or self._parked is not None:
+        if self._cancelled or self._parking.parked:
             return False
         waiting = self._counts["pending"] - len(self._retry_heap)
         now = time.monotonic()
@@ -680,11 +654,10 @@ class BatchActor(pykka.ThreadingActor):
         return self._cancelled or self._counts["pending"] == 0
 
     def _update_live_status(self) -> None:
-        fresh = self._counts["pending"] - len(self._retry_heap)
-        status = (
-            BatchStatus.RETRYING
-            if self._retry_heap and fresh == 0 and not self._cancelled
-            else BatchStatus.PROCESSING
+        status = live_status(
+            fresh=self._counts["pending"] - len(self._retry_heap),
+            retrying=len(self._retry_heap),
+            cancelled=self._cancelled,
         )
         if status != self._record.status:
             self._advance(self._record.phase, status=status)
@@ -709,44 +682,18 @@ class BatchActor(pykka.ThreadingActor):
         logger.info("batch %s cancelled", self._batch_id, extra=self._log_extra())
         self._after_change()
 
-    # -- status.json -------------------------------------------------------------------
+    # -- status.json (batchwork/livestatus.py) -----------------------------------------
 
     def _live_counts(self) -> dict[str, int]:
-        return {
-            "total": self._record.total,
-            "pending": self._counts["pending"],
-            "processing": len(self._in_flight),
-            "done": self._counts["done"],
-            "failed": self._counts["failed"],
-            "skipped": self._counts["skipped"],
-        }
+        return live_counts(self._record, self._counts, processing=len(self._in_flight))
 
     def _write_status(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and (
-            not self._status_dirty or now - self._last_status_write < STATUS_WRITE_INTERVAL_S
+        if self._status.running(
+            self._record, self._live_counts, changed=self._status_dirty, force=force
         ):
-            return
-        self._put_status(BatchProgress.running(self._record, self._live_counts()))
-        self._status_dirty = False
-        self._last_status_write = now
+            self._status_dirty = False
 
-    def _write_finalising_status(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_status_write < FINALISING_STATUS_INTERVAL_S:
-            return
-        self._put_status(BatchProgress.finalising(self._record, self._finalising_progress))
-        self._last_status_write = now
-
-    def _put_status(self, progress: BatchProgress) -> None:
-        try:
-            publish(self._store, self._record, progress)
-        except DiskWriteError:
-            raise  # the disk's fault: the batch parks (on_receive)
-        except OutboxError:
-            logger.warning("cannot write status.json", exc_info=True, extra=self._log_extra())
-
-    # -- finalisation ------------------------------------------------------------------
+    # -- finalisation (batchwork/finalising.py, batchwork/disposing.py) ----------------
 
     def _finalize(self) -> None:
         if self._record.phase in {BatchPhase.RUNNING, BatchPhase.ENUMERATING}:
@@ -759,40 +706,30 @@ class BatchActor(pykka.ThreadingActor):
         self._finish()
 
     def _start_outbox(self) -> None:
-        enter_step(self._store, self._batch_id, "finalizing")
-        crash_point("finalize", self._batch_id)
         # In slices, one message each: a stop (SIGTERM) never waits for a whole batch.
-        self._finalising = BatchOutbox(
-            record=self._record,
-            store=self._store,
-            history=self._history,
+        self._finalising = start_outbox(
+            self._record,
+            self._store,
+            self._history,
             near_rule=NearRule.from_config(
                 self._settings.near, self._settings.near_duplicate_distance
             ),
             max_duplicates_listed=self._settings.max_duplicates_listed,
             config_fingerprint=self._settings.config_fingerprint,
-        ).write()
-        self._finalising_progress = ("indexing", 0, self._record.total)
-        with contextlib.suppress(OSError):  # if it fails, BatchOutbox.write says why
-            Path(self._record.outbox_dir).mkdir(parents=True, exist_ok=True)
-        self._write_finalising_status(force=True)
+        )
+        self._status.finalising(self._record, self._finalising.stage, force=True)
         self.actor_ref.tell(_FinaliseStep())
 
     def _on_finalise_step(self) -> None:
-        steps = self._finalising
-        if steps is None:
+        run = self._finalising
+        if run is None:
             return
-        deadline = time.monotonic() + FINALISE_SLICE_S
-        try:
-            while True:
-                self._finalising_progress = next(steps)
-                if time.monotonic() >= deadline:
-                    break
-        except StopIteration as finished:
+        summary = run.next_slice()
+        if summary is not None:
             self._finalising = None
-            self._outbox_written(finished.value)
+            self._outbox_written(summary)
             return
-        self._write_finalising_status()
+        self._status.finalising(self._record, run.stage)
         self.actor_ref.tell(_FinaliseStep())
 
     def _outbox_written(self, summary: dict[str, Any]) -> None:
@@ -812,7 +749,7 @@ class BatchActor(pykka.ThreadingActor):
         if self._record.phase in {BatchPhase.WRITTEN, BatchPhase.DISPOSING}:
             enter_step(self._store, self._batch_id, "disposing")
             # A disk that refuses (archive full or read-only) parks the batch; the retry
-            # resumes here.
+            # resumes here, towards the target stored by `intend_disposal`.
             self._record = intend_disposal(self._store, self._record, self._settings.inbox)
             self._record = dispose_input(self._store, self._record, self._settings.inbox)
         leave_step(self._store, self._batch_id)
