@@ -7,6 +7,9 @@ database aside with a timestamp, say what was lost, never redo or re-notify the 
 batch, and process a new batch. A database damaged while the daemon runs makes it exit 75
 (marked for repair), and the next start repairs it and finishes the interrupted work. A
 state directory that cannot be used exits 74 (which systemd does not restart).
+
+The first daemon runs once per module; each test starts from a copy of what it wrote (the
+inbox itself stays: a claim is its entry's inode, a copy would be a new drop).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import random
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
@@ -26,6 +30,7 @@ import pytest
 
 from medianalysed.errors import ExitCode
 from medianalysed.staterepair import DATABASES
+from tests.corpora import require_corpora
 from tests.e2e.harness import DaemonProcess, wait_for, write_config
 from tests.e2e.test_operations import drop
 
@@ -57,9 +62,9 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A webhook receiver on 127.0.0.1 recording every delivery."""
+    """A webhook receiver on 127.0.0.1 recording every delivery (one for the module)."""
     _Receiver.deliveries = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     thread = Thread(target=server.serve_forever, daemon=True)
@@ -102,22 +107,77 @@ def daemons() -> Iterator[list[DaemonProcess]]:
         process.stop_quietly()
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A stopped daemon's root after one finished batch whose webhook was delivered."""
+
+    root: Path
+    config: Path
+    deliveries: list[dict[str, Any]]
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+
+# What a daemon changes under its root; the inbox stays (its entries' inodes are their claims).
+_WRITTEN = ("state", "outbox", "archive", "daemon.log")
+
+
+@pytest.fixture(scope="module")
+def _finished_once(
+    tmp_path_factory: pytest.TempPathFactory,
+    receiver: tuple[str, list[dict[str, Any]]],
+) -> tuple[Finished, Path, list[dict[str, Any]]]:
+    """The finished state, made once per module, and a copy of what its daemon wrote."""
+    hook, deliveries = receiver
+    corpora = require_corpora()
+    root = tmp_path_factory.mktemp("repair")
+    config = _config(root, hook)
+    process = DaemonProcess(root, config)
+    try:
+        process.start()
+        drop(process.inbox, FIRST, {name: corpora / GPS / name for name in PHOTOS})
+        until(process, (process.outbox / FIRST / "summary.json").is_file, what="first finished")
+        until(process, lambda: len(deliveries) == 1, what="its webhook delivered")
+        assert process.terminate() == 0
+    finally:
+        process.stop_quietly()
+    saved = tmp_path_factory.mktemp("repair-saved")
+    for name in _WRITTEN:
+        _copy(root / name, saved / name)
+    return Finished(root, config, deliveries), saved, list(deliveries)
+
+
 @pytest.fixture
 def finished_state(
-    tmp_path: Path,
-    corpora: Path,
-    receiver: tuple[str, list[dict[str, Any]]],
-    daemons: list[DaemonProcess],
-) -> tuple[Path, list[dict[str, Any]]]:
-    """A stopped daemon's state after one finished batch whose webhook was delivered."""
-    hook, deliveries = receiver
-    config = _config(tmp_path, hook)
-    process = _start(tmp_path, config, daemons)
-    drop(process.inbox, FIRST, {name: corpora / GPS / name for name in PHOTOS})
-    until(process, (process.outbox / FIRST / "summary.json").is_file, what="first finished")
-    until(process, lambda: len(deliveries) == 1, what="its webhook delivered")
-    assert process.terminate() == 0
-    return config, deliveries
+    _finished_once: tuple[Finished, Path, list[dict[str, Any]]],
+) -> Finished:
+    """The finished state as its daemon left it, whatever the previous test did to it."""
+    finished, saved, delivered = _finished_once
+    for name in _WRITTEN:
+        _remove(finished.root / name)
+        _copy(saved / name, finished.root / name)
+    _remove(finished.root / "staging")
+    for entry in (finished.root / "inbox").iterdir():
+        if entry.name != FIRST:
+            _remove(entry)
+    finished.deliveries[:] = delivered
+    return finished
+
+
+def _copy(source: Path, target: Path) -> None:
+    if source.is_dir():
+        shutil.copytree(source, target, symlinks=True)
+    else:
+        shutil.copy2(source, target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
 
 
 def checkpoint(db: Path) -> None:
@@ -169,17 +229,15 @@ def test_the_cases_cover_every_database_and_every_damage() -> None:
 @pytest.mark.parametrize("case", CASES, ids="-".join)
 def test_a_damaged_database_is_moved_aside_and_rebuilt_without_redoing_finished_work(
     case: tuple[str, str],
-    tmp_path: Path,
     corpora: Path,
-    finished_state: tuple[Path, list[dict[str, Any]]],
+    finished_state: Finished,
     daemons: list[DaemonProcess],
 ) -> None:
     name, how = case
-    config, deliveries = finished_state
-    state = tmp_path / "state"
+    state, deliveries = finished_state.state, finished_state.deliveries
     damage(state / name / "cache.db", how)
 
-    process = _start(tmp_path, config, daemons)
+    process = _start(finished_state.root, finished_state.config, daemons)
     log = process.log_text()
     assert f"state database {name} is damaged" in log, log
     assert f"lost: {DATABASES[name]}" in log
@@ -201,14 +259,13 @@ def _one(corpora: Path) -> dict[str, Path]:
 
 
 def test_a_database_damaged_while_running_exits_75_and_the_next_start_repairs_it(
-    tmp_path: Path,
     corpora: Path,
-    finished_state: tuple[Path, list[dict[str, Any]]],
+    finished_state: Finished,
     daemons: list[DaemonProcess],
 ) -> None:
-    config, deliveries = finished_state
-    images = tmp_path / "state" / "images" / "cache.db"
-    process = _start(tmp_path, config, daemons)
+    root, config, deliveries = finished_state.root, finished_state.config, finished_state.deliveries
+    images = finished_state.state / "images" / "cache.db"
+    process = _start(root, config, daemons)
     damage(images, "middle")
     # A new batch: its actor's fresh connection reads the damaged pages.
     drop(process.inbox, "next", _one(corpora))
@@ -218,7 +275,7 @@ def test_a_database_damaged_while_running_exits_75_and_the_next_start_repairs_it
     assert code == ExitCode.STATE_REPAIR, process.log_text()
     assert "is damaged" in process.log_text()
 
-    restarted = _start(tmp_path, config, daemons)
+    restarted = _start(root, config, daemons)
     until(restarted, (restarted.outbox / "next" / "summary.json").is_file, what="next finished")
     assert "state database images is damaged" in restarted.log_text()
     assert sorted(p.name for p in restarted.outbox.iterdir()) == [FIRST, "next"]
@@ -238,20 +295,19 @@ def test_a_state_dir_that_is_a_file_exits_74(tmp_path: Path) -> None:
 
 
 def test_a_damaged_database_in_a_state_dir_that_cannot_change_exits_74(
-    tmp_path: Path, finished_state: tuple[Path, list[dict[str, Any]]]
+    finished_state: Finished,
 ) -> None:
     """No repair is possible when the state directory is immutable: 74, not a restart loop."""
     if os.geteuid() != 0:
         pytest.skip("needs root to make a directory immutable (chattr +i)")
-    config, _ = finished_state
-    state = tmp_path / "state"
+    state = finished_state.state
     damage(state / "batches" / "cache.db", "header")
     if shutil.which("chattr") is None:
         pytest.skip("chattr is not installed")
     if os.system(f"chattr +i {state} 2>/dev/null") != 0:
         pytest.skip("this filesystem does not support chattr +i")
     try:
-        process = DaemonProcess(tmp_path, config)
+        process = DaemonProcess(finished_state.root, finished_state.config)
         with pytest.raises(AssertionError, match="daemon exited 74"):
             process.start()
         process.stop_quietly()
