@@ -26,7 +26,8 @@ from PIL import Image
 from medianalysed import gexf, report, reporthtml
 from medianalysed.decoding import decode_working, reduce_for_hashes
 from medianalysed.dupactions import duplicate_fields
-from medianalysed.outbox import SummaryBuilder, write_lines_atomic
+from medianalysed.outbox import write_lines_atomic
+from medianalysed.outboxsummary import SummaryBuilder
 from medianalysed.thumbnails import thumbnail
 
 ROOT = Path(__file__).resolve().parents[1]

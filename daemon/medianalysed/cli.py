@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
-from medianalysed import __version__, names, outbox
+from medianalysed import __version__, names
 from medianalysed.config import (
     Config,
     InboxConfig,
@@ -31,7 +31,7 @@ from medianalysed.errors import ConfigError, ExitCode, MedianalysedError
 from medianalysed.executors import available_executors
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.logs import setup_logging
-from medianalysed.progress import BatchProgress, progress_of
+from medianalysed.progress import BatchProgress, finalizing_note, progress_of
 from medianalysed.state import BatchRecord, StateStore
 from medianalysed.wording import plural
 
@@ -299,7 +299,7 @@ def _status_text(document: dict[str, Any]) -> str:
     failed_text = f" ({failed} failed)" if failed else ""
     return (
         f"{document['batch_id']}: {document['status']} {document.get('progress', '')}{failed_text}"
-        + outbox.finalizing_note(document)
+        + finalizing_note(document)
     )
 
 

@@ -29,6 +29,7 @@ from prometheus_client.exposition import choose_encoder
 
 from medianalysed import __version__
 from medianalysed.config import split_listen
+from medianalysed.dupactions import TIERS
 from medianalysed.errors import ErrorCode, StartupError
 from medianalysed.executors.base import ExecutorState
 from medianalysed.httpd import BoundedHTTPServer, PreReadHandler
@@ -48,7 +49,6 @@ BATCH_STATUSES: Final = (
     BatchStatus.FAILED,
     BatchStatus.CANCELLED,
 )
-DUPLICATE_TIERS: Final = ("exact", "same_pixels", "near")
 WEBHOOK_OUTCOMES: Final = ("delivered", "retry", "dead")
 WRITE_TARGETS: Final = ("state", "outbox", "archive", "downloads")
 PREINITIALISED_ERRNOS: Final = ("ENOSPC", "EROFS", "EIO")
@@ -292,7 +292,7 @@ class Metrics:
     def _preinitialise(self) -> None:
         for code in ErrorCode:
             self.image_errors.labels(code=code)
-        for tier in DUPLICATE_TIERS:
+        for tier in TIERS:
             self.duplicates.labels(tier=tier)
         for outcome in WEBHOOK_OUTCOMES:
             self.webhook_deliveries.labels(outcome=outcome)

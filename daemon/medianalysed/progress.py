@@ -99,7 +99,7 @@ class BatchProgress:
         if self.stage is not None:
             name, done, total = self.stage
             finalizing = {"stage": name, "done": done, "total": total}
-        return outbox.status_document(
+        return status_document(
             batch_id=self.batch_id,
             status=self.status,
             counts=self.counts,
@@ -114,7 +114,7 @@ class BatchProgress:
         document = self.document()
         failed = int(document["counts"]["failed"])
         failed_text = f" ({failed} failed)" if failed else ""
-        return f"{document['progress']}{failed_text}{outbox.finalizing_note(document)}"
+        return f"{document['progress']}{failed_text}{finalizing_note(document)}"
 
     def to_json(self) -> str:
         """Serialise for the state store."""
@@ -150,6 +150,64 @@ class BatchProgress:
 Observer = Callable[[BatchRecord, BatchProgress], None]
 _observers: list[Observer] = []
 _observers_lock = threading.Lock()
+
+
+def _is_terminal(status: str) -> bool:
+    try:
+        return BatchStatus(status).terminal
+    except ValueError:
+        return False
+
+
+def status_document(
+    *,
+    batch_id: str,
+    status: str,
+    counts: Mapping[str, int],
+    started_at: str | None,
+    updated_at: str,
+    phase: str | None = None,
+    finalizing: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the `status.json` object.
+
+    `counts.total` defaults to the sum of the other counts. `percentage` is finished/total
+    rounded down to one decimal, so it shows 100.0 only when every image is finished; an empty
+    batch shows 100.0 once terminal and 0.0 before. `phase` (`running`, `finalizing`, `done`)
+    and `finalizing` (`{"stage", "done", "total"}` while the outbox is being written) are added
+    when given.
+    """
+    normalized = {key: int(counts.get(key, 0)) for key in COUNT_KEYS if key != "total"}
+    total = int(counts.get("total", sum(normalized.values())))
+    finished = normalized["done"] + normalized["failed"] + normalized["skipped"]
+    if total > 0:
+        percentage = (finished * 1000 // total) / 10
+    else:
+        percentage = 100.0 if _is_terminal(status) else 0.0
+    document: dict[str, Any] = {
+        "batch_id": batch_id,
+        "status": str(status),
+        "counts": {"total": total, **normalized},
+        "progress": f"{finished}/{total}",
+        "percentage": percentage,
+        "started_at": started_at,
+        "updated_at": updated_at,
+    }
+    if phase is not None:
+        document["phase"] = phase
+    if finalizing is not None:
+        document["finalizing"] = dict(finalizing)
+    return document
+
+
+def finalizing_note(document: Mapping[str, Any]) -> str:
+    """`" finalizing: writing 3000/10000"` for a status.json written while finalising, else ""."""
+    if document.get("phase") != "finalizing":
+        return ""
+    stage = document.get("finalizing")
+    if not isinstance(stage, Mapping):
+        return " finalizing"
+    return f" finalizing: {stage.get('stage')} {stage.get('done')}/{stage.get('total')}"
 
 
 def add_observer(observer: Observer) -> None:

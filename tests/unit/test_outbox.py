@@ -13,19 +13,10 @@ import pytest
 
 from medianalysed import names
 from medianalysed.errors import OutboxError
-from medianalysed.outbox import (
-    CSV_COLUMNS,
-    RESULTS_CSV,
-    RESULTS_JSONL,
-    csv_row,
-    finalizing_note,
-    open_results,
-    status_document,
-    summarize,
-    write_atomic,
-    write_json_atomic,
-    write_results,
-)
+from medianalysed.outbox import RESULTS_CSV, RESULTS_JSONL, write_atomic, write_json_atomic
+from medianalysed.outboxresults import CSV_COLUMNS, csv_row, open_results, write_results
+from medianalysed.outboxsummary import summarize
+from medianalysed.progress import finalizing_note, status_document
 
 
 def temp_files(directory: Path) -> list[str]:

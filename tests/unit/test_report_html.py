@@ -10,7 +10,8 @@ from PIL import Image
 
 from medianalysed import report, reporthtml
 from medianalysed.dupactions import duplicate_fields
-from medianalysed.outbox import SummaryBuilder, write_lines_atomic
+from medianalysed.outbox import write_lines_atomic
+from medianalysed.outboxsummary import SummaryBuilder
 from medianalysed.thumbnails import thumbnail
 from tests import chromium
 

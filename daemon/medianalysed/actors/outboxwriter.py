@@ -23,6 +23,8 @@ from medianalysed.dupindex import ImageRef, IndexedImage
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import ANALYSIS_VERSION, ImageStatus
 from medianalysed.nearrule import NearRule
+from medianalysed.outboxresults import open_results
+from medianalysed.outboxsummary import SummaryBuilder
 from medianalysed.ports import DuplicateHistory, StateStorage
 from medianalysed.progress import BatchProgress, publish
 from medianalysed.readiness import group_of
@@ -63,10 +65,10 @@ class BatchOutbox:
         yield from self._index_done_images(planner)
         yield from planner.steps()
         keepers = yield from self._keepers(planner)
-        builder = outbox.SummaryBuilder()
+        builder = SummaryBuilder()
         report = ReportCollector()
         total = self.record.total
-        with outbox.open_results(batch_dir) as results:
+        with open_results(batch_dir) as results:
             for record, thumbnail in self._final_records(planner, keepers):
                 results.write(record)
                 builder.add(record)
