@@ -8,6 +8,8 @@ from typing import Any
 
 import pykka
 
+from medianalysed.messages import OfferJobs
+
 
 class RecordingActor(pykka.ThreadingActor):
     """Records messages; tests read them with a deadline."""
@@ -35,3 +37,17 @@ def expect(
             continue
         if isinstance(message, kind) and (where is None or where(message)):
             return message
+
+
+class OfferRecorder(RecordingActor):
+    """A supervisor double: records every message, and puts each job a batch offers on `jobs`."""
+
+    def __init__(self, inbox: queue.Queue[Any], jobs: queue.Queue[Any]) -> None:
+        super().__init__(inbox)
+        self._jobs = jobs
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, OfferJobs):
+            for job in message.jobs:
+                self._jobs.put(job)
+        super().on_receive(message)

@@ -8,19 +8,22 @@ Who sends what to whom:
 | SubmitBatch      | `analyze` command     | Supervisor  |
 | Tick             | app main loop         | Supervisor  |
 | InboxesChanged   | app (SIGHUP reload)   | Supervisor  |
-| Tick             | Supervisor            | BatchActor  |
 | ControlCommand   | app (control queue)   | Supervisor  |
-| WorkWanted       | BatchActor            | Supervisor  |
-| SlotReturned     | BatchActor            | Supervisor  |
+| OfferJobs        | BatchActor            | Supervisor  |
+| WithdrawJobs     | BatchActor            | Supervisor  |
 | BatchFinished    | BatchActor            | Supervisor  |
 | BatchCrashed     | BatchActor.on_failure | Supervisor  |
-| SlotGranted      | Supervisor            | BatchActor  |
-| CancelBatch      | Supervisor            | BatchActor  |
-| AnalyseImage     | BatchActor            | ImageActor  |
-| ImageAnalysed    | ImageActor            | BatchActor  |
 | WorkerIdle       | ImageActor            | Supervisor  |
 | WorkerCrashed    | ImageActor.on_failure | Supervisor  |
 | Snapshot (ask)   | app, tests            | Supervisor  |
+| BatchTick        | Supervisor            | BatchActor  |
+| JobsReturned     | Supervisor            | BatchActor  |
+| CancelBatch      | Supervisor            | BatchActor  |
+| ImageAnalysed    | ImageActor            | BatchActor  |
+| AnalyseImage     | Supervisor            | ImageActor  |
+
+An image costs three messages: AnalyseImage (supervisor → image actor), then ImageAnalysed
+(→ its batch) and WorkerIdle (→ supervisor); a batch's OfferJobs carries a window of jobs.
 
 Commands are imperative, events past tense (STYLE §3.2). Nothing mutable is sent.
 """
@@ -34,7 +37,6 @@ import pykka
 
 from medianalysed.config import InboxConfig
 from medianalysed.errors import DiskWriteError
-from medianalysed.models import Priority
 from medianalysed.outcomes import ImageError, ImageOutcome, ImageResult
 
 if TYPE_CHECKING:
@@ -81,32 +83,6 @@ class ControlCommand:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkWanted:
-    """A batch has `ready` images it could hand to a worker right now."""
-
-    batch_id: str
-    priority: Priority
-    ready: int
-    grants_received: int
-    unfinished: int = 0  # its images not yet terminal: waiting, retrying or at a worker
-
-
-@dataclass(frozen=True, slots=True)
-class SlotGranted:
-    """The supervisor lends a worker to a batch for one image."""
-
-    worker: pykka.ActorRef[ImageActor]
-
-
-@dataclass(frozen=True, slots=True)
-class SlotReturned:
-    """A batch had nothing to do with a granted worker."""
-
-    batch_id: str
-    worker: pykka.ActorRef[ImageActor]
-
-
-@dataclass(frozen=True, slots=True)
 class AnalyseImage:
     """Analyse one image of a batch and reply to `reply_to`."""
 
@@ -147,18 +123,42 @@ class ImageAnalysed:
 
 
 @dataclass(frozen=True, slots=True)
+class OfferJobs:
+    """A batch's next jobs for the workers (a bounded window), with its counts for the gauges."""
+
+    batch_id: str
+    jobs: tuple[AnalyseImage, ...]
+    waiting: int = 0  # its images ready to start but not offered yet (beyond the window)
+    unfinished: int = 0  # its images not yet terminal: waiting, retrying or at a worker
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawJobs:
+    """A batch takes back its offered jobs that no worker took yet (cancelled, parked)."""
+
+    batch_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobsReturned:
+    """The offered jobs no worker took, back to their batch (after WithdrawJobs)."""
+
+    jobs: tuple[AnalyseImage, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerIdle:
-    """An image actor finished its job and can take another."""
+    """An image actor is through with `job` (its outcome is on the way to the batch)."""
 
     worker: pykka.ActorRef[ImageActor]
+    job: AnalyseImage
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerCrashed:
-    """An image actor died on an unexpected exception."""
+    """An image actor died on an unexpected exception (the supervisor knows what it held)."""
 
     worker: pykka.ActorRef[ImageActor]
-    jobs: tuple[AnalyseImage, ...]
     reason: str
 
 
@@ -168,8 +168,6 @@ class BatchFinished:
 
     batch_id: str
     status: str
-    # Slots it took before stopping; later grants were never seen and go back to the pool.
-    grants_received: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,16 +176,19 @@ class BatchCrashed:
 
     batch_id: str
     reason: str
-    grants_received: int = 0  # as in BatchFinished
+
+
+@dataclass(frozen=True, slots=True)
+class BatchTick:
+    """The supervisor's tick, passed on to a batch with how many of its images the workers hold
+    now (its other offered images wait for a worker: that is not a stall)."""
+
+    at_workers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class CancelBatch:
     """Stop a batch: pending images are not analysed; the batch ends `cancelled`."""
-
-
-# What a BatchActor receives from others (it adds its own private steps).
-BatchMessage = SlotGranted | ImageAnalysed | Tick | CancelBatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,3 +199,23 @@ class Shutdown:
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Ask (from outside the actor system only) for a view of the supervisor's state."""
+
+
+# What each actor receives from others (each adds its own private steps).
+SupervisorMessage = (
+    PathSeen
+    | SubmitBatch
+    | Tick
+    | InboxesChanged
+    | ControlCommand
+    | OfferJobs
+    | WithdrawJobs
+    | BatchFinished
+    | BatchCrashed
+    | WorkerIdle
+    | WorkerCrashed
+    | Shutdown
+    | Snapshot
+)
+BatchMessage = ImageAnalysed | JobsReturned | BatchTick | CancelBatch
+ImageMessage = AnalyseImage

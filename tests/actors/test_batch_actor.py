@@ -22,16 +22,16 @@ from medianalysed.dupindex import HistoryIndex
 from medianalysed.messages import (
     AnalyseImage,
     BatchFinished,
+    BatchTick,
     CancelBatch,
     ImageAnalysed,
-    SlotGranted,
-    SlotReturned,
-    Tick,
-    WorkWanted,
+    JobsReturned,
+    OfferJobs,
+    WithdrawJobs,
 )
 from medianalysed.state import BatchRecord, StateStore
 from tests.e2e.harness import wait_for
-from tests.recording import RecordingActor, expect
+from tests.recording import OfferRecorder, expect
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -66,8 +66,7 @@ def env(tmp_path: Path):
     history = HistoryIndex(tmp_path / "state" / "history", analysis_version=1)
     supervisor_q: queue.Queue[Any] = queue.Queue()
     worker_q: queue.Queue[Any] = queue.Queue()
-    supervisor = RecordingActor.start(supervisor_q)
-    worker = RecordingActor.start(worker_q)
+    supervisor = OfferRecorder.start(supervisor_q, worker_q)  # worker_q: the jobs offered
     record = BatchRecord(
         batch_id="b1", inbox="default", source=str(batch_dir), outbox_dir=str(inbox.outbox / "b1")
     )
@@ -83,7 +82,6 @@ def env(tmp_path: Path):
         "history": history,
         "supervisor": supervisor,
         "supervisor_q": supervisor_q,
-        "worker": worker,
         "worker_q": worker_q,
         "record": record,
         "settings": settings,
@@ -103,20 +101,20 @@ def _start(env: dict[str, Any]):
     )
 
 
-def _grant_and_answer(env, batch, answer) -> AnalyseImage:
-    batch.tell(SlotGranted(worker=env["worker"]))
+def _answer_next(env, batch, answer) -> AnalyseImage:
+    """Answer the next job the batch offered, as a worker would."""
     job = expect(env["worker_q"], AnalyseImage)
     batch.tell(answer(job))
     return job
 
 
-def test_batch_asks_for_workers_and_writes_every_image_once(env):
+def test_batch_offers_its_jobs_and_writes_every_image_once(env):
     batch = _start(env)
-    wanted = expect(env["supervisor_q"], WorkWanted)
-    assert wanted.ready == 3
+    offer = expect(env["supervisor_q"], OfferJobs)
+    assert (len(offer.jobs), offer.waiting, offer.unfinished) == (3, 0, 3)  # the window holds all
     seen = []
     for index in range(3):
-        job = _grant_and_answer(
+        job = _answer_next(
             env,
             batch,
             lambda job, i=index: ImageAnalysed(
@@ -142,11 +140,11 @@ def test_batch_asks_for_workers_and_writes_every_image_once(env):
 
 def test_retryable_failure_is_retried_then_fails_with_attempts_recorded(env):
     batch = _start(env)
-    expect(env["supervisor_q"], WorkWanted)
+    expect(env["supervisor_q"], OfferJobs)
     timeout = {"code": "TIMEOUT", "message": "slow", "retryable": True}
     outcomes = []
     for _ in range(5):
-        job = _grant_and_answer(
+        job = _answer_next(
             env,
             batch,
             lambda job: ImageAnalysed(
@@ -158,7 +156,7 @@ def test_retryable_failure_is_retried_then_fails_with_attempts_recorded(env):
             ),
         )
         outcomes.append((job.path, job.attempt))
-        batch.tell(Tick())
+        batch.tell(BatchTick())
         if len(outcomes) == 4:
             break
     assert ("a.jpg", 1) in outcomes
@@ -173,10 +171,12 @@ def test_retryable_failure_is_retried_then_fails_with_attempts_recorded(env):
     assert records["a.jpg"]["error"]["code"] == "TIMEOUT"
 
 
-def test_cancel_returns_slots_and_reports_pending_images(env):
+def test_cancel_takes_back_the_offered_jobs_and_reports_them_pending(env):
     batch = _start(env)
-    expect(env["supervisor_q"], WorkWanted)
+    offer = expect(env["supervisor_q"], OfferJobs)
     batch.tell(CancelBatch())
+    expect(env["supervisor_q"], WithdrawJobs)
+    batch.tell(JobsReturned(jobs=offer.jobs))  # no worker had taken any
     finished = expect(env["supervisor_q"], BatchFinished)
     assert finished.status == "cancelled"
     batch_ref_gone = env["inbox"].outbox / "b1" / "summary.json"
@@ -191,33 +191,20 @@ def test_cancel_returns_slots_and_reports_pending_images(env):
 
 def test_resume_after_restart_does_not_redo_finished_images(env):
     batch = _start(env)
-    expect(env["supervisor_q"], WorkWanted)
-    _grant_and_answer(
-        env,
-        batch,
-        lambda job: ImageAnalysed(
-            path=job.path, attempt=1, result=_result(job.path, "s"), error=None, duration_ms=1.0
-        ),
-    )
-    batch.stop(block=True)
-    record = env["store"].get_batch("b1") or env["record"]
-    env["record"] = env["store"].get_batch("b1") or record
-    resumed = _start(env)
-    wanted = expect(env["supervisor_q"], WorkWanted, where=lambda m: m.ready == 2)
-    assert wanted.ready == 2
-    resumed.tell(SlotGranted(worker=env["worker"]))
-    resumed.tell(SlotGranted(worker=env["worker"]))
-    resumed.tell(SlotGranted(worker=env["worker"]))
-    first = expect(env["worker_q"], AnalyseImage)
-    second = expect(env["worker_q"], AnalyseImage)
-    expect(env["supervisor_q"], SlotReturned)
-    assert len({first.path, second.path}) == 2
+    first, *_ = expect(env["supervisor_q"], OfferJobs).jobs
+    batch.tell(ImageAnalysed(first.path, 1, _result(first.path, "s"), None, 1.0))
+    batch.stop(block=True)  # after the outcome: its record is stored
+    env["record"] = env["store"].get_batch("b1")
+    _start(env)
+    offer = expect(env["supervisor_q"], OfferJobs)
+    assert (offer.unfinished, len(offer.jobs)) == (2, 2)
+    assert first.path not in {job.path for job in offer.jobs}
 
 
 def _answer_all(env, batch, count: int, answer) -> list[AnalyseImage]:
     jobs = []
     for _ in range(count):
-        jobs.append(_grant_and_answer(env, batch, answer))
+        jobs.append(_answer_next(env, batch, answer))
     return jobs
 
 
@@ -231,7 +218,7 @@ def test_failed_and_skipped_records_keep_the_file_facts(env):
     facts = {"size": 3, "sha256": "ab" * 32, "mtime": "2025-01-01T00:00:00Z", "source_url": None}
     codes = {"a.jpg": "CORRUPT", "b.jpg": "TOO_LARGE", "sub/c.jpg": "TOO_SMALL"}
     batch = _start(env)
-    expect(env["supervisor_q"], WorkWanted)
+    expect(env["supervisor_q"], OfferJobs)
     _answer_all(
         env,
         batch,
@@ -264,7 +251,7 @@ def test_undecodable_names_are_opened_by_root_and_key_and_reported_exactly(env, 
         with open(os.fsencode(batch_dir) + b"/" + name, "wb") as handle:
             handle.write(b"x")
     batch = _start(env)
-    expect(env["supervisor_q"], WorkWanted)
+    expect(env["supervisor_q"], OfferJobs)
     jobs = _answer_all(
         env,
         batch,
@@ -298,7 +285,7 @@ def test_a_255_byte_batch_archived_twice_gets_a_shortened_name(env, tmp_path):
     )
     (env["inbox"].archive / batch_id).mkdir(parents=True)  # the first drop of that name
     batch = _start(env)
-    expect(env["supervisor_q"], WorkWanted)
+    expect(env["supervisor_q"], OfferJobs)
     _answer_all(
         env,
         batch,
@@ -329,9 +316,9 @@ class GatedHistory(HistoryIndex):
 
 
 def _answer_three(env: dict[str, Any], batch: Any) -> None:
-    expect(env["supervisor_q"], WorkWanted)
+    expect(env["supervisor_q"], OfferJobs)
     for index in range(3):
-        _grant_and_answer(
+        _answer_next(
             env,
             batch,
             lambda job, i=index: ImageAnalysed(
@@ -430,8 +417,8 @@ class _LosesOnePathOnce(BatchActor):
 
     lost = False
 
-    def _resume_running(self) -> None:
-        super()._resume_running()
+    def _reread_line(self) -> None:
+        super()._reread_line()
         if not self.lost:
             self.lost = True
             self._cursor = itertools.islice(self._cursor, 1, None)
@@ -446,11 +433,11 @@ def test_an_image_that_left_the_line_without_an_outcome_is_found_again(env, capl
         history=env["history"],
         supervisor=env["supervisor"],
     )
-    expect(env["supervisor_q"], WorkWanted)
+    expect(env["supervisor_q"], OfferJobs)
 
     seen = []
     for _ in range(3):
-        job = _grant_and_answer(
+        job = _answer_next(
             env,
             batch,
             lambda job: ImageAnalysed(

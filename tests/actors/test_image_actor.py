@@ -101,7 +101,7 @@ class Env:
             future.set_result(outcome)
         analysed: ImageAnalysed = expect(self.replies, ImageAnalysed)
         idle = expect(self.supervisor_q, WorkerIdle)
-        assert idle.worker == self.actor
+        assert (idle.worker, idle.job) == (self.actor, job)  # which slot is free again
         return analysed
 
 

@@ -7,6 +7,7 @@ that answer at once (or record), the listener double raises where a bug would.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import queue
 import threading
@@ -23,18 +24,18 @@ from medianalysed.dupindex import HistoryIndex
 from medianalysed.messages import (
     AnalyseImage,
     BatchFinished,
+    BatchTick,
     ControlCommand,
     ImageAnalysed,
-    SlotGranted,
+    OfferJobs,
     Snapshot,
     Tick,
     WorkerIdle,
-    WorkWanted,
 )
 from medianalysed.stalls import ProgressClock
 from medianalysed.state import BatchRecord, StateStore
 from tests.e2e.harness import wait_for
-from tests.recording import RecordingActor, expect
+from tests.recording import OfferRecorder, RecordingActor, expect
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -82,9 +83,8 @@ def batch_env(tmp_path: Path):
         "history": history,
         "inbox": inbox,
         "supervisor_q": supervisor_q,
-        "supervisor": RecordingActor.start(supervisor_q),
-        "worker_q": worker_q,
-        "worker": RecordingActor.start(worker_q),
+        "supervisor": OfferRecorder.start(supervisor_q, worker_q),
+        "worker_q": worker_q,  # the jobs the batch offers
         "record": BatchRecord(
             batch_id="b1", inbox="default", source=str(source), outbox_dir=str(inbox.outbox / "b1")
         ),
@@ -115,7 +115,6 @@ def _start_batch(env: dict[str, Any], **kwargs: Any) -> pykka.ActorRef[Any]:
 
 def _serve_all(env: dict[str, Any], batch: pykka.ActorRef[Any], answer: Any, count: int) -> None:
     for _ in range(count):
-        batch.tell(SlotGranted(worker=env["worker"]))
         job = expect(env["worker_q"], AnalyseImage)
         batch.tell(answer(job))
 
@@ -129,7 +128,7 @@ def test_an_outcome_that_cannot_be_stored_becomes_that_images_internal_record(ba
         return ImageAnalysed(job.path, job.attempt, result, None, 1.0)
 
     batch = _start_batch(batch_env)
-    expect(batch_env["supervisor_q"], WorkWanted)
+    expect(batch_env["supervisor_q"], OfferJobs)
     _serve_all(batch_env, batch, answer, 3)
 
     finished = expect(batch_env["supervisor_q"], BatchFinished)
@@ -153,7 +152,7 @@ class _RaisingListener(BatchListener):
 
 def test_a_failing_hook_after_the_outcome_was_stored_keeps_the_stored_outcome(batch_env):
     batch = _start_batch(batch_env, listener=_RaisingListener())
-    expect(batch_env["supervisor_q"], WorkWanted)
+    expect(batch_env["supervisor_q"], OfferJobs)
     _serve_all(
         batch_env,
         batch,
@@ -169,27 +168,32 @@ def test_a_failing_hook_after_the_outcome_was_stored_keeps_the_stored_outcome(ba
 
 def test_an_unreadable_image_record_fails_that_image_and_the_others_run(batch_env):
     store = batch_env["store"]
+    source = Path(batch_env["record"].source)
+    for name in ("d.png", "e.png", "f.png", "g.png"):
+        (source / name).write_bytes(b"x")
+    # One worker: a window of 6 jobs, so g.png is prepared only once two are answered.
+    processing = ProcessingConfig(max_retries=0, workers=1)
+    batch_env["settings"] = dataclasses.replace(batch_env["settings"], processing=processing)
     batch = _start_batch(batch_env)
-    expect(batch_env["supervisor_q"], WorkWanted)
+    expect(batch_env["supervisor_q"], OfferJobs)
     # A damaged record in state (a torn write, a bug in an older version).
-    store._images.set(store._image_key("b1", "b.png"), "{not json")
+    store._images.set(store._image_key("b1", "g.png"), "{not json")
     served = []
-    for _ in range(2):
-        batch.tell(SlotGranted(worker=batch_env["worker"]))
+    for _ in range(6):
         job = expect(batch_env["worker_q"], AnalyseImage)
         served.append(job.path)
         batch.tell(ImageAnalysed(job.path, job.attempt, _result(_hex(job.path)), None, 1.0))
-    assert served == ["a.png", "c.png"]
+    assert served == ["a.png", "b.png", "c.png", "d.png", "e.png", "f.png"]
     assert expect(batch_env["supervisor_q"], BatchFinished).status == "partial"
     records = _results(batch_env["inbox"].outbox / "b1")
-    assert records["b.png"]["error"]["code"] == "INTERNAL"
-    assert "JSONDecodeError" in records["b.png"]["error"]["message"]
+    assert records["g.png"]["error"]["code"] == "INTERNAL"
+    assert "JSONDecodeError" in records["g.png"]["error"]["message"]
 
 
 def test_salvage_finalises_the_unfinished_images_as_internal_exactly_once(batch_env):
     store = batch_env["store"]
     batch = _start_batch(batch_env)
-    expect(batch_env["supervisor_q"], WorkWanted)
+    expect(batch_env["supervisor_q"], OfferJobs)
     _serve_all(
         batch_env,
         batch,
@@ -237,7 +241,7 @@ class AnsweringWorker(pykka.ThreadingActor):
                 message.reply_to.tell(
                     ImageAnalysed(message.path, message.attempt, result, None, 1.0)
                 )
-            self._supervisor.tell(WorkerIdle(worker=self.actor_ref))
+            self._supervisor.tell(WorkerIdle(worker=self.actor_ref, job=message))
 
 
 class FinaliseFails(BatchListener):
@@ -466,14 +470,13 @@ def test_a_batch_waiting_for_a_worker_is_not_stalled(batch_env):
     clock = FakeClock()
     progress = ProgressClock(clock=clock)
     batch = _start_batch(batch_env, progress=progress)
-    expect(batch_env["supervisor_q"], WorkWanted)
+    expect(batch_env["supervisor_q"], OfferJobs)
     clock.now += 10_000  # no worker for hours: busy elsewhere, not stuck
-    batch.tell(Tick())
+    batch.tell(BatchTick(at_workers=0))  # its jobs wait in the queue
     wait_for(lambda: progress.check(600) == [] and progress.stalled() == [], what="ticked")
-    batch.tell(SlotGranted(worker=batch_env["worker"]))
     expect(batch_env["worker_q"], AnalyseImage)
     clock.now += 601
-    batch.tell(Tick())  # an image is out: a tick is no longer progress
+    batch.tell(BatchTick(at_workers=1))  # an image is out: a tick is no longer progress
     wait_for(lambda: progress.check(600) or progress.stalled(), what="stalled")
     assert progress.stalled() == ["b1"]
 

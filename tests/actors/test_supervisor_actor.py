@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from medianalysed.config import Config, InboxConfig, ProcessingConfig
 from medianalysed.dupindex import HistoryIndex
 from medianalysed.messages import (
     AnalyseImage,
+    ControlCommand,
     ImageAnalysed,
     PathSeen,
     Snapshot,
@@ -103,7 +106,8 @@ class Harness:
             (folder / "batch.toml").write_text(f'priority = "{priority}"\n')
         return folder
 
-    def answer(self, job: AnalyseImage, worker_index: int = 0) -> None:
+    def answer(self, job: AnalyseImage) -> None:
+        """What an image actor does with a job: the outcome to the batch, idle to us."""
         job.reply_to.tell(
             ImageAnalysed(
                 path=job.path,
@@ -113,7 +117,10 @@ class Harness:
                 duration_ms=1.0,
             )
         )
-        self.supervisor.tell(WorkerIdle(worker=self.workers[worker_index]))
+        self.supervisor.tell(WorkerIdle(worker=self.workers[self.worker_of(job)], job=job))
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.supervisor.ask(Snapshot(), timeout=5)
 
     def close(self) -> None:
         self.supervisor.stop(block=True, timeout=10)
@@ -155,7 +162,7 @@ def test_workers_are_bounded_globally_and_shared_between_batches(harness):
     served = {job.batch_id for job in first}
     for _ in range(4):
         for job in first:
-            h.answer(job, worker_index=h.worker_of(job))
+            h.answer(job)
         first = [expect(h.jobs, AnalyseImage) for _ in range(limit)]
         served |= {job.batch_id for job in first}
         assert _drain(h.jobs) == []
@@ -167,7 +174,7 @@ def test_high_priority_batch_gets_workers_first(harness):
     h.supervisor.tell(SubmitBatch("default", str(h.folder("low", 5, "low"))))
     low_jobs = [expect(h.jobs, AnalyseImage) for _ in range(SLOTS_PER_WORKER)]
     h.supervisor.tell(SubmitBatch("default", str(h.folder("urgent", 3, "high"))))
-    wait_for(lambda: h.supervisor.ask(Snapshot(), timeout=5)["demand"].get("urgent"))
+    wait_for(lambda: h.snapshot()["offered"].get("urgent"), what="urgent's jobs offered")
     served = []
     for job in low_jobs:
         h.answer(job)
@@ -177,19 +184,62 @@ def test_high_priority_batch_gets_workers_first(harness):
     assert [j.batch_id for j in served] == ["urgent", "urgent", "urgent"]
 
 
-def test_crashed_worker_is_replaced_and_its_image_fails_internal(harness):
+def test_crashed_worker_is_replaced_and_its_images_fail_internal_once(harness):
     h = harness(workers=1)
     h.supervisor.tell(SubmitBatch("default", str(h.folder("b", 3))))
     jobs = tuple(expect(h.jobs, AnalyseImage) for _ in range(SLOTS_PER_WORKER))
     crashed = h.workers[0]
-    h.supervisor.tell(WorkerCrashed(worker=crashed, jobs=jobs, reason="RuntimeError: boom"))
+    h.supervisor.tell(WorkerCrashed(worker=crashed, reason="RuntimeError: boom"))
     crashed.stop()
     nxt = expect(h.jobs, AnalyseImage)
     assert nxt.path not in {job.path for job in jobs}
     assert h.worker_of(nxt) == 1  # the replacement
     assert len(h.workers) == 2
-    snapshot = h.supervisor.ask(Snapshot(), timeout=5)
-    assert snapshot["workers"] == 1
+    assert h.snapshot()["workers"] == 1
+    # What the crashed worker held went back to the batch: one attempt each, INTERNAL.
+    for job in jobs:
+        wait_for(lambda job=job: h.store.get_image("b", job.path), what=f"{job.path} recorded")
+        record = h.store.get_image("b", job.path)
+        assert (record.status, record.attempts, record.error["code"]) == ("failed", 1, "INTERNAL")
+    h.answer(nxt)
+    wait_for(lambda: h.snapshot()["active"] == [], what="the batch to finish")
+    assert _drain(h.jobs) == []  # nothing analysed twice
+
+
+def test_batches_of_equal_priority_take_turns_at_the_workers(harness):
+    h = harness(workers=1)
+    h.supervisor.tell(SubmitBatch("default", str(h.folder("one", 6))))
+    held = [expect(h.jobs, AnalyseImage) for _ in range(SLOTS_PER_WORKER)]
+    h.supervisor.tell(SubmitBatch("default", str(h.folder("two", 6))))
+    wait_for(lambda: h.snapshot()["offered"].get("two"), what="two's jobs offered")
+    order = []
+    for _ in range(8):
+        h.answer(held.pop(0))
+        held.append(expect(h.jobs, AnalyseImage))
+        order.append(held[-1].batch_id)
+    assert all(a != b for a, b in pairwise(order)), order
+
+
+def test_cancel_withdraws_the_offered_jobs_and_waits_for_the_held_ones(harness):
+    h = harness(workers=1)
+    h.supervisor.tell(SubmitBatch("default", str(h.folder("big", 10))))
+    held = [expect(h.jobs, AnalyseImage) for _ in range(SLOTS_PER_WORKER)]
+    wait_for(lambda: h.snapshot()["offered"].get("big"), what="more jobs offered")
+
+    h.supervisor.tell(ControlCommand("cancel", "big"))
+
+    wait_for(lambda: h.snapshot()["offered"].get("big") == 0, what="the offer withdrawn")
+    assert h.snapshot()["active"] == ["big"]  # still waiting for the images it has out
+    for job in held:
+        h.answer(job)
+    wait_for(lambda: h.snapshot()["active"] == [], what="the batch to finish")
+    assert _drain(h.jobs) == []  # no withdrawn job reached a worker
+    outbox = h.inbox.outbox / "big"
+    summary = json.loads((outbox / "summary.json").read_text())
+    assert (summary["status"], summary["counts"]["failed"]) == ("cancelled", 2)
+    assert summary["counts"]["pending"] == 8
+    paths = [json.loads(line)["path"] for line in (outbox / "results.jsonl").open()]
+    assert sorted(paths) == [f"{index:03d}.jpg" for index in range(10)]  # each exactly once
 
 
 def test_folder_is_started_once_even_when_seen_many_times(harness):
@@ -235,15 +285,29 @@ def test_a_tick_reaching_a_batch_actor_that_just_stopped_does_not_kill_the_super
 def test_busy_workers_and_unfinished_images_are_counted_as_their_help_says(harness):
     gauges: list[dict[str, int]] = []
     h = harness(workers=2, on_gauges=gauges.append)
-    h.supervisor.tell(SubmitBatch("default", str(h.folder("one", 8))))
-    jobs = [expect(h.jobs, AnalyseImage) for _ in range(2 * SLOTS_PER_WORKER)]
+    h.supervisor.tell(SubmitBatch("default", str(h.folder("one", 30))))
+    held = [expect(h.jobs, AnalyseImage) for _ in range(2 * SLOTS_PER_WORKER)]
 
-    # Four images at two workers: two workers are busy, not "4/2"; all 8 are unfinished.
-    wait_for(lambda: gauges and gauges[-1]["images_pending"] == 8, what="8 unfinished")
-    snapshot = h.supervisor.ask(Snapshot(), timeout=5)
+    # Four images at two workers: two workers are busy, not "4/2"; all 30 are unfinished,
+    # and the 26 not at a worker wait for one (offered, or not offered yet).
+    wait_for(lambda: gauges and gauges[-1]["images_pending"] == 30, what="30 unfinished")
+    snapshot = h.snapshot()
     assert (snapshot["workers_busy"], snapshot["workers"]) == (2, 2)
-    assert gauges[-1]["workers_busy"] == 2
-    assert gauges[-1]["queue_depth"] == 4  # ready and waiting for a worker
+    assert (gauges[-1]["workers_busy"], gauges[-1]["queue_depth"]) == (2, 26)
 
-    h.answer(jobs[0], worker_index=h.worker_of(jobs[0]))
-    wait_for(lambda: gauges[-1]["images_pending"] == 7, what="one image finished")
+    answered, dispatched = 0, len(held)
+    while held:
+        h.answer(held.pop(0))
+        answered += 1
+        if answered == 10:  # the count follows on the ticks, without a message per image
+            wait_for(
+                lambda: h.supervisor.tell(Tick()) or gauges[-1]["images_pending"] == 20,
+                what="ten images finished",
+            )
+        if dispatched < 30:
+            held.append(expect(h.jobs, AnalyseImage))
+            dispatched += 1
+    wait_for(lambda: h.snapshot()["active"] == [], what="the batch to finish")
+    assert all(g["workers_busy"] <= g["workers"] == 2 for g in gauges)
+    assert (gauges[-1]["workers_busy"], gauges[-1]["queue_depth"]) == (0, 0)
+    assert gauges[-1]["images_pending"] == 0

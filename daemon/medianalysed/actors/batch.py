@@ -1,4 +1,10 @@
-"""BatchActor: one per batch; enumerates it, feeds workers, retries, writes the outbox.
+"""BatchActor: one per batch; enumerates it, offers its jobs to the workers, retries, writes
+the outbox.
+
+Its jobs go to the supervisor's queue in windows (`OfferJobs`, `jobqueue.window`): up to three
+times the pool's slots offered and unanswered, topped up once no more than twice that are left.
+Only due jobs are offered; the retry heap and the due times stay here. A cancelled or parked
+batch takes back what no worker holds yet (`WithdrawJobs` → `JobsReturned`).
 
 Every transition is persisted before the side effect it enables (STYLE §3.3 rule 5):
 the path list before any image is dispatched, each image's outcome before the next
@@ -6,8 +12,8 @@ dispatch counts it, the results before `summary.json`, `summary.json` before the
 is archived. After SIGKILL, `phase` says where to pick up.
 
 A write the disk refuses (`DiskWriteError`: state, outbox, archive full, read-only or failing)
-parks the batch, in one place (`on_receive`): no new work is asked for, the outcomes that
-arrive meanwhile are kept in memory, and a later `Tick` retries with backoff: the kept
+parks the batch, in one place (`on_receive`): its offered jobs are withdrawn, the outcomes that
+arrive meanwhile are kept in memory, and a later tick retries with backoff: the kept
 messages first, then the same step again from what is persisted (`_begin`). Nothing is lost
 and nothing is counted twice (an outcome already recorded is not recorded again).
 """
@@ -27,6 +33,7 @@ from typing import TYPE_CHECKING, Any, assert_never
 import pykka
 
 from medianalysed import names
+from medianalysed.actors.image import SLOTS_PER_WORKER
 from medianalysed.batchwork import salvage
 from medianalysed.batchwork.disposing import dispose_input, intend_disposal
 from medianalysed.batchwork.enumeration import input_root, store_listing
@@ -44,18 +51,19 @@ from medianalysed.crashloop import enter_step, leave_step
 from medianalysed.crashpoints import crash_point
 from medianalysed.diskfaults import STORAGE_FAULTS, FaultBoard
 from medianalysed.errors import DiskWriteError, ErrorCode
+from medianalysed.jobqueue import window
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.messages import (
     AnalyseImage,
     BatchCrashed,
     BatchFinished,
     BatchMessage,
+    BatchTick,
     CancelBatch,
     ImageAnalysed,
-    SlotGranted,
-    SlotReturned,
-    Tick,
-    WorkWanted,
+    JobsReturned,
+    OfferJobs,
+    WithdrawJobs,
 )
 from medianalysed.models import BatchStatus, ImageStatus, utc_now_iso
 from medianalysed.nearrule import NearRule
@@ -85,7 +93,6 @@ class _FinaliseStep:
 
 
 _Inbound = BatchMessage | _Begin | _FinaliseStep
-_INBOUND = (SlotGranted, ImageAnalysed, Tick, CancelBatch, _Begin, _FinaliseStep)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,13 +153,16 @@ class BatchActor(pykka.ThreadingActor):
         self._salvage = salvage
         self._cursor: Iterator[str] = iter(())
         self._last_line_rescan = float("-inf")
-        self._in_flight: dict[str, int] = {}
+        # Offered to the workers and not answered yet (path → attempt): waiting in the
+        # supervisor's queue or at a worker (`_at_workers` of them, as of the last tick).
+        self._offered: dict[str, int] = {}
+        self._at_workers = 0
+        self._window = window(settings.processing.effective_workers * SLOTS_PER_WORKER)
         self._retry_heap: list[tuple[float, str]] = []
+        # Images neither terminal nor offered are "pending" here.
         self._counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
-        self._grants_received = 0
-        self._last_ready_reported = -1
-        self._last_unfinished_reported = -1
-        self._reported_since_tick = False
+        self._last_reported = (-1, -1)  # (waiting, unfinished) as the last offer said
+        self._offered_since_tick = False
         self._cancelled = False
         self._status_dirty = True
         self._status = StatusWriter(store, self._log_extra())
@@ -177,7 +187,6 @@ class BatchActor(pykka.ThreadingActor):
             BatchCrashed(
                 batch_id=self._batch_id,
                 reason=f"{getattr(exception_type, '__name__', exception_type)}: {exception_value}",
-                grants_received=self._grants_received,
             )
         )
 
@@ -197,7 +206,7 @@ class BatchActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> None:
         """Dispatch one message (runs in this actor's thread); a disk fault parks the batch."""
-        if not isinstance(message, _INBOUND):
+        if not isinstance(message, _Inbound):
             super().on_receive(message)
             return
         if self._parking.parked:
@@ -213,13 +222,14 @@ class BatchActor(pykka.ThreadingActor):
             case _Begin():
                 self._progress.touch(self._batch_id)
                 self._begin()
-            case SlotGranted():
-                self._guarded_slot(message)
             case ImageAnalysed():
                 self._progress.touch(self._batch_id)
                 self._guarded_outcome(message)
-            case Tick():
-                self._on_tick()
+            case JobsReturned():
+                self._take_back(message.jobs)
+                self._after_change()
+            case BatchTick():
+                self._on_tick(message)
             case CancelBatch():
                 self._cancel()
             case _FinaliseStep():
@@ -231,35 +241,31 @@ class BatchActor(pykka.ThreadingActor):
     # -- parked on a disk fault (batchwork/parking.py) ----------------------------------
 
     def _park(self, failure: DiskWriteError, message: _Inbound | None) -> None:
-        """Stop asking for work; keep `message` for the retry unless it can be dropped."""
-        if isinstance(message, SlotGranted):
-            # `_on_slot` fails only before the job is sent: the slot goes back unused.
-            self._supervisor.tell(SlotReturned(batch_id=self._batch_id, worker=message.worker))
-        elif isinstance(message, CancelBatch) or (
+        """Take back the jobs no worker holds; keep `message` for the retry unless it can be
+        dropped."""
+        if isinstance(message, CancelBatch) or (
             isinstance(message, ImageAnalysed) and message.disk_fault is None
         ):
             self._parking.keep_first(message)
-        # _Begin and Tick need no keeping: the retry resumes from what is persisted.
+        # _Begin, ticks and returned jobs need no keeping: the retry resumes from what is
+        # persisted (returned jobs are back in line before anything is written).
         if self._finalising is not None:
             self._finalising.close()  # its temporary files go; the retry starts it again
             self._finalising = None
         self._parking.park(failure)
-        self._last_ready_reported = -1
-        self._report_demand()
+        self._withdraw()
 
     def _while_parked(self, message: _Inbound) -> None:
         match message:
-            case SlotGranted():
-                self._grants_received += 1
-                self._supervisor.tell(SlotReturned(batch_id=self._batch_id, worker=message.worker))
-                self._last_ready_reported = -1
-                self._report_demand()
             case ImageAnalysed() if message.disk_fault is not None:
                 # Back in line: the retry recounts it as pending from the store.
-                self._in_flight.pop(message.path, None)
+                self._offered.pop(message.path, None)
             case ImageAnalysed() | CancelBatch():
                 self._parking.keep(message)
-            case Tick():
+            case JobsReturned():
+                self._take_back(message.jobs)
+            case BatchTick():
+                self._at_workers = message.at_workers
                 if self._parking.due():
                     # Paused for a known reason (in /healthz), not stalled: each retry counts.
                     self._progress.touch(self._batch_id)
@@ -304,21 +310,9 @@ class BatchActor(pykka.ThreadingActor):
             self._tell_finished()
 
     def _tell_finished(self) -> None:
-        self._supervisor.tell(
-            BatchFinished(
-                self._batch_id, str(self._record.status), grants_received=self._grants_received
-            )
-        )
+        self._supervisor.tell(BatchFinished(self._batch_id, str(self._record.status)))
 
     # -- the per-input exception boundary (SPEC §1: no input can stop a batch) ---------
-
-    def _guarded_slot(self, message: SlotGranted) -> None:
-        # One input's failure is caught in `_next_job`; anything else crashes the actor,
-        # which is restarted from state (the slot goes back with the crash report).
-        self._unstarted_failed = False
-        self._on_slot(message)
-        if self._unstarted_failed:
-            self._after_change()
 
     def _guarded_outcome(self, message: ImageAnalysed) -> None:
         counts = dict(self._counts)
@@ -337,7 +331,7 @@ class BatchActor(pykka.ThreadingActor):
             )
             # Undo the half-applied outcome, then settle the image from what is stored.
             self._counts = counts
-            self._in_flight.pop(message.path, None)
+            self._offered.pop(message.path, None)
             self._drop_from_retry_heap(message.path)
             self._settle_failed_outcome(message.path, message.attempt, exc)
 
@@ -389,7 +383,6 @@ class BatchActor(pykka.ThreadingActor):
         self._counts["pending"] -= 1
         self._counts["failed"] += 1
         self._status_dirty = True
-        self._unstarted_failed = True
 
     # -- salvage: the actor crashed more often than it may be restarted ----------------
 
@@ -435,8 +428,8 @@ class BatchActor(pykka.ThreadingActor):
         """Count the images from state and walk their line again from the start."""
         counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
         for path in self._store.iter_paths(self._record):
-            if path in self._in_flight:
-                continue  # (after a disk fault) still at a worker: its outcome will come
+            if path in self._offered:
+                continue  # (after a disk fault) still offered: its outcome will come
             image = self._store.get_image(self._batch_id, path)
             status = ImageStatus.PENDING if image is None else image.status
             key = str(status) if status.terminal else "pending"
@@ -444,7 +437,7 @@ class BatchActor(pykka.ThreadingActor):
         self._counts = counts
         self._cursor = self._store.iter_paths(self._record)
         self._retry_heap = []  # the cursor finds the images waiting for a retry again
-        self._last_ready_reported = -1
+        self._last_reported = (-1, -1)
 
     # -- dispatching -------------------------------------------------------------------
 
@@ -456,54 +449,66 @@ class BatchActor(pykka.ThreadingActor):
         fresh = self._counts["pending"] - len(self._retry_heap)
         return max(0, fresh) + due
 
-    def _report_demand(self, *, tick: bool = False) -> None:
-        """Tell the supervisor how many images could start now, when that changed.
+    def _offer_jobs(self, *, tick: bool = False) -> None:
+        """Top up the jobs offered to the workers when the window has room.
 
-        The count of unfinished images rides along; on a `tick` without any report since the
-        last one (the tail of the batch, or no worker free for it) it is sent alone when it
-        moved, so the gauge follows without a message per image.
+        The counts for the gauges ride along; on a `tick` without any offer since the last
+        one (the tail of the batch, or no worker free for it) they are sent alone when they
+        moved, so the gauges follow without a message per image.
         """
-        ready = self._ready_count()
-        unfinished = self._counts["pending"] + len(self._in_flight)
-        counts_moved = unfinished != self._last_unfinished_reported
-        quiet = tick and not self._reported_since_tick
+        jobs: list[AnalyseImage] = []
+        try:
+            self._take_jobs(jobs)
+        finally:  # a disk fault half-way: what was taken is offered, then withdrawn (parked)
+            self._tell_offer(jobs, tick=tick)
+        if not jobs and self._finished_work():
+            self._finalize()  # the last images could not even be prepared
+
+    def _take_jobs(self, jobs: list[AnalyseImage]) -> None:
+        room = (
+            0 if self._cancelled or self._parking.parked else self._window.room(len(self._offered))
+        )
+        while len(jobs) < room:
+            job = self._next_job()
+            if job is None and self._line_lost():
+                self._reread_line()
+                job = self._next_job()
+            if job is None:
+                return
+            self._offered[job.path] = job.attempt
+            self._counts["pending"] -= 1
+            self._status_dirty = True
+            jobs.append(job)
+
+    def _tell_offer(self, jobs: list[AnalyseImage], *, tick: bool) -> None:
+        counts = (self._ready_count(), self._counts["pending"] + len(self._offered))
+        quiet = tick and not self._offered_since_tick
         if tick:
-            self._reported_since_tick = False
-        if ready == self._last_ready_reported and not (quiet and counts_moved):
+            self._offered_since_tick = False
+        if not jobs and not (quiet and counts != self._last_reported):
             return
-        self._last_ready_reported = ready
-        self._last_unfinished_reported = unfinished
-        self._reported_since_tick = not tick
+        self._last_reported = counts
+        self._offered_since_tick = not tick
+        waiting, unfinished = counts
         self._supervisor.tell(
-            WorkWanted(
-                batch_id=self._batch_id,
-                priority=self._record.priority,
-                ready=ready,
-                grants_received=self._grants_received,
-                unfinished=unfinished,
-            )
+            OfferJobs(self._batch_id, tuple(jobs), waiting=waiting, unfinished=unfinished)
         )
 
-    def _on_slot(self, message: SlotGranted) -> None:
-        self._grants_received += 1
-        job = None if self._cancelled else self._next_job()
-        reread = job is None and self._line_lost()
-        if reread:
-            self._reread_line()
-            job = self._next_job()
-        if job is None:
-            self._supervisor.tell(SlotReturned(batch_id=self._batch_id, worker=message.worker))
-            self._last_ready_reported = -1
-            if reread:
-                self._after_change()  # the counts were wrong: nothing may be left to do
-            else:
-                self._report_demand()
-            return
-        self._in_flight[job.path] = job.attempt
-        self._counts["pending"] -= 1
-        self._status_dirty = True
-        message.worker.tell(job)
-        self._report_demand()
+    def _withdraw(self) -> None:
+        """Ask for the offered jobs no worker took yet (they come back as `JobsReturned`)."""
+        if self._offered:
+            self._supervisor.tell(WithdrawJobs(self._batch_id))
+
+    def _take_back(self, jobs: tuple[AnalyseImage, ...]) -> None:
+        """Jobs no worker took are back in line (not an attempt)."""
+        now = self._clock()
+        for job in jobs:
+            if self._offered.pop(job.path, None) is None:
+                continue  # not ours any more (the line was read again meanwhile)
+            self._counts["pending"] += 1
+            self._status_dirty = True
+            if not self._cancelled:
+                heapq.heappush(self._retry_heap, (now, job.path))
 
     def _line_lost(self) -> bool:
         """Whether the counts say images wait that neither the line nor the retries hold.
@@ -538,7 +543,7 @@ class BatchActor(pykka.ThreadingActor):
             except Exception as exc:
                 self._fail_unstarted(path, exc)
         for path in self._cursor:
-            if path in self._in_flight:
+            if path in self._offered:
                 continue
             try:
                 job = self._job_if_due(path, now)
@@ -591,7 +596,7 @@ class BatchActor(pykka.ThreadingActor):
     def _on_analysed(self, message: ImageAnalysed) -> None:
         self._status_dirty = True
         if message.interrupted or message.disk_fault is not None:
-            self._in_flight.pop(message.path, None)
+            self._offered.pop(message.path, None)
             # Not an attempt: the image goes back in line (the cursor is already past it).
             self._counts["pending"] += 1
             heapq.heappush(self._retry_heap, (self._clock(), message.path))
@@ -602,7 +607,7 @@ class BatchActor(pykka.ThreadingActor):
         previous = self._store.get_image(self._batch_id, message.path)
         if previous is not None and previous.attempts >= message.attempt:
             # Recorded already (a retried message after a disk fault, a duplicate report).
-            self._in_flight.pop(message.path, None)
+            self._offered.pop(message.path, None)
             self._after_change()
             return
         source_url = None if previous is None else previous.source_url
@@ -610,7 +615,7 @@ class BatchActor(pykka.ThreadingActor):
         self._store.put_image(self._batch_id, record)
         if source_url is not None:  # the record is durable: the downloaded copy has served
             self._download_path(message.path).unlink(missing_ok=True)
-        self._in_flight.pop(message.path, None)
+        self._offered.pop(message.path, None)
         outcome = message.outcome
         code = str(outcome.code) if isinstance(outcome, ImageError) else None
         if record.status.terminal:
@@ -646,10 +651,10 @@ class BatchActor(pykka.ThreadingActor):
             self._finalize()
             return
         self._update_live_status()
-        self._report_demand()
+        self._offer_jobs()
 
     def _finished_work(self) -> bool:
-        if self._in_flight:
+        if self._offered:
             return False
         return self._cancelled or self._counts["pending"] == 0
 
@@ -664,13 +669,14 @@ class BatchActor(pykka.ThreadingActor):
             self._status_dirty = True
         self._write_status()
 
-    def _on_tick(self) -> None:
+    def _on_tick(self, message: BatchTick) -> None:
+        self._at_workers = message.at_workers
         if self._record.phase != BatchPhase.RUNNING:
             return
-        if not self._in_flight:
+        if not self._at_workers:
             # Waiting for a worker or a retry is not a stall: this actor answers.
             self._progress.touch(self._batch_id)
-        self._report_demand(tick=True)
+        self._offer_jobs(tick=True)
         self._write_status()
 
     def _cancel(self) -> None:
@@ -680,12 +686,18 @@ class BatchActor(pykka.ThreadingActor):
         self._retry_heap.clear()
         self._advance(self._record.phase, status=BatchStatus.CANCELLED)
         logger.info("batch %s cancelled", self._batch_id, extra=self._log_extra())
+        self._withdraw()
         self._after_change()
 
     # -- status.json (batchwork/livestatus.py) -----------------------------------------
 
     def _live_counts(self) -> dict[str, int]:
-        return live_counts(self._record, self._counts, processing=len(self._in_flight))
+        # Offered images no worker holds yet are still pending to a reader.
+        processing = min(self._at_workers, len(self._offered))
+        pending = self._counts["pending"] + len(self._offered) - processing
+        return live_counts(
+            self._record, {**self._counts, "pending": pending}, processing=processing
+        )
 
     def _write_status(self, *, force: bool = False) -> None:
         if self._status.running(

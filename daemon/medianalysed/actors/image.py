@@ -16,18 +16,27 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 import pykka
 
 from medianalysed.downloads import Downloader, DownloadOutcome
 from medianalysed.errors import DiskWriteError, ErrorCode
 from medianalysed.executors.base import LOST_RUNS, REPLACED, Executor, settle
-from medianalysed.messages import AnalyseImage, ImageAnalysed, WorkerCrashed, WorkerIdle
+from medianalysed.messages import (
+    AnalyseImage,
+    ImageAnalysed,
+    ImageMessage,
+    WorkerCrashed,
+    WorkerIdle,
+)
 from medianalysed.models import AnalysisSettings
 from medianalysed.outcomes import ImageError, error_json
 from medianalysed.urllist import shown_url
 from medianalysed.worker import WorkerJob
+
+if TYPE_CHECKING:
+    from medianalysed.actors.supervisor import SupervisorActor
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +64,9 @@ class _JobDone:
     started: float
 
 
+_Inbound = ImageMessage | _Downloaded | _JobDone | _Overdue
+
+
 @dataclass(slots=True)
 class _InFlight:
     future: Future[dict[str, Any]] | None
@@ -78,7 +90,7 @@ class ImageActor(pykka.ThreadingActor):
         settings: AnalysisSettings,
         timeout_s: float,
         content_dir: Path | None,
-        supervisor: pykka.ActorRef[Any],
+        supervisor: pykka.ActorRef[SupervisorActor],
         downloader: Downloader | None = None,
         on_process_replaced: Callable[[], None] = lambda: None,
     ) -> None:
@@ -94,6 +106,12 @@ class ImageActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> None:
         """Dispatch one message (runs in this actor's thread)."""
+        if not isinstance(message, _Inbound):
+            super().on_receive(message)
+            return
+        self._dispatch(message)
+
+    def _dispatch(self, message: _Inbound) -> None:
         match message:
             case AnalyseImage():
                 self._guarded_start(message)
@@ -104,7 +122,7 @@ class ImageActor(pykka.ThreadingActor):
             case _Overdue():
                 self._overdue(message)
             case _:
-                super().on_receive(message)
+                assert_never(message)
 
     def on_stop(self) -> None:
         """Cancel the overdue timers so no thread outlives the actor."""
@@ -113,12 +131,11 @@ class ImageActor(pykka.ThreadingActor):
                 entry.timer.cancel()
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        """Report the crash to the supervisor, which replaces this actor."""
+        """Report the crash to the supervisor, which replaces this actor and answers its jobs."""
         self.on_stop()
         self._supervisor.tell(
             WorkerCrashed(
                 worker=self.actor_ref,
-                jobs=tuple(self._in_flight),
                 reason=f"{getattr(exception_type, '__name__', exception_type)}: {exception_value}",
             )
         )
@@ -279,4 +296,4 @@ class ImageActor(pykka.ThreadingActor):
         except pykka.ActorDeadError:
             # The batch actor crashed meanwhile; restarted, it runs this image again.
             logger.info("batch actor of %s is gone; its outcome is dropped", job.path)
-        self._supervisor.tell(WorkerIdle(worker=self.actor_ref))
+        self._supervisor.tell(WorkerIdle(worker=self.actor_ref, job=job))

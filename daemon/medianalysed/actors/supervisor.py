@@ -3,9 +3,9 @@
 - Folders (and loose files) seen in an inbox are tracked until ready (ready marker, or
   nothing changed for `settle_seconds`), then claimed in state and started as a batch;
   a claim makes sure no input is ever started twice.
-- The image actors form one pool, bounded by `[processing] workers` across all batches.
-  Batches say how many images they could start (`WorkWanted`); an idle worker goes to
-  the highest-priority batch, round-robin between equals (`SlotGranted`).
+- The image actors form one pool, bounded by `[processing] workers` across all batches
+  (`workerpool.py`). Batches offer windows of jobs (`OfferJobs`); a free worker is told the
+  next job of the highest-priority batch, round-robin between equals (`AnalyseImage`).
 - Crashed image actors are replaced (a bounded number of times per minute); a crashed
   batch actor is restarted from its persisted state.
 """
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 import pykka
 
@@ -27,34 +27,35 @@ from medianalysed.actors.batch import (
     BatchListener,
     BatchSettings,
 )
-from medianalysed.actors.image import SLOTS_PER_WORKER
+from medianalysed.actors.workerpool import WorkerPool
 from medianalysed.batchwork import intake
 from medianalysed.batchwork.retries import write_retry_delay
 from medianalysed.candidates import Candidates, log_folder_failure
 from medianalysed.config import Config, InboxConfig
 from medianalysed.crashloop import in_step, review_markers
 from medianalysed.diskfaults import FaultBoard
-from medianalysed.errors import DiskWriteError, ErrorCode
+from medianalysed.errors import DiskWriteError
 from medianalysed.lifecycle import BatchPhase, is_legal
 from medianalysed.messages import (
     BatchCrashed,
     BatchFinished,
+    BatchTick,
     CancelBatch,
     ControlCommand,
-    ImageAnalysed,
     InboxesChanged,
+    JobsReturned,
+    OfferJobs,
     PathSeen,
     Shutdown,
-    SlotGranted,
-    SlotReturned,
     Snapshot,
     SubmitBatch,
+    SupervisorMessage,
     Tick,
+    WithdrawJobs,
     WorkerCrashed,
     WorkerIdle,
-    WorkWanted,
 )
-from medianalysed.models import BatchStatus, Priority
+from medianalysed.models import BatchStatus
 from medianalysed.ports import DuplicateHistory, StateStorage
 from medianalysed.readiness import TreeSnapshot, snapshot_tree
 from medianalysed.rerun import RerunError, begin_rerun
@@ -64,6 +65,9 @@ from medianalysed.settling import SnapshotWalker, TreeWalked
 from medianalysed.stalls import ProgressClock
 from medianalysed.state import BatchRecord
 
+if TYPE_CHECKING:
+    from medianalysed.actors.image import ImageActor
+
 logger = logging.getLogger(__name__)
 
 # An active batch costs an actor thread and a demand entry; the workers are shared fairly
@@ -71,31 +75,8 @@ logger = logging.getLogger(__name__)
 # threads: batches ready together start together unless more than this arrive at once.
 MAX_ACTIVE_BATCHES = 64
 NEW_BATCHES = "new batches"  # the fault board's name for the supervisor's batch creation
-MAX_WORKER_RESTARTS_PER_MINUTE = 20
 
-
-@dataclass(slots=True)
-class _Demand:
-    priority: Priority
-    ready: int = 0
-    unfinished: int = 0  # as the batch last said (WorkWanted)
-    grants_sent: int = 0
-    grants_received: int = 0
-    last_grant: float = 0.0
-    # Workers granted and not yet acknowledged (`grants_received`), oldest first: the
-    # ones to take back when the batch stops before seeing them.
-    lent: deque[pykka.ActorRef[Any]] = field(default_factory=deque)
-    lent_base: int = 0
-
-    def acknowledge(self, grants_received: int) -> None:
-        """The batch has seen its first `grants_received` grants."""
-        while self.lent and self.lent_base < grants_received:
-            self.lent.popleft()
-            self.lent_base += 1
-
-    @property
-    def outstanding(self) -> int:
-        return max(0, self.ready - (self.grants_sent - self.grants_received))
+_Inbound = SupervisorMessage | TreeWalked
 
 
 @dataclass(slots=True)
@@ -113,7 +94,7 @@ class SupervisorParts:
     config: Config
     store: StateStorage
     history: DuplicateHistory
-    worker_factory: Callable[[pykka.ActorRef[Any]], pykka.ActorRef[Any]]
+    worker_factory: Callable[[pykka.ActorRef[SupervisorActor]], pykka.ActorRef[ImageActor]]
     batch_settings: Callable[[InboxConfig], BatchSettings]
     listener: BatchListener = field(default_factory=BatchListener)
     on_settled: Callable[[str, float], None] = lambda _inbox, _seconds: None
@@ -140,12 +121,7 @@ class SupervisorActor(pykka.ThreadingActor):
         # (priority rank, created_at) of queued batches: sorting never reads the store.
         self._queue_ranks: dict[str, tuple[int, str]] = {}
         self._active: dict[str, _ActiveBatch] = {}
-        self._demand: dict[str, _Demand] = {}
-        # One entry per free slot; an image actor has SLOTS_PER_WORKER of them.
-        self._idle: deque[pykka.ActorRef[Any]] = deque()
-        self._busy: Counter[str] = Counter()
-        self._workers: list[pykka.ActorRef[Any]] = []
-        self._worker_restarts: deque[float] = deque()
+        self._pool = WorkerPool(lambda: parts.worker_factory(self.actor_ref), clock)
         self._stopping = False
         self._paused = False
         # Crashed batch actors waiting for their restart.
@@ -163,8 +139,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._candidates.start(
             SnapshotWalker(self.actor_ref.tell, snapshot=self._parts.snapshot, clock=self._clock)
         )
-        for _ in range(self._config.processing.effective_workers):
-            self._add_worker()
+        self._pool.start(self._config.processing.effective_workers)
         self._paused = self._store.is_paused()
         self._review_crash_loops()
         for record in self._store.iter_batches(skip_damaged=True):
@@ -195,11 +170,12 @@ class SupervisorActor(pykka.ThreadingActor):
         self._candidates.stop()
         for active in list(self._active.values()):
             active.ref.stop(block=False)
-        for worker in self._workers:
-            worker.stop(block=False)
+        self._pool.stop()
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message (runs in this actor's thread); a disk fault is not fatal."""
+        if not isinstance(message, _Inbound):
+            return super().on_receive(message)
         try:
             return self._dispatch(message)
         except DiskWriteError as failure:
@@ -209,7 +185,7 @@ class SupervisorActor(pykka.ThreadingActor):
             logger.error("supervisor: %s; %s not applied", failure, type(message).__name__)
             return None
 
-    def _dispatch(self, message: Any) -> Any:  # noqa: PLR0912 - one branch per message type
+    def _dispatch(self, message: _Inbound) -> Any:  # noqa: PLR0912 - one branch per message type
         match message:
             case PathSeen():
                 self._candidates.seen(message.inbox, message.path)
@@ -222,12 +198,13 @@ class SupervisorActor(pykka.ThreadingActor):
                 self._candidates.reconfigure(message.inboxes)
             case SubmitBatch():
                 self._submit(message)
-            case WorkWanted():
-                self._on_work_wanted(message)
-            case SlotReturned():
-                self._on_worker_free(message.worker)
+            case OfferJobs():
+                self._on_offer(message)
+            case WithdrawJobs():
+                self._on_withdraw(message)
             case WorkerIdle():
-                self._on_worker_free(message.worker)
+                self._pool.idle(message)
+                self._schedule()
             case WorkerCrashed():
                 self._on_worker_crashed(message)
             case BatchFinished():
@@ -241,7 +218,7 @@ class SupervisorActor(pykka.ThreadingActor):
             case Snapshot():
                 return self._snapshot()
             case _:
-                return super().on_receive(message)
+                assert_never(message)
         return None
 
     # -- candidates and readiness ------------------------------------------------------
@@ -385,11 +362,11 @@ class SupervisorActor(pykka.ThreadingActor):
         self._active[record.batch_id] = _ActiveBatch(
             ref=ref, record=record, restarts=restarts, salvaging=bool(salvage)
         )
-        self._demand[record.batch_id] = _Demand(priority=record.priority)
+        self._pool.open(record.batch_id, record.priority)
 
     def _on_batch_finished(self, message: BatchFinished) -> None:
         active = self._active.pop(message.batch_id, None)
-        self._reclaim_slots(self._demand.pop(message.batch_id, None), message.grants_received)
+        self._pool.close(message.batch_id)
         self._parts.progress.forget(message.batch_id)
         record = self._store.get_batch(message.batch_id)
         if record is not None and record.phase == BatchPhase.DONE and record.claim_key:
@@ -409,7 +386,7 @@ class SupervisorActor(pykka.ThreadingActor):
         """
         batch_id = message.batch_id
         active = self._active.pop(batch_id, None)
-        self._reclaim_slots(self._demand.pop(batch_id, None), message.grants_received)
+        self._pool.close(batch_id)
         self._parts.progress.forget(batch_id)
         logger.error("batch actor %s crashed: %s", batch_id, message.reason)
         planned = self._restart_due.crashed(
@@ -471,21 +448,6 @@ class SupervisorActor(pykka.ThreadingActor):
             return
         self._parts.on_lifecycle("set_aside")
 
-    def _reclaim_slots(self, demand: _Demand | None, grants_received: int) -> None:
-        """Workers granted to a batch that stopped before it saw the grant are free again."""
-        if demand is None:
-            return
-        demand.acknowledge(grants_received)
-        for worker in list(demand.lent):
-            self._free_slot(worker)
-        demand.lent.clear()
-
-    def _free_slot(self, worker: pykka.ActorRef[Any]) -> None:
-        if self._busy[worker.actor_urn] > 0:
-            self._busy[worker.actor_urn] -= 1
-            if worker in self._workers:
-                self._idle.append(worker)
-
     def _tell_batch(self, batch_id: str, message: object) -> bool:
         """Tell an active batch; False when its actor is gone (its crash report is coming)."""
         active = self._active.get(batch_id)
@@ -511,90 +473,28 @@ class SupervisorActor(pykka.ThreadingActor):
 
     # -- worker scheduling -------------------------------------------------------------
 
-    def _add_worker(self) -> None:
-        worker = self._parts.worker_factory(self.actor_ref)
-        self._workers.append(worker)
-        self._idle.extend([worker] * SLOTS_PER_WORKER)
+    def _on_offer(self, message: OfferJobs) -> None:
+        if message.batch_id in self._active:
+            self._pool.offer(message)
+            self._schedule()
 
-    def _on_work_wanted(self, message: WorkWanted) -> None:
-        demand = self._demand.get(message.batch_id)
-        if demand is None:
-            return
-        demand.ready = message.ready
-        demand.unfinished = message.unfinished
-        demand.grants_received = message.grants_received
-        demand.acknowledge(message.grants_received)
-        self._schedule()
-
-    def _on_worker_free(self, worker: pykka.ActorRef[Any]) -> None:
-        if self._busy[worker.actor_urn] > 0:
-            self._busy[worker.actor_urn] -= 1
-            if worker in self._workers:
-                self._idle.append(worker)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        while self._idle and not self._stopping:
-            batch_id = self._pick_batch()
-            if batch_id is None:
-                break
-            worker = self._idle.popleft()
-            demand = self._demand[batch_id]
-            if not self._tell_batch(batch_id, SlotGranted(worker=worker)):
-                self._idle.appendleft(worker)
-                demand.ready = 0  # gone: nothing more goes to it before its crash report
-                continue
-            demand.grants_sent += 1
-            demand.last_grant = self._clock()
-            demand.lent.append(worker)
-            self._busy[worker.actor_urn] += 1
+    def _on_withdraw(self, message: WithdrawJobs) -> None:
+        jobs = self._pool.withdraw(message.batch_id)
+        if jobs:
+            self._tell_batch(message.batch_id, JobsReturned(jobs=jobs))
         self._publish_gauges()
 
-    def _workers_busy(self) -> int:
-        """Image actors holding at least one image (each holds up to SLOTS_PER_WORKER)."""
-        return sum(1 for held in self._busy.values() if held > 0)
-
-    def _pick_batch(self) -> str | None:
-        wanting = [
-            (d.priority.rank, d.last_grant, b)
-            for b, d in self._demand.items()
-            if d.outstanding > 0 and b in self._active
-        ]
-        if not wanting:
-            return None
-        return min(wanting)[2]
+    def _schedule(self) -> None:
+        if not self._stopping:
+            self._pool.dispatch()
+        self._publish_gauges()
 
     def _on_worker_crashed(self, message: WorkerCrashed) -> None:
-        logger.error("image actor crashed: %s", message.reason)
-        self._busy.pop(message.worker.actor_urn, None)
-        if message.worker in self._workers:
-            self._workers.remove(message.worker)
-        self._idle = deque(slot for slot in self._idle if slot != message.worker)
-        for job in message.jobs:
-            _tell_quietly(
-                job.reply_to,
-                ImageAnalysed(
-                    path=job.path,
-                    attempt=job.attempt,
-                    result=None,
-                    error={
-                        "code": str(ErrorCode.INTERNAL),
-                        "message": f"image actor crashed: {message.reason}"[:200],
-                        "retryable": False,
-                    },
-                    duration_ms=0.0,
-                ),
-            )
-        now = self._clock()
-        self._worker_restarts.append(now)
-        while self._worker_restarts and now - self._worker_restarts[0] > 60:
-            self._worker_restarts.popleft()
-        if len(self._worker_restarts) > MAX_WORKER_RESTARTS_PER_MINUTE:
+        if not self._pool.crashed(message):
             # Stopping the supervisor makes the main loop exit non-zero: systemd restarts us.
             logger.critical("image actors crash repeatedly; stopping the daemon")
             self.actor_ref.stop(block=False)
             return
-        self._add_worker()
         self._schedule()
 
     # -- ticks, control, snapshot -----------------------------------------------------
@@ -607,7 +507,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._candidates.walk_due(now, self._already_claimed)
         self._restart_due_batches()
         for batch_id in list(self._active):
-            self._tell_batch(batch_id, message)
+            self._tell_batch(batch_id, BatchTick(at_workers=self._pool.held_by(batch_id)))
         self._check_stalls()
         self._start_queued()
         self._schedule()
@@ -657,10 +557,7 @@ class SupervisorActor(pykka.ThreadingActor):
     def _publish_gauges(self) -> None:
         self._parts.on_gauges(
             {
-                "workers": len(self._workers),
-                "workers_busy": self._workers_busy(),
-                "queue_depth": sum(d.outstanding for d in self._demand.values()),
-                "images_pending": sum(d.unfinished for d in self._demand.values()),
+                **self._pool.gauges(),
                 "batches_in_progress": len(self._active)
                 + len(self._queued)
                 + len(self._restart_due),
@@ -672,20 +569,12 @@ class SupervisorActor(pykka.ThreadingActor):
             "active": sorted(self._active),
             "queued": list(self._queued),
             **self._candidates.view(),
-            "demand": {batch_id: d.outstanding for batch_id, d in self._demand.items()},
-            "workers": len(self._workers),
-            "workers_busy": self._workers_busy(),
+            "offered": {batch_id: self._pool.queued(batch_id) for batch_id in self._active},
+            "workers": self._pool.workers,
+            "workers_busy": self._pool.workers_busy,
             "restarting": sorted(self._restart_due),
             "suspects": sorted(self._suspects),
             "stalled": self._parts.progress.stalled(),
             "paused": self._paused,
             "stopping": self._stopping,
         }
-
-
-def _tell_quietly(ref: pykka.ActorRef[Any], message: object) -> None:
-    """Tell an actor that may have died meanwhile (then there is no one left to tell)."""
-    try:
-        ref.tell(message)
-    except pykka.ActorDeadError:
-        logger.debug("%s is gone; %s dropped", ref, type(message).__name__)
