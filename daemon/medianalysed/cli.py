@@ -394,15 +394,17 @@ def _analyze(config: Config, paths: Sequence[Path], out: Path, *, progress: bool
         print(f"medianalysed: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return ExitCode.USAGE
     # warmup imports pebble: only the verbs that analyse pay for it, not `--version` or `status`.
-    from medianalysed.warmup import start_fork_server  # noqa: PLC0415
+    from medianalysed.warmup import create_state_in_background, start_fork_server  # noqa: PLC0415
 
     start_fork_server()  # first: it imports the imaging stack while the daemon starts
-    from medianalysed.app import Daemon  # noqa: PLC0415
-    from medianalysed.messages import SubmitBatch  # noqa: PLC0415
-
     setup_logging("warning", config.daemon.log_format)
     out = out.resolve()
     with tempfile.TemporaryDirectory(prefix="medianalysed-analyze-") as state_dir:
+        creating = create_state_in_background(Path(state_dir))
+        from medianalysed.app import Daemon  # noqa: PLC0415
+        from medianalysed.messages import SubmitBatch  # noqa: PLC0415
+
+        creating.join()
         inboxes = _analyze_inboxes(paths, out)
         run_config = replace(
             config,

@@ -34,6 +34,7 @@ from medianalysed.errors import AnalysisError, DiskWriteError, ErrorCode
 from medianalysed.outcomes import ImageError, error_json
 from medianalysed.pinning import (
     AddressRefusedError,
+    LazyClient,
     Resolver,
     pinned_client,
     system_resolver,
@@ -72,12 +73,14 @@ class Downloader:
     ) -> None:
         """`transport` replaces the pinned transport (`pinning.pinned_client`): tests only."""
         self._config = config
-        self._client = pinned_client(
-            timeout_s=config.timeout_seconds,
-            allow_private=config.allow_private_networks,
-            user_agent=f"medianalysed/{__version__}",
-            resolver=resolver,
-            transport=transport,
+        self._client = LazyClient(
+            lambda: pinned_client(
+                timeout_s=config.timeout_seconds,
+                allow_private=config.allow_private_networks,
+                user_agent=f"medianalysed/{__version__}",
+                resolver=resolver,
+                transport=transport,
+            )
         )
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="download")
         self._closing = threading.Event()
@@ -138,7 +141,7 @@ class Downloader:
 
     def _fetch_once(self, url: str, destination: Path) -> str | None:
         headers = {"Accept-Encoding": ACCEPT_ENCODING}
-        with self._client.stream("GET", url, headers=headers) as response:
+        with self._client.get().stream("GET", url, headers=headers) as response:
             if response.is_redirect:
                 return str(response.headers.get("location", ""))
             _raise_for_status(response)

@@ -131,6 +131,38 @@ def pinned_client(
     )
 
 
+class LazyClient:
+    """An httpx client built at its first use: building one loads the CA bundle (20-40 ms),
+    which a daemon that never downloads or posts a webhook should not pay while starting."""
+
+    def __init__(self, build: Callable[[], httpx.Client]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._closed = False
+
+    def get(self) -> httpx.Client:
+        """The client, built on the first call (any thread).
+
+        Raises:
+            RuntimeError: after `close` (as a closed httpx client does).
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the HTTP client has been closed")
+            if self._client is None:
+                self._client = self._build()
+            return self._client
+
+    def close(self) -> None:
+        """Close the client if it was built; later `get` calls raise."""
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
 def _literal(host: str) -> Address | None:
     try:
         return ipaddress.ip_address(host.strip("[]").split("%")[0])

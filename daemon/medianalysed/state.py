@@ -25,6 +25,7 @@ import json
 import logging
 import weakref
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -232,6 +233,26 @@ def open_durable_cache(directory: Path, *, what: str, cache_pages: int = 256) ->
     return cache
 
 
+def open_durable_caches(*stores: tuple[Path, str, int]) -> list[diskcache.Cache]:
+    """`open_durable_cache` of each (directory, what, cache_pages), all at once.
+
+    Creating a store is a dozen fdatasyncs (SQLite's journal, the WAL switch, the directory):
+    a second or more on a busy disk when done one after the other, the time of one together
+    (SQLite waits without the GIL). Each opening thread's own connection is closed before it
+    ends (diskcache reopens one per thread that uses the store). The first failure, in the
+    order given, is raised.
+    """
+    with ThreadPoolExecutor(max_workers=len(stores), thread_name_prefix="state-open") as pool:
+        futures = [pool.submit(_open_released, *store) for store in stores]
+        return [future.result() for future in futures]
+
+
+def _open_released(directory: Path, what: str, cache_pages: int) -> diskcache.Cache:
+    cache = open_durable_cache(directory, what=what, cache_pages=cache_pages)
+    cache.close()  # this thread's connection only: the thread ends now
+    return cache
+
+
 def _open_guarded(directory: Path, cache_pages: int) -> GuardedCache:
     return GuardedCache(
         str(directory),
@@ -256,12 +277,13 @@ class StateStore:
             state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StateError(f"cannot create state_dir {state_dir}: {exc.strerror}") from exc
-        self._batches = open_durable_cache(state_dir / "batches", what="the state store")
-        self._images = open_durable_cache(state_dir / "images", what="the state store")
-        self._flags = open_durable_cache(state_dir / "flags", what="the state store")
-        self.control = diskcache.Deque.fromcache(
-            open_durable_cache(state_dir / "control", what="the control queue", cache_pages=64)
+        self._batches, self._images, self._flags, control = open_durable_caches(
+            (state_dir / "batches", "the state store", 256),
+            (state_dir / "images", "the state store", 256),
+            (state_dir / "flags", "the state store", 256),
+            (state_dir / "control", "the control queue", 64),
         )
+        self.control = diskcache.Deque.fromcache(control)
         self._check_schema()
 
     @property
@@ -273,6 +295,11 @@ class StateStore:
     def history_dir(self) -> Path:
         """Where the duplicate index lives."""
         return self.state_dir / "history"
+
+    @property
+    def webhooks_dir(self) -> Path:
+        """Where webhook deliveries and dead letters are persisted."""
+        return self.state_dir / "webhooks"
 
     def _check_schema(self) -> None:
         stored = self._flags.get("schema_version")

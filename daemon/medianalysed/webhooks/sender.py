@@ -29,6 +29,7 @@ from medianalysed.config import WebhookConfig
 from medianalysed.errors import AnalysisError
 from medianalysed.pinning import (
     AddressRefusedError,
+    LazyClient,
     Resolver,
     pinned_client,
     system_resolver,
@@ -80,8 +81,8 @@ class Sender:
                 transport=transport,
             )
 
-        self._trusted = client(allow_private=True)
-        self._untrusted = client(allow_private=allow_private_networks)
+        self._trusted = LazyClient(lambda: client(allow_private=True))
+        self._untrusted = LazyClient(lambda: client(allow_private=allow_private_networks))
 
     def close(self) -> None:
         """Release both connection pools."""
@@ -102,7 +103,7 @@ class Sender:
         }
         if self._config.secret:
             headers["X-Medianalysed-Signature"] = sign(body, self._config.secret)
-        client = self._trusted if delivery.trusted else self._untrusted
+        client = (self._trusted if delivery.trusted else self._untrusted).get()
         timeout = self._config.timeout_seconds
         try:
             with (
