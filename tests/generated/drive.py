@@ -93,7 +93,7 @@ class FuzzDaemon:
         self._numbers = iter(range(1, 10**6))
         self._log_offset = 0
         self.restarts = 0
-        self.secrets: set[str] = set()  # every credential planted so far, for the log scan
+        self.secrets: set[str] = set()  # every credential dropped so far, for the log scan
 
     def start(self) -> FuzzDaemon:
         self.process.start()
@@ -115,6 +115,8 @@ class FuzzDaemon:
             secrets=frozenset(planted.secrets),
             forbidden=frozenset(planted.forbidden_hashes),
         )
+        # Known before the batch runs: a log scanned when another batch finishes may hold them.
+        self.secrets |= expected.secrets
         os.rename(os.fsencode(planted.path), os.path.join(os.fsencode(self.process.inbox), name))
         return Dropped(number, name, planted, expected)
 
@@ -154,7 +156,6 @@ class FuzzDaemon:
         violations += self._forbidden_fetches(dropped.planted)
         violations += self._disposed(dropped, deadline=time.monotonic() + DISPOSE_DEADLINE_S)
         violations += self.health()
-        self.secrets |= dropped.expected.secrets
         violations += scan_text_for_secrets(self._new_log(), frozenset(self.secrets))
         return violations
 
