@@ -221,7 +221,7 @@ def analyse_image(
             _check_limits(header, settings)
             # Before decoding: a TIFF's sub-IFDs are read from its file, which loading may close.
             tags = read_exif_tags(header.exif, gps=settings.gps)
-            working = decode_working(image)
+            working = decode_working(image, vips=settings.vips)
             late = _with_late_exif(header, image)
             if late is not header:
                 _check_limits(late, settings)

@@ -90,6 +90,8 @@ class AnalysisSettings:
 
     It lives here, not in `analysis`, so the daemon process can build it without importing
     Pillow, numpy's FFT, imagehash and pillow-heif: only the worker processes need those.
+    `vips` is the exception: it picks a decoder, not a result (vipsdecode.py uses libvips
+    only where its pixels are Pillow's), so it is not part of the fingerprint.
     """
 
     dominant_colors: int = 5
@@ -98,6 +100,7 @@ class AnalysisSettings:
     max_pixels: int = 178_956_970
     min_width: int = 0
     min_height: int = 0
+    vips: bool = True
 
     @classmethod
     def from_config(cls, config: Config) -> AnalysisSettings:
@@ -109,10 +112,13 @@ class AnalysisSettings:
             max_pixels=config.processing.max_pixels,
             min_width=config.processing.min_width,
             min_height=config.processing.min_height,
+            vips=config.processing.vips,
         )
 
     def fingerprint(self) -> str:
-        """A stable short hex of ANALYSIS_VERSION, the pipeline and every field."""
-        payload = {"analysis_version": ANALYSIS_VERSION, "pipeline": PIPELINE_ID, **asdict(self)}
+        """A stable short hex of ANALYSIS_VERSION, the pipeline and every field but `vips`."""
+        fields = asdict(self)
+        del fields["vips"]
+        payload = {"analysis_version": ANALYSIS_VERSION, "pipeline": PIPELINE_ID, **fields}
         encoded = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(encoded).hexdigest()[:16]
