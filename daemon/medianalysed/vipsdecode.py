@@ -86,6 +86,9 @@ def pyvips_module() -> Any | None:
     pyvips.cache_set_max_mem(0)
     pyvips.cache_set_max_files(0)
     pyvips.block_untrusted_set(True)
+    # Its warnings are about files Pillow then decodes (a debug line here says so), and its
+    # debug output names every operation: neither belongs in the daemon's log.
+    logging.getLogger("pyvips").setLevel(logging.ERROR)
     return pyvips
 
 
@@ -151,7 +154,7 @@ def _plain_tiff(image: TiffImagePlugin.TiffImageFile) -> bool:
 def _decoded(pyvips: Any, loader: str, image: _Plugin) -> Any:
     """The full-resolution pixels as a Pillow core image of `image`'s mode and size."""
     vips_image = _open(pyvips, loader, image.fp)
-    width, height = image.size
+    width, height = _stored_size(image)
     bands, formats = _LAYOUTS[image.mode]
     if (vips_image.width, vips_image.height) != (width, height):
         raise ValueError(f"libvips reads {vips_image.width}x{vips_image.height}")
@@ -160,7 +163,7 @@ def _decoded(pyvips: Any, loader: str, image: _Plugin) -> Any:
     if image.mode != "I;16" and vips_image.format == "ushort":
         vips_image = vips_image.cast("uchar", shift=True)  # as Pillow's RGB;16B: the high byte
     deadline = time.monotonic() + max(_MIN_SECONDS, width * height / 1e6 * _SECONDS_PER_MEGAPIXEL)
-    target = Image.new(image.mode, image.size)
+    target = Image.new(image.mode, (width, height))
     region = pyvips.Region.new(vips_image)
     rows = max(1, _STRIP_PIXELS // width)
     for top in range(0, height, rows):
@@ -171,6 +174,13 @@ def _decoded(pyvips: Any, loader: str, image: _Plugin) -> Any:
         strip = Image.frombuffer(image.mode, (width, count), pixels, "raw", image.mode, 0, 1)
         target.paste(strip, (0, top))
     return target.im
+
+
+def _stored_size(image: _Plugin) -> tuple[int, int]:
+    """The size of the pixel data: a TIFF's `size` is already the size once oriented."""
+    if isinstance(image, TiffImagePlugin.TiffImageFile):
+        return image._tile_size
+    return image.size
 
 
 def _open(pyvips: Any, loader: str, fp: Any) -> Any:
@@ -187,7 +197,7 @@ def _finish_as_pillow_load(image: _Plugin, core: Any) -> None:
     plugin does once the pixel data is read (PNG: the chunks after it, among them a late
     eXIf; TIFF: its IFDs and the orientation it applies)."""
     image.im = core
-    image.load_prepare()  # keeps `core` (same mode and size); PNG: where its pixel data ends
+    image.load_prepare()  # keeps `core`; PNG: where its pixel data ends
     if isinstance(image, PngImagePlugin.PngImageFile):
         assert image.fp is not None
         image.fp.seek(image.tile[0].offset)  # where Pillow's decoder would have started

@@ -1,0 +1,284 @@
+"""libvips decodes an image to Pillow's pixels or not at all: whatever the file, damaged or not,
+its analysis is the same with `vips` on as off (vipsdecode.py).
+
+Each comparison also checks which decoder ran, so that a fast path that silently stopped
+being taken fails here instead of passing by comparing Pillow with itself.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pebble
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from medianalysed import vipsdecode
+from medianalysed.analysis import AnalysisSettings, analyse_file
+from medianalysed.errors import AnalysisError
+from medianalysed.worker import WorkerJob, pool_context, run_job, worker_initializer
+from tests.corpora import ESSENTIAL_CORPUS, require_corpora
+from tests.damage import LIES, bit_flipped, field_lie, structural_lies, truncated
+
+SIZE = (600, 520)  # a short side over decoding.WORK_MAX_SIDE: the working image is reduced
+VIPS_SUFFIXES = (".png", ".apng", ".tif", ".tiff", ".webp")
+WORKER_MEMORY = 1_000_000_000
+CASE_TIMEOUT_S = 30
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _needs_pyvips() -> None:
+    assert vipsdecode.pyvips_module() is not None, "pyvips (a dependency) does not load"
+
+
+def photo_like(mode: str, seed: int = 0) -> Image.Image:
+    """Smooth gradients under noise, in `mode`: what a photo's samples look like."""
+    rng = np.random.default_rng(seed)
+    width, height = SIZE
+    ys, xs = np.mgrid[0:height, 0:width]
+    bands = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "I;16": 1}[mode]
+    planes = [(xs * (k + 1) + ys * (3 - k)) % 256 + rng.integers(0, 24, xs.shape) for k in range(4)]
+    pixels = np.stack(planes[:bands], axis=-1).clip(0, 255)
+    if mode == "I;16":
+        return Image.fromarray((pixels[..., 0] * 257).astype(np.uint16))
+    return Image.fromarray(pixels.astype(np.uint8).squeeze(), mode)
+
+
+def encoded(image: Image.Image, fmt: str, **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def sixteen_bit_png(bands: int) -> bytes:
+    pyvips = vipsdecode.pyvips_module()
+    samples = np.asarray(photo_like("RGBA"))[..., :bands].astype(np.uint16) * 257 + 3
+    return bytes(pyvips.Image.new_from_array(samples).copy(interpretation="rgb16").pngsave_buffer())
+
+
+def with_late_exif(png: bytes) -> bytes:
+    """An eXIf chunk (orientation 6) after the pixel data, which only a decode reaches."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    body = exif.tobytes()
+    chunk = struct.pack(">I", len(body)) + b"eXIf" + body
+    chunk += struct.pack(">I", zlib.crc32(b"eXIf" + body))
+    end = png.rindex(b"IEND") - 4
+    return png[:end] + chunk + png[end:]
+
+
+def rotated_tiff() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encoded(photo_like("RGB"), "TIFF", compression="tiff_lzw", exif=exif)
+
+
+def two_page_tiff() -> bytes:
+    buffer = io.BytesIO()
+    first, second = photo_like("RGB", 1), photo_like("RGB", 2)
+    first.save(buffer, "TIFF", save_all=True, append_images=[second], compression="packbits")
+    return buffer.getvalue()
+
+
+# What libvips decodes (each must be taken by the fast path), and what it leaves to Pillow.
+DECODED_BY_VIPS: dict[str, Callable[[], bytes]] = {
+    "L.png": lambda: encoded(photo_like("L"), "PNG"),
+    "LA.png": lambda: encoded(photo_like("LA"), "PNG"),
+    "RGB.png": lambda: encoded(photo_like("RGB"), "PNG", compress_level=1),
+    "RGBA.png": lambda: encoded(photo_like("RGBA"), "PNG"),
+    "I16.png": lambda: encoded(photo_like("I;16"), "PNG"),
+    "RGB16.png": lambda: sixteen_bit_png(3),
+    "RGBA16.png": lambda: sixteen_bit_png(4),
+    "late-exif.png": lambda: with_late_exif(encoded(photo_like("RGB"), "PNG")),
+    "raw-RGB.tiff": lambda: encoded(photo_like("RGB"), "TIFF"),
+    "lzw-L.tiff": lambda: encoded(photo_like("L"), "TIFF", compression="tiff_lzw"),
+    "deflate-LA.tiff": lambda: encoded(photo_like("LA"), "TIFF", compression="tiff_adobe_deflate"),
+    "deflate-RGBA.tiff": lambda: encoded(
+        photo_like("RGBA"), "TIFF", compression="tiff_adobe_deflate"
+    ),
+    "deflate-I16.tiff": lambda: encoded(
+        photo_like("I;16"), "TIFF", compression="tiff_adobe_deflate"
+    ),
+    "tiled.tiff": lambda: encoded(
+        photo_like("RGB"), "TIFF", compression="tiff_adobe_deflate", tile=(256, 256)
+    ),
+    "rotated.tiff": rotated_tiff,
+    "two-pages.tiff": two_page_tiff,
+}
+LEFT_TO_PILLOW: dict[str, Callable[[], bytes]] = {
+    "palette.png": lambda: encoded(photo_like("RGB").convert("P"), "PNG"),
+    "bilevel.png": lambda: encoded(photo_like("L").convert("1"), "PNG"),
+    "colour-key.png": lambda: encoded(photo_like("RGB"), "PNG", transparency=(1, 2, 3)),
+    "jpeg.tiff": lambda: encoded(photo_like("RGB"), "TIFF", compression="jpeg"),
+    "lossy.webp": lambda: encoded(photo_like("RGB"), "WEBP", quality=90),
+    "lossless.webp": lambda: encoded(photo_like("RGBA"), "WEBP", lossless=True),
+}
+
+
+def outcome(path: Path, *, vips: bool) -> tuple[str, Any]:
+    """The record's sections, or the error's code and message."""
+    try:
+        return "record", analyse_file(path, AnalysisSettings(vips=vips))
+    except AnalysisError as exc:
+        return "error", (exc.code, exc.message)
+
+
+def decoded_by_vips(action: Callable[[], object]) -> bool:
+    before = vipsdecode.counts.decoded
+    action()
+    return vipsdecode.counts.decoded > before
+
+
+@pytest.mark.parametrize("name", sorted(DECODED_BY_VIPS))
+def test_libvips_decodes_to_the_same_analysis(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(DECODED_BY_VIPS[name]())
+    found: list[tuple[str, Any]] = []
+    assert decoded_by_vips(lambda: found.append(outcome(path, vips=True)))
+    assert not decoded_by_vips(lambda: found.append(outcome(path, vips=False)))
+    assert found[0][0] == "record"
+    assert found[0] == found[1]
+
+
+@pytest.mark.parametrize("name", sorted(LEFT_TO_PILLOW))
+def test_what_libvips_would_decode_otherwise_is_left_to_pillow(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(LEFT_TO_PILLOW[name]())
+    found: list[tuple[str, Any]] = []
+    assert not decoded_by_vips(lambda: found.append(outcome(path, vips=True)))
+    assert found[0][0] == "record"
+
+
+def test_a_file_libvips_rejects_is_decoded_by_pillow(tmp_path: Path) -> None:
+    # A wrong CRC on the pixel data: libspng refuses it, Pillow never checks it.
+    png = bytearray(encoded(photo_like("RGB"), "PNG"))
+    crc_at = png.index(b"IDAT") + 4 + struct.unpack(">I", png[png.index(b"IDAT") - 4 :][:4])[0]
+    png[crc_at] ^= 0xFF
+    path = tmp_path / "bad-crc.png"
+    path.write_bytes(bytes(png))
+    fallbacks = vipsdecode.counts.fallbacks
+    with_vips = outcome(path, vips=True)
+    assert vipsdecode.counts.fallbacks == fallbacks + 1
+    assert with_vips[0] == "record"
+    assert with_vips == outcome(path, vips=False)
+
+
+def corpus_files() -> list[Path]:
+    roots = [require_corpora(), ESSENTIAL_CORPUS]
+    return sorted(
+        path
+        for root in roots
+        for path in root.rglob("*")
+        if path.is_file() and path.suffix.lower() in VIPS_SUFFIXES
+    )
+
+
+def test_every_corpus_file_analyses_alike_with_and_without_libvips() -> None:
+    """The damaged-input survey: every PNG, TIFF and WebP of the corpora, broken or not."""
+    differing: list[tuple[Path, Any, Any]] = []
+    decoded = 0
+    for path in corpus_files():
+        found: list[tuple[str, Any]] = []
+        decoded += decoded_by_vips(lambda: found.append(outcome(path, vips=True)))  # noqa: B023
+        found.append(outcome(path, vips=False))
+        if found[0] != found[1]:
+            differing.append((path, found[0], found[1]))
+    assert differing == []
+    assert decoded >= 25  # 33 of the corpora's 0.3.0 files are ones libvips decodes
+
+
+# --------------------------------------------------------------------------- damaged bytes
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[pebble.ProcessPool]:
+    """A worker as the daemon runs one: a crash or hang in either decoder is seen as one."""
+    workers = pebble.ProcessPool(
+        max_workers=1,
+        context=pool_context(),
+        initializer=worker_initializer,
+        initargs=(WORKER_MEMORY,),
+    )
+    yield workers
+    workers.stop()  # type: ignore[no-untyped-call]
+    workers.join(timeout=10)
+
+
+SEEDS = {name: make() for name, make in DECODED_BY_VIPS.items()} | {
+    "lossy.webp": LEFT_TO_PILLOW["lossy.webp"](),
+    "lossless.webp": LEFT_TO_PILLOW["lossless.webp"](),
+}
+CASES = settings(
+    deadline=None,
+    max_examples=30,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+seed_names = st.sampled_from(sorted(SEEDS))
+
+
+def job_outcome(pool: pebble.ProcessPool, directory: str, name: str, *, vips: bool) -> Any:
+    job = WorkerJob(
+        root=directory, relpath=name, settings=AnalysisSettings(vips=vips), content_dir=None
+    )
+    found = pool.schedule(run_job, args=(job,), timeout=CASE_TIMEOUT_S).result()
+    found.pop("elapsed_ms")
+    return found
+
+
+def check_alike(pool: pebble.ProcessPool, name: str, data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / name).write_bytes(data)
+        with_vips = job_outcome(pool, directory, name, vips=True)
+        assert with_vips == job_outcome(pool, directory, name, vips=False)
+
+
+@CASES
+@given(name=seed_names, at=st.integers(0, 2**32))
+def test_truncated_alike(pool: pebble.ProcessPool, name: str, at: int) -> None:
+    check_alike(pool, name, truncated(SEEDS[name], at))
+
+
+@CASES
+@given(
+    name=seed_names,
+    flips=st.lists(st.tuples(st.integers(0, 2**32), st.integers(0, 7)), min_size=1, max_size=8),
+)
+def test_bits_flipped_alike(
+    pool: pebble.ProcessPool, name: str, flips: list[tuple[int, int]]
+) -> None:
+    check_alike(pool, name, bit_flipped(SEEDS[name], flips))
+
+
+@CASES
+@given(
+    name=seed_names,
+    position=st.integers(0, 2**16),
+    lie=st.sampled_from(LIES) | st.integers(0, 2**32 - 1),
+    width=st.sampled_from([2, 4]),
+    big_endian=st.booleans(),
+    structural=st.booleans(),
+)
+def test_header_lies_alike(
+    pool: pebble.ProcessPool,
+    *,
+    name: str,
+    position: int,
+    lie: int,
+    width: int,
+    big_endian: bool,
+    structural: bool,
+) -> None:
+    lies = [data for _, data in structural_lies(SEEDS[name], lie)] if structural else []
+    if lies:
+        check_alike(pool, name, lies[position % len(lies)])
+    else:
+        check_alike(pool, name, field_lie(SEEDS[name], position, lie, width, big_endian))
