@@ -78,6 +78,23 @@ def heif_round_trip(_tmp: Path) -> str:
     return f"HEIF {size} libheif {pillow_heif.libheif_version()}"
 
 
+@check("pyvips (pyvips-binary's libvips)")
+def vips_png(_tmp: Path) -> str:
+    """Decode a PNG through the bundled libvips, as vipsdecode does."""
+    from PIL import Image
+
+    from medianalysed import vipsdecode
+
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").save(buffer, format="PNG")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        if not vipsdecode.load(image):
+            raise RuntimeError("libvips did not decode the PNG")
+        pixels = image.getpixel((0, 255))
+    return f"libvips {vipsdecode.libvips_version()} decoded a PNG (pixel {pixels})"
+
+
 @check("imagehash (scipy.fftpack, pywt)")
 def hashes(_tmp: Path) -> str:
     """Perceptual hashes that use scipy's DCT and PyWavelets."""
@@ -173,6 +190,7 @@ def versions() -> str:
     names = [
         "medianalysed", "pykka", "watchdog", "pillow", "pillow-heif", "imagehash", "numpy",
         "scipy", "PyWavelets", "httpx", "certifi", "diskcache", "prometheus-client", "pebble",
+        "pyvips", "pyvips-binary",
     ]  # fmt: skip
     found = []
     for name in names:

@@ -45,17 +45,30 @@ CONFIG_HELP = (
 _JSON_HELP = "machine-readable output (default: text)"
 
 
+class _VersionAction(argparse.Action):
+    """`--version`, looked up only when asked: whether libvips loads costs an import."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str) -> None:  # noqa: A002
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from medianalysed.vipsdecode import libvips_version  # noqa: PLC0415 - pulls in Pillow
+
+        executors = ", ".join(available_executors())
+        vips = libvips_version()
+        decoders = "pillow" if vips is None else f"pillow, vips {vips}"
+        print(f"medianalysed {__version__} (executors: {executors}; decoders: {decoders})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every verb."""
     parser = argparse.ArgumentParser(
         prog="medianalysed",
         description="Analyse folders of images dropped into watched inboxes.",
     )
-    executors = ", ".join(available_executors())
     parser.add_argument(
-        "--version",
-        action="version",
-        version=f"medianalysed {__version__} (executors: {executors})",
+        "--version", action=_VersionAction, help="show the version, executors and decoders"
     )
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
 

@@ -33,7 +33,6 @@ from PIL import Image, PngImagePlugin, TiffImagePlugin
 
 logger = logging.getLogger(__name__)
 
-_STRIP_PIXELS: Final = 1 << 20  # libvips hands its pixels over in strips of about this many
 # A decode this much slower than expected is given up for Pillow's (a pathological file):
 # ~20x the 20 MP photo's time on a busy machine, and never less than a few seconds.
 _SECONDS_PER_MEGAPIXEL: Final = 1.0
@@ -162,18 +161,47 @@ def _decoded(pyvips: Any, loader: str, image: _Plugin) -> Any:
         raise ValueError(f"libvips reads {vips_image.bands} bands of {vips_image.format}")
     if image.mode != "I;16" and vips_image.format == "ushort":
         vips_image = vips_image.cast("uchar", shift=True)  # as Pillow's RGB;16B: the high byte
-    deadline = time.monotonic() + max(_MIN_SECONDS, width * height / 1e6 * _SECONDS_PER_MEGAPIXEL)
-    target = Image.new(image.mode, (width, height))
-    region = pyvips.Region.new(vips_image)
-    rows = max(1, _STRIP_PIXELS // width)
-    for top in range(0, height, rows):
-        if time.monotonic() > deadline:
-            raise TimeoutError("libvips decodes too slowly")
-        count = min(rows, height - top)
-        pixels = region.fetch(0, top, width, count)
-        strip = Image.frombuffer(image.mode, (width, count), pixels, "raw", image.mode, 0, 1)
-        target.paste(strip, (0, top))
-    return target.im
+    core = Image.core.new(image.mode, (width, height))
+    unpack = _Unpacker(core, image.mode, deadline=_deadline(width * height))
+    target = pyvips.TargetCustom()
+    target.on_write(unpack.write)
+    vips_image.rawsave_target(target)  # libvips' own sink: rows in order, as it decodes them
+    unpack.finish()
+    return core
+
+
+def _deadline(pixels: int) -> float:
+    return time.monotonic() + max(_MIN_SECONDS, pixels / 1e6 * _SECONDS_PER_MEGAPIXEL)
+
+
+class _Unpacker:
+    """Pillow's raw unpacker fed the rows libvips writes, straight into a Pillow image (as
+    Pillow's own decoders write theirs): no other full-resolution copy is made."""
+
+    def __init__(self, core: Any, mode: str, *, deadline: float) -> None:
+        self._decoder = Image._getdecoder(mode, "raw", (mode, 0, 1))
+        self._decoder.setimage(core, (0, 0, *core.size))
+        self._pending = b""
+        self._deadline = deadline
+        self.problem: str | None = None
+
+    def write(self, chunk: bytes) -> int:
+        """libvips' write callback: the bytes taken, or -1 to stop it (it then raises)."""
+        if time.monotonic() > self._deadline:
+            self.problem = "libvips decodes too slowly"
+            return -1
+        data = self._pending + chunk if self._pending else chunk
+        consumed, error = self._decoder.decode(data)
+        if error < 0:
+            self.problem = f"unpacking libvips' pixels failed ({error})"
+            return -1
+        self._pending = data[consumed:] if consumed >= 0 else b""
+        return len(chunk)
+
+    def finish(self) -> None:
+        self._decoder.cleanup()
+        if self.problem is not None or self._pending:
+            raise ValueError(self.problem or "libvips wrote more pixels than the image has")
 
 
 def _stored_size(image: _Plugin) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from medianalysed import __version__
+from medianalysed import __version__, vipsdecode
 from medianalysed.cli import bar_wanted, build_parser, main
 from medianalysed.config import WebhookConfig
 from medianalysed.models import BatchStatus, ImageStatus
@@ -128,7 +128,12 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     # This venv has the dev extra, so the [dask] extra too; the single binary has only local.
-    expected = f"medianalysed {__version__} (executors: local, dask)\n"
+    # pyvips is a dependency, and pyvips-binary brings its libvips.
+    vips = vipsdecode.libvips_version()
+    assert vips is not None
+    expected = (
+        f"medianalysed {__version__} (executors: local, dask; decoders: pillow, vips {vips})\n"
+    )
     assert run(capsys, "--version") == (0, expected, "")
 
 
