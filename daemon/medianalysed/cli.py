@@ -48,7 +48,7 @@ _JSON_HELP = "machine-readable output (default: text)"
 class _VersionAction(argparse.Action):
     """`--version`, looked up only when asked: whether libvips loads costs an import."""
 
-    def __init__(self, option_strings: list[str], dest: str, help: str) -> None:  # noqa: A002
+    def __init__(self, option_strings: list[str], dest: str, help: str) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
