@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-from PIL import Image, PngImagePlugin, TiffImagePlugin
+from PIL import Image, PngImagePlugin, TiffImagePlugin, _imaging
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def _decoded(pyvips: Any, loader: str, image: _Plugin) -> Any:
         raise ValueError(f"libvips reads {vips_image.bands} bands of {vips_image.format}")
     if image.mode != "I;16" and vips_image.format == "ushort":
         vips_image = vips_image.cast("uchar", shift=True)  # as Pillow's RGB;16B: the high byte
-    core = Image.core.new(image.mode, (width, height))
+    core = _imaging.new(image.mode, (width, height))
     unpack = _Unpacker(core, image.mode, deadline=_deadline(width * height))
     target = pyvips.TargetCustom()
     target.on_write(unpack.write)
