@@ -1,18 +1,20 @@
-"""Where PNG, WebP and TIFF time goes on large photos, and what pyvips' shrink-on-load gives.
+"""Where PNG, WebP and TIFF time goes on large photos, and what libvips (pyvips) gives.
 
 The largest bench photos (benchmarks/data/photos, from fetch_photos.py) are saved as PNG, WebP
 (quality 90) and TIFF (deflate) under benchmarks/data/formats/. For each file, median of
 --repeat runs, in one process:
 
 - ``open+load``: Pillow's decode of the whole image (``Image.open`` + ``load``)
-- ``working``: decoding.decode_working, the engine's one decode (load + box reduce)
-- ``analyse``: analysis.analyse_file, the whole engine on the file
-- ``vips``: pyvips loading with shrink-on-load to about the same working size
-  (``webpload``'s ``scale``, ``pngload``/``tiffload`` then ``shrink``), into memory
+- ``working``: decoding.decode_working, the engine's one decode (load + box reduce), with
+  Pillow decoding (``vips=False``) and with libvips where vipsdecode takes the file
+- ``analyse``: analysis.analyse_file, the whole engine on the file, both ways
+- ``shrink``: pyvips loading with shrink-on-load to about the same working size
+  (``webpload``'s ``scale``, ``pngload``/``tiffload`` then ``shrink``), into memory: what a
+  reduced decode would give, not used (its pixels are not Pillow's)
 
-and the Hamming distance of ahash/phash/dhash to imagehash on the full decode, from the engine
-and from a working image made by pyvips. pyvips (pyvips-binary's bundled libvips) is measured
-only when importable: it is not a project dependency.
+whether the engine's working image is the same bytes both ways (``same``), and the Hamming
+distance of ahash/phash/dhash to imagehash on the full decode, from the engine and from the
+shrink-on-load working image.
 
 Usage: .venv/bin/python benchmarks/bench_formats.py [--photos 4] [--repeat 3]
 """
@@ -31,7 +33,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from medianalysed import decoding
+from medianalysed import decoding, vipsdecode
 from medianalysed.analysis import AnalysisSettings, analyse_file, hamming_distance
 from medianalysed.hashes import hashes
 
@@ -85,9 +87,9 @@ def pillow_load(path: Path) -> None:
         image.load()
 
 
-def pillow_working(path: Path) -> decoding.Working:
+def pillow_working(path: Path, *, vips: bool = False) -> decoding.Working:
     with Image.open(path) as image:
-        return decoding.decode_working(image)
+        return decoding.decode_working(image, vips=vips)
 
 
 def reference(path: Path) -> dict[str, str]:
@@ -123,19 +125,26 @@ def distances(working: decoding.Working, expected: dict[str, str]) -> list[int]:
 
 
 def measure(path: Path, repeat: int, pyvips: Any) -> dict[str, Any]:
-    settings = AnalysisSettings()
+    pillow, vips = AnalysisSettings(vips=False), AnalysisSettings(vips=True)
     expected = reference(path)
     working = pillow_working(path)
+    with_vips = pillow_working(path, vips=True)
     actions: dict[str, Callable[[], object]] = {
         "open+load": lambda: pillow_load(path),
         "working": lambda: pillow_working(path),
-        "analyse": lambda: analyse_file(path, settings),
+        "working vips": lambda: pillow_working(path, vips=True),
+        "analyse": lambda: analyse_file(path, pillow),
+        "analyse vips": lambda: analyse_file(path, vips),
     }
-    row: dict[str, Any] = {"file": path.name, "engine bits": distances(working, expected)}
-    if pyvips is not None:
-        factor = working.scale
-        actions["vips"] = lambda: vips_working(path, pyvips, factor)
-        row["vips bits"] = distances(vips_working(path, pyvips, factor), expected)
+    row: dict[str, Any] = {
+        "file": path.name,
+        "engine bits": distances(working, expected),
+        "same": working.image.tobytes() == with_vips.image.tobytes()
+        and working.scale == with_vips.scale,
+    }
+    factor = working.scale
+    actions["shrink"] = lambda: vips_working(path, pyvips, factor)
+    row["shrink bits"] = distances(vips_working(path, pyvips, factor), expected)
     return row | median_seconds(actions, repeat)
 
 
@@ -144,33 +153,33 @@ def main() -> int:
     parser.add_argument("--photos", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    try:
-        import pyvips  # measured when present, never required
-
-        pyvips.cache_set_max(0)  # else every repeat after the first is served from its cache
-    except ImportError:
-        pyvips = None
+    pyvips = vipsdecode.pyvips_module()
+    if pyvips is None:
+        print("formats: pyvips does not load", file=sys.stderr)
+        return 1
     photos = largest_photos(args.photos)
     if not photos:
         print(f"formats: no photos in {PHOTO_DIR}; run fetch_photos.py first", file=sys.stderr)
         return 1
-    version = (
-        "not installed" if pyvips is None else ".".join(str(pyvips.version(i)) for i in (0, 1, 2))
+    print(f"libvips {vipsdecode.libvips_version()}; {args.repeat} runs per file, median seconds")
+    print(
+        "| file | MP | open+load | working | working vips | analyse | analyse vips | shrink "
+        "| same | engine bits | shrink bits |"
     )
-    print(f"libvips {version}; {args.repeat} runs per file, median seconds")
-    print("| file | MP | open+load | working | analyse | vips | engine bits | vips bits |")
-    print("|---|---:|---:|---:|---:|---:|---|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
     for photo in photos:
         for extension in SAVE:
             path = converted(photo, extension)
             with Image.open(path) as image:
                 megapixels = image.width * image.height / 1e6
             row = measure(path, args.repeat, pyvips)
+            times = " | ".join(
+                f"{row[name]:.3f}"
+                for name in ("open+load", "working", "working vips", "analyse", "analyse vips")
+            )
             print(
-                f"| {row['file']} | {megapixels:.1f} | {row['open+load']:.3f} "
-                f"| {row['working']:.3f} | {row['analyse']:.3f} "
-                f"| {row.get('vips', float('nan')):.3f} "
-                f"| {row['engine bits']} | {row.get('vips bits', '-')} |",
+                f"| {row['file']} | {megapixels:.1f} | {times} | {row['shrink']:.3f} "
+                f"| {row['same']} | {row['engine bits']} | {row['shrink bits']} |",
                 flush=True,
             )
     return 0

@@ -7,7 +7,7 @@ max) over every image Pillow can decode in the given folders, the worst images, 
 image of `analyse_file` against a bare read + `Image.open` + `draft` + `load` loop on the photos
 of 3 MP and more.
 
-Usage: .venv/bin/python benchmarks/hash_accuracy.py [DIR...] [--repeat N] [--no-timing]
+Usage: .venv/bin/python benchmarks/hash_accuracy.py [DIR...] [--repeat N] [--no-timing] [--no-vips]
 (default DIRs: /work/shared/corpora/exif-samples and imagededup-testdata)
 """
 
@@ -61,9 +61,9 @@ def image_files(dirs: list[Path]) -> list[Path]:
     return files
 
 
-def measure(files: list[Path]) -> tuple[dict[str, list[int]], list[str], int]:
+def measure(files: list[Path], *, vips: bool) -> tuple[dict[str, list[int]], list[str], int]:
     """Distances per hash, a line per image off by more than 2 bits, and the skipped count."""
-    settings = AnalysisSettings()
+    settings = AnalysisSettings(vips=vips)
     distances: dict[str, list[int]] = {name: [] for name in HASHES}
     worst: list[str] = []
     skipped = 0
@@ -161,10 +161,11 @@ def main() -> int:
     parser.add_argument("dirs", nargs="*", type=Path, default=list(DEFAULT_DIRS))
     parser.add_argument("--repeat", type=int, default=7, help="timing runs per image")
     parser.add_argument("--no-timing", action="store_true")
+    parser.add_argument("--no-vips", action="store_true", help="Pillow decodes every file")
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # odd-but-readable files make Pillow chatty
     files = image_files(args.dirs)
-    distances, worst, skipped = measure(files)
+    distances, worst, skipped = measure(files, vips=not args.no_vips)
     print(f"{len(files)} files, {skipped} not decodable by Pillow (skipped)")
     print("Hamming distance: medianalysed vs imagehash on the full-resolution oriented image\n")
     print_table(distances)

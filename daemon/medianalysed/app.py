@@ -53,7 +53,7 @@ from medianalysed.executors.base import Executor
 from medianalysed.health import HealthBoard, StateProbe
 from medianalysed.logs import clear_secrets, register_secret, setup_logging
 from medianalysed.messages import ControlCommand, InboxesChanged, Shutdown, Snapshot, Tick
-from medianalysed.metrics import Metrics, MetricsServer
+from medianalysed.metrics import VIPS_RESULTS, Metrics, MetricsServer
 from medianalysed.models import ANALYSIS_VERSION, AnalysisSettings
 from medianalysed.progress import stored_progress
 from medianalysed.stalls import ProgressClock
@@ -105,6 +105,8 @@ class DaemonListener(BatchListener):
         metrics.bytes_processed.inc(int(info.get("size", 0)))
         if info.get("cached"):
             metrics.content_cache_hits.inc()
+        if info.get("vips") in VIPS_RESULTS:
+            metrics.vips_decodes.labels(result=info["vips"]).inc()
 
     def batch_finished(
         self, inbox: str, status: str, summary: dict[str, Any], *, callback_url: str, run: int

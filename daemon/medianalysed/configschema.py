@@ -219,10 +219,10 @@ class ProcessingConfig:
     vips: bool = key(
         True,
         Boolean(),
-        """Let libvips (pyvips) decode the PNGs and TIFFs it decodes to exactly Pillow's
-        pixels, 1.3-1.7x faster; Pillow still reads every header and checks every limit, and
-        decodes whatever libvips fails on. Results are the same either way; false = Pillow
-        decodes everything (also when pyvips is not installed).""",
+        """Let libvips (pyvips) decode the PNGs and lossless TIFFs it decodes to exactly
+        Pillow's pixels, 1.3-1.6x faster. Pillow still reads every header, checks every limit
+        and decodes whatever libvips fails on; the results are the same either way. false
+        (or no pyvips installed): Pillow decodes everything.""",
     )
     stall_seconds: float = key(
         600,

@@ -109,6 +109,7 @@ class ImageAnalysed:
     error: dict[str, Any] | None
     duration_ms: float
     cached: bool = False
+    vips: str | None = None  # libvips "decoded" the image, or failed on it ("fallback")
     interrupted: bool = False  # the daemon is stopping: not an attempt, the image stays pending
     file: dict[str, Any] | None = None  # on an error: the file facts read before it, if any
     # The downloads folder refused the file: not an attempt; the batch parks and retries.

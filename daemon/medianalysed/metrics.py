@@ -53,6 +53,7 @@ WEBHOOK_OUTCOMES: Final = ("delivered", "retry", "dead")
 WRITE_TARGETS: Final = ("state", "outbox", "archive", "downloads")
 PREINITIALISED_ERRNOS: Final = ("ENOSPC", "EROFS", "EIO")
 WATCHER_MODES: Final = ("events", "polling")
+VIPS_RESULTS: Final = ("decoded", "fallback")  # the worker's outcome["vips"] (vipsdecode.py)
 
 # 5 ms (a cached thumbnail) .. 120 s (twice the default image timeout).
 IMAGE_DURATION_BUCKETS: Final = (
@@ -198,6 +199,14 @@ class Metrics:
             "Images whose analysis came from the content cache.",
             registry=r,
         )
+        self.vips_decodes = Counter(
+            "medianalysed_vips_decodes_total",
+            "PNG/TIFF decodes libvips did, or failed on and left to Pillow (fallback).",
+            ["result"],
+            registry=r,
+        )
+        for result in VIPS_RESULTS:
+            self.vips_decodes.labels(result=result)
         self.worker_restarts = Counter(
             "medianalysed_worker_restarts_total", "Worker processes restarted.", registry=r
         )

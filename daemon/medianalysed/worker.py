@@ -13,6 +13,7 @@ before a failure (size, mtime, sha256) comes back with the error, so the record 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -76,13 +77,21 @@ def _cache(directory: str | None) -> Any:
 
 
 def run_job(job: WorkerJob) -> dict[str, Any]:
-    """Analyse one file: {"result", "cached", "elapsed_ms"} or {"error", "file", "elapsed_ms"}.
+    """Analyse one file: {"result", "cached", "elapsed_ms"} or {"error", "file", "elapsed_ms"},
+    and "vips" when libvips "decoded" it or failed on it ("fallback", Pillow decoded it).
 
     `file` (on errors) is what could be learnt about the file before the failure, or None.
     """
+    from medianalysed import vipsdecode  # noqa: PLC0415 - the imaging stack: workers only
+
     started = time.perf_counter()
+    before = dataclasses.replace(vipsdecode.counts)
     outcome = _outcome(job)
     outcome["elapsed_ms"] = (time.perf_counter() - started) * 1000
+    if vipsdecode.counts.decoded > before.decoded:
+        outcome["vips"] = "decoded"
+    elif vipsdecode.counts.fallbacks > before.fallbacks:
+        outcome["vips"] = "fallback"
     return outcome
 
 

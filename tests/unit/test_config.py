@@ -712,7 +712,7 @@ def test_render_round_trips_the_defaults(tmp_path: Path, monkeypatch: pytest.Mon
         config_from_dict(tomllib.loads(text), base_dir=Path("/elsewhere"), source=None) == defaults
     )
     key_lines = [line for line in text.splitlines() if " = " in line and not line.startswith("#")]
-    assert len(key_lines) == 3 + 10 + 4 + 1 + 6 + 3 + 2 + 5 + 11 + 11  # the last: [near]
+    assert len(key_lines) == 3 + 11 + 4 + 1 + 6 + 3 + 2 + 5 + 11 + 11  # the last: [near]
     assert all(line.endswith("  # default") for line in key_lines)
 
 

@@ -41,6 +41,7 @@ INTERNAL_SAMPLES = {
     "medianalysed_ledger_entries",
     "medianalysed_dead_letters",
     "medianalysed_content_cache_hits_total",
+    "medianalysed_vips_decodes_total",
     "medianalysed_worker_restarts_total",
     "medianalysed_up",
 }
@@ -88,6 +89,8 @@ def test_known_label_values_exist_at_zero_before_any_use(metrics: Metrics) -> No
         assert value(metrics, "medianalysed_duplicates_total", tier=tier) == 0
     for outcome in ("delivered", "retry", "dead"):
         assert value(metrics, "medianalysed_webhook_deliveries_total", outcome=outcome) == 0
+    for result in ("decoded", "fallback"):
+        assert value(metrics, "medianalysed_vips_decodes_total", result=result) == 0
 
 
 def test_build_info_and_up_are_one(metrics: Metrics) -> None:

@@ -24,6 +24,7 @@ from PIL import Image
 
 from medianalysed import vipsdecode
 from medianalysed.analysis import AnalysisSettings, analyse_file
+from medianalysed.config import config_from_dict, default_config
 from medianalysed.errors import AnalysisError
 from medianalysed.worker import WorkerJob, pool_context, run_job, worker_initializer
 from tests.corpora import ESSENTIAL_CORPUS, require_corpora
@@ -158,18 +159,47 @@ def test_what_libvips_would_decode_otherwise_is_left_to_pillow(tmp_path: Path, n
     assert found[0][0] == "record"
 
 
+def with_bad_pixel_crc(png: bytes) -> bytes:
+    """A wrong CRC on the pixel data: libspng refuses it, Pillow never checks it."""
+    damaged = bytearray(png)
+    idat = damaged.index(b"IDAT")
+    (length,) = struct.unpack(">I", damaged[idat - 4 : idat])
+    damaged[idat + 4 + length] ^= 0xFF
+    return bytes(damaged)
+
+
 def test_a_file_libvips_rejects_is_decoded_by_pillow(tmp_path: Path) -> None:
-    # A wrong CRC on the pixel data: libspng refuses it, Pillow never checks it.
-    png = bytearray(encoded(photo_like("RGB"), "PNG"))
-    crc_at = png.index(b"IDAT") + 4 + struct.unpack(">I", png[png.index(b"IDAT") - 4 :][:4])[0]
-    png[crc_at] ^= 0xFF
     path = tmp_path / "bad-crc.png"
-    path.write_bytes(bytes(png))
+    path.write_bytes(with_bad_pixel_crc(encoded(photo_like("RGB"), "PNG")))
     fallbacks = vipsdecode.counts.fallbacks
     with_vips = outcome(path, vips=True)
     assert vipsdecode.counts.fallbacks == fallbacks + 1
     assert with_vips[0] == "record"
     assert with_vips == outcome(path, vips=False)
+
+
+def test_the_worker_says_which_decoder_ran_for_the_metric(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(encoded(photo_like("RGB"), "PNG"))
+    (tmp_path / "bad-crc.png").write_bytes(with_bad_pixel_crc(encoded(photo_like("L"), "PNG")))
+    (tmp_path / "a.webp").write_bytes(LEFT_TO_PILLOW["lossy.webp"]())
+
+    def job(name: str, *, vips: bool = True) -> dict[str, Any]:
+        settings_ = AnalysisSettings(vips=vips)
+        return run_job(WorkerJob(str(tmp_path), name, settings_, content_dir=None))
+
+    assert job("a.png")["vips"] == "decoded"
+    assert job("bad-crc.png")["vips"] == "fallback"
+    assert "vips" not in job("a.png", vips=False)
+    assert "vips" not in job("a.webp")
+
+
+def test_the_vips_key_reaches_the_workers_but_not_the_content_cache_key(tmp_path: Path) -> None:
+    off = config_from_dict({"processing": {"vips": False}}, base_dir=tmp_path, source=None)
+    settings_off = AnalysisSettings.from_config(off)
+    settings_on = AnalysisSettings.from_config(default_config())
+    assert (settings_off.vips, settings_on.vips) == (False, True)
+    # The same results either way: a cached analysis serves both.
+    assert settings_off.fingerprint() == settings_on.fingerprint()
 
 
 def corpus_files() -> list[Path]:
@@ -231,6 +261,7 @@ def job_outcome(pool: pebble.ProcessPool, directory: str, name: str, *, vips: bo
     )
     found = pool.schedule(run_job, args=(job,), timeout=CASE_TIMEOUT_S).result()
     found.pop("elapsed_ms")
+    found.pop("vips", None)  # which decoder ran: the one thing allowed to differ
     return found
 
 

@@ -627,6 +627,7 @@ class BatchActor(pykka.ThreadingActor):
                 duration_s=message.duration_ms / 1000,
                 size=outcome.size if isinstance(outcome, ImageResult) else 0,
                 cached=message.cached,
+                vips=message.vips,
             )
         else:
             self._counts["pending"] += 1

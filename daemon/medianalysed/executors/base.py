@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from medianalysed.config import InboxConfig
     from medianalysed.worker import WorkerJob
 
-# Outcome keys added beside the worker's own ("result", "error", "file", "cached", "elapsed_ms").
+# Outcome keys added beside the worker's own ("result", "error", "file", "cached", "elapsed_ms",
+# "vips").
 REPLACED = "replaced"  # the process running it was killed or died, and was replaced
 LOST_RUNS = "lost_runs"  # runs lost with a Dask worker before this outcome: each an attempt
 
