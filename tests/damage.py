@@ -12,7 +12,11 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import pebble
+from hypothesis import HealthCheck, settings
+
 from medianalysed.errors import MAX_MESSAGE_LENGTH, ErrorCode
+from medianalysed.worker import pool_context, worker_initializer
 
 # Real files, one or more per container format; all small so that a case stays fast.
 SEEDS = (
@@ -42,6 +46,28 @@ ACCEPTED_CODES = frozenset(
     }
 )
 LIES = (0, 1, 0xFF, 0xFFFF, 0x7FFF_FFFF, 0xFFFF_FFFF, 2**31, 100_000, 65_535, 1 << 24)
+
+
+# A few dozen damaged cases per test and run; each may start a worker.
+CASES = settings(
+    deadline=None,
+    max_examples=25,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def worker_pool(memory: int) -> Iterator[pebble.ProcessPool]:
+    """One worker as the daemon runs it (fork server, memory limit): for a module fixture, so
+    that a crash or a hang of a decoder is seen as one instead of taking pytest with it."""
+    workers = pebble.ProcessPool(
+        max_workers=1,
+        context=pool_context(),
+        initializer=worker_initializer,
+        initargs=(memory,),
+    )
+    yield workers
+    workers.stop()  # type: ignore[no-untyped-call]
+    workers.join(timeout=10)
 
 
 def seeds(corpora: Path) -> list[Path]:

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pebble
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from medianalysed.analysis import AnalysisSettings, analyse_file
 from medianalysed.errors import AnalysisError, ErrorCode
-from medianalysed.worker import WorkerJob, pool_context, run_job, worker_initializer
+from medianalysed.worker import WorkerJob, run_job
 from tests.corpora import CORPORA, require_corpora
 from tests.damage import (
+    CASES,
     LIES,
     bit_flipped,
     field_lie,
@@ -30,6 +31,7 @@ from tests.damage import (
     seeds,
     structural_lies,
     truncated,
+    worker_pool,
 )
 
 WORKER_MEMORY = 1_000_000_000
@@ -44,25 +46,12 @@ def _needs_corpora() -> None:
     require_corpora()
 
 
-CASES = settings(
-    deadline=None,
-    max_examples=25,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 seed_names = st.sampled_from(sorted(SEED_BYTES) or ["none"])
 
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[pebble.ProcessPool]:
-    workers = pebble.ProcessPool(
-        max_workers=1,
-        context=pool_context(),
-        initializer=worker_initializer,
-        initargs=(WORKER_MEMORY,),
-    )
-    yield workers
-    workers.stop()  # type: ignore[no-untyped-call]
-    workers.join(timeout=10)
+    yield from worker_pool(WORKER_MEMORY)
 
 
 def peak_rss_kb() -> int:

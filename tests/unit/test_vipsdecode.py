@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pebble
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -26,9 +26,17 @@ from medianalysed import vipsdecode
 from medianalysed.analysis import AnalysisSettings, analyse_file
 from medianalysed.config import config_from_dict, default_config
 from medianalysed.errors import AnalysisError
-from medianalysed.worker import WorkerJob, pool_context, run_job, worker_initializer
+from medianalysed.worker import WorkerJob, run_job
 from tests.corpora import ESSENTIAL_CORPUS, require_corpora
-from tests.damage import LIES, bit_flipped, field_lie, structural_lies, truncated
+from tests.damage import (
+    CASES,
+    LIES,
+    bit_flipped,
+    field_lie,
+    structural_lies,
+    truncated,
+    worker_pool,
+)
 
 SIZE = (600, 520)  # a short side over decoding.WORK_MAX_SIDE: the working image is reduced
 VIPS_SUFFIXES = (".png", ".apng", ".tif", ".tiff", ".webp")
@@ -231,27 +239,13 @@ def test_every_corpus_file_analyses_alike_with_and_without_libvips() -> None:
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[pebble.ProcessPool]:
-    """A worker as the daemon runs one: a crash or hang in either decoder is seen as one."""
-    workers = pebble.ProcessPool(
-        max_workers=1,
-        context=pool_context(),
-        initializer=worker_initializer,
-        initargs=(WORKER_MEMORY,),
-    )
-    yield workers
-    workers.stop()  # type: ignore[no-untyped-call]
-    workers.join(timeout=10)
+    yield from worker_pool(WORKER_MEMORY)
 
 
 SEEDS = {name: make() for name, make in DECODED_BY_VIPS.items()} | {
     "lossy.webp": LEFT_TO_PILLOW["lossy.webp"](),
     "lossless.webp": LEFT_TO_PILLOW["lossless.webp"](),
 }
-CASES = settings(
-    deadline=None,
-    max_examples=30,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 seed_names = st.sampled_from(sorted(SEEDS))
 
 
@@ -272,44 +266,33 @@ def check_alike(pool: pebble.ProcessPool, name: str, data: bytes) -> None:
         assert with_vips == job_outcome(pool, directory, name, vips=False)
 
 
-@CASES
-@given(name=seed_names, at=st.integers(0, 2**32))
-def test_truncated_alike(pool: pebble.ProcessPool, name: str, at: int) -> None:
-    check_alike(pool, name, truncated(SEEDS[name], at))
+def damaged(data: bytes, damage: str, at: int, flips: list[tuple[int, int]], lie: int) -> bytes:
+    """`data` damaged one of tests/damage.py's ways, every argument drawn by hypothesis."""
+    if damage == "truncated":
+        return truncated(data, at)
+    if damage == "bits flipped":
+        return bit_flipped(data, flips)
+    lies = [lied for _, lied in structural_lies(data, lie)] if damage == "structure lies" else []
+    if lies:
+        return lies[at % len(lies)]
+    return field_lie(data, at, lie, 2 + 2 * (at % 2), big_endian=at % 3 == 0)
 
 
-@CASES
+@settings(CASES, max_examples=60)  # one test for four kinds of damage
 @given(
     name=seed_names,
+    damage=st.sampled_from(["truncated", "bits flipped", "a field lies", "structure lies"]),
+    at=st.integers(0, 2**32),
     flips=st.lists(st.tuples(st.integers(0, 2**32), st.integers(0, 7)), min_size=1, max_size=8),
-)
-def test_bits_flipped_alike(
-    pool: pebble.ProcessPool, name: str, flips: list[tuple[int, int]]
-) -> None:
-    check_alike(pool, name, bit_flipped(SEEDS[name], flips))
-
-
-@CASES
-@given(
-    name=seed_names,
-    position=st.integers(0, 2**16),
     lie=st.sampled_from(LIES) | st.integers(0, 2**32 - 1),
-    width=st.sampled_from([2, 4]),
-    big_endian=st.booleans(),
-    structural=st.booleans(),
 )
-def test_header_lies_alike(
+def test_damaged_bytes_analyse_alike(
     pool: pebble.ProcessPool,
     *,
     name: str,
-    position: int,
+    damage: str,
+    at: int,
+    flips: list[tuple[int, int]],
     lie: int,
-    width: int,
-    big_endian: bool,
-    structural: bool,
 ) -> None:
-    lies = [data for _, data in structural_lies(SEEDS[name], lie)] if structural else []
-    if lies:
-        check_alike(pool, name, lies[position % len(lies)])
-    else:
-        check_alike(pool, name, field_lie(SEEDS[name], position, lie, width, big_endian))
+    check_alike(pool, name, damaged(SEEDS[name], damage, at, flips, lie))
