@@ -1,5 +1,9 @@
 """The Dask executor end to end: a real `dask scheduler`, two real `dask worker` processes on
-127.0.0.1, and the real daemon; the same exactly-once results whatever dies mid-batch."""
+127.0.0.1, and the real daemon; the same exactly-once results whatever dies mid-batch.
+
+One cluster serves the module (its workers start their analysis processes once); each test
+gets it with its scheduler and both workers up, whatever the test before killed.
+"""
 
 from __future__ import annotations
 
@@ -19,16 +23,27 @@ from tests.e2e.harness import DaemonProcess, free_port, slow_photos, wait_for, w
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PHOTOS = 10
+POISON = "poison.heic"  # a worker analysing a file of this name dies (the crash point)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DaskCluster]:
-    worker_env = getattr(request, "param", {})
-    started = DaskCluster(tmp_path, worker_env=worker_env).start()
+@pytest.fixture(scope="module")
+def _module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    root = tmp_path_factory.mktemp("dask")
+    started = DaskCluster(root, worker_env={CRASH_ENV: f"dask-worker:{POISON}"}).start()
     try:
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture
+def cluster(_module_cluster: DaskCluster) -> DaskCluster:
+    """The module's cluster with its scheduler and all its workers running."""
+    if _module_cluster.scheduler is None:
+        _module_cluster.start_scheduler()
+    _module_cluster.respawn_workers()
+    _module_cluster.wait_for_workers(_module_cluster.size)
+    return _module_cluster
 
 
 def _daemon(tmp_path: Path, cluster: DaskCluster, **overrides: Any) -> DaemonProcess:
@@ -70,22 +85,21 @@ def _exactly_once(process: DaemonProcess, batch: str, names: set[str]) -> list[d
     return records
 
 
-@pytest.mark.parametrize("cluster", [{CRASH_ENV: "dask-worker:poison.heic"}], indirect=True)
 def test_a_killed_worker_costs_one_attempt_and_a_poison_image_ends_internal(
     tmp_path: Path, cluster: DaskCluster, corpora: Path
 ) -> None:
     photos = slow_photos(corpora, PHOTOS)
     process = _daemon(tmp_path, cluster, processing={"max_retries": 1})
     try:
-        _drop(process, "big", {**photos, "poison.heic": next(iter(photos.values()))})
+        _drop(process, "big", {**photos, POISON: next(iter(photos.values()))})
         wait_for(lambda: _finished(process, "big") >= 2, timeout=90, what="2 images done")
         victim = next(iter(cluster.worker_pids().values()))
         kill_pid(victim)  # mid-image: one is always running on each worker
         wait_for_pid_gone(victim)
-        records = {r["path"]: r for r in _exactly_once(process, "big", {*photos, "poison.heic"})}
+        records = {r["path"]: r for r in _exactly_once(process, "big", {*photos, POISON})}
     finally:
         process.stop_quietly()
-    poison = records.pop("poison.heic")
+    poison = records.pop(POISON)
     assert poison["status"] == "failed"
     assert poison["error"]["code"] == "INTERNAL"
     assert poison["attempts"] == 2  # max_retries 1: two worker deaths, then INTERNAL
