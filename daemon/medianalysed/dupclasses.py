@@ -1,15 +1,17 @@
-"""Pure helpers of `dupgroups`: heads of classes, ranks within runs, union-find roots, and the
-hashes of one image as 64-bit columns. Numpy over arrays of member indices; no index, no I/O.
+"""Pure helpers of `dupgroups`: heads of classes, ranks within runs, union-find roots, the
+hashes of one image as 64-bit columns, and the batch's groups per tier. Numpy over arrays of
+member indices; no index, no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from medianalysed.dupindex import HASH_NAMES
-from medianalysed.dupsearch import IntArray
+from medianalysed.dupsearch import TIER_RANK, IntArray, Tier
 
 _MAX_COLUMN_HEX = 16  # a hash wider than 64 bits is compared as text
 
@@ -96,3 +98,50 @@ def hash_columns(hashes: Mapping[str, str]) -> tuple[list[int], list[int]]:
         row.append(max(value, 0))
         lengths.append(len(text) if value >= 0 else -1)
     return row, lengths
+
+
+def tier_groups(
+    paths: Sequence[str], sha: IntArray, pix: IntArray, value: IntArray, parent: IntArray
+) -> tuple[IntArray, dict[Tier, list[list[str]]]]:
+    """The batch's groups per tier, and each image's coarsest group (its first path's index).
+
+    `sha`, `pix` and `value` are each image's sha256 class, pixel class and distinct hash set
+    (-1: none); `parent` is the union-find forest over the hash sets (their near components).
+    An image in no group has -1. Groups come in order of their first path.
+    """
+    n = len(paths)
+    group_of = np.full(n, -1, dtype=np.int64)
+    group_paths: dict[Tier, list[list[str]]] = {tier: [] for tier in TIER_RANK}
+
+    def add(tier: Tier, keys: IntArray, members: npt.NDArray[np.bool_]) -> None:
+        # Coarser tiers come later and overwrite: a record's group is its coarsest.
+        for group in _groups_by_key(keys, members):
+            group_of[group] = int(group[0])
+            group_paths[tier].append([paths[i] for i in group.tolist()])
+
+    add("exact", sha, np.bincount(sha)[sha] >= 2)
+    pix_shas = np.bincount(np.unique(np.stack((pix, sha), axis=1), axis=0)[:, 0])
+    add("same_pixels", pix, pix_shas[pix] >= 2)
+    component = np.full(n, -1, dtype=np.int64)
+    has_value = value >= 0
+    root_of = roots(parent, np.arange(len(parent), dtype=np.int64))
+    component[has_value] = root_of[value[has_value]]
+    spans = np.unique(np.stack((component[has_value], pix[has_value]), axis=1), axis=0)
+    near = np.zeros(n, dtype=bool)
+    if len(spans):
+        classes = np.bincount(spans[:, 0], minlength=len(parent))
+        near[has_value] = classes[component[has_value]] >= 2
+    add("near", component, near)
+    return group_of, group_paths
+
+
+def _groups_by_key(keys: IntArray, members: npt.NDArray[np.bool_]) -> list[IntArray]:
+    """The images in `members` grouped by `keys`, each group in image order, by first image."""
+    chosen = np.flatnonzero(members)
+    if len(chosen) == 0:
+        return []
+    order = chosen[np.lexsort((chosen, keys[chosen]))]
+    starts = np.flatnonzero(np.diff(keys[order], prepend=-2))
+    groups = np.split(order, starts[1:])
+    groups.sort(key=lambda group: int(group[0]))
+    return groups

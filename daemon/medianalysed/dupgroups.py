@@ -18,8 +18,9 @@ tier, the best that applies):
 - `duplicate_count`: every image, in this batch and in earlier ones (history), that matches the
   record in some tier — what an unlimited `HistoryIndex.find` would return. Exact, unless one of
   its pHash searches had more candidates than the verification cap (`MAX_BATCH_CANDIDATES`
-  distinct hashes in the batch, `MAX_HISTORY_CANDIDATES` entries in the history); then it counts
-  the verified ones (a lower bound) and the summary's `duplicates_capped` says how many records.
+  distinct hashes in the batch, `duphistory.MAX_HISTORY_CANDIDATES` entries in the history);
+  then it counts the verified ones (a lower bound) and the summary's `duplicates_capped` says
+  how many records.
 - groups are formed within the batch only (history matches are listed and counted, never
   grouped): `exact` groups are images with the same sha256; `same_pixels` groups are images with
   the same pixels in at least two different files; `near` groups are the connected components of
@@ -30,7 +31,9 @@ tier, the best that applies):
 - listed matches come best tier first, then by pHash distance, then images from earlier batches
   (oldest first) before this batch's (in path order).
 
-Work is done in steps (`steps()` is a generator), so the batch actor can interleave a stop.
+The history's side (what earlier batches hold) is `duphistory`; the groups per tier are formed
+by `dupclasses.tier_groups`. Work is done in steps (`steps()` is a generator), so the batch
+actor can interleave a stop.
 """
 
 from __future__ import annotations
@@ -39,13 +42,14 @@ import functools
 from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from medianalysed.dupclasses import Heads, hash_columns, roots
-from medianalysed.dupindex import HASH_NAMES, ImageRef, evidence
+from medianalysed.dupclasses import Heads, hash_columns, roots, tier_groups
+from medianalysed.duphistory import NO_MATCHES, ContentMatches, Entry, HistoryMatches
+from medianalysed.dupindex import HASH_NAMES, evidence
 from medianalysed.dupsearch import (
     INDEXED_HASHES,
     NO_DISTANCE,
@@ -64,10 +68,8 @@ from medianalysed.nearrule import NearRule, rule_of
 from medianalysed.ports import DuplicateHistory
 
 MAX_BATCH_CANDIDATES = 1 << 13  # distinct-hashes candidates verified per distinct hashes
-MAX_HISTORY_CANDIDATES = 1 << 22  # history index entries verified per distinct hashes
 _VALUES_PER_STEP = 256
 _SIGNATURES_PER_STEP = 256
-_HISTORY_RECORDS_CACHED = 4096
 
 _HASH_COLUMNS = len(HASH_NAMES)
 
@@ -92,32 +94,14 @@ class RecordDuplicates:
     capped: bool
 
 
-class _Entry(NamedTuple):
-    """One listed match; tuples sort as the record lists them (and compare in C)."""
-
-    tier_rank: int
-    distance: int  # NO_DISTANCE when unknown
-    source: int  # 0: history (ordered by id), 1: this batch (ordered by path index)
-    order: int
-    tier: Tier
-
-
 @dataclass(slots=True)
 class _Signature:
     sha: int
     pix: int
     value: int  # index into the distinct hash sets, -1 without all five
-    entries: list[_Entry] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     count: int = 0
     capped: bool = False
-
-
-@dataclass(slots=True)
-class _History:
-    """What the history holds for one sha256 or pixel digest (current batch left out)."""
-
-    ids: IntArray
-    distances: IntArray  # to the signature's pHash; NO_DISTANCE when not comparable
 
 
 class DuplicatePlanner:
@@ -139,8 +123,6 @@ class DuplicatePlanner:
         """Plan against `history` (which already holds this batch's images, or not); `near`
         follows `rule`, or with `max_distance` instead the 0.2.0 rule (pHash alone)."""
         near_rule = rule_of(rule, max_distance)
-        self._history = history
-        self._batch_id = batch_id
         self._rule = near_rule
         self._listed = listed
         self._keep = listed + 1  # one more: a signature's list may hold the record itself
@@ -161,23 +143,7 @@ class DuplicatePlanner:
         self._group_of: IntArray = np.zeros(0, dtype=np.int64)
         self._group_paths: dict[Tier, list[list[str]]] = {tier: [] for tier in TIER_RANK}
         self._ready = False
-
-        # Caches of this planner only, over closures that do not hold the planner: an
-        # lru_cache on a method lives on the class and kept every finished batch's planner
-        # (about 1 MB of tables each) alive; the soak benchmark found RSS climbing by that.
-        def near_history(query: tuple[int, ...]) -> tuple[IntArray, IntArray, bool]:
-            return history.near_ids(
-                query,
-                rule=near_rule,
-                limit=MAX_HISTORY_CANDIDATES,
-                exclude_batch=batch_id,
-            )
-
-        def history_record(image_id: int) -> tuple[ImageRef, dict[str, str], int] | None:
-            return history.records([image_id]).get(image_id)
-
-        self._near_history = functools.lru_cache(maxsize=4)(near_history)
-        self._history_record = functools.lru_cache(maxsize=_HISTORY_RECORDS_CACHED)(history_record)
+        self._history = HistoryMatches(history, batch_id=batch_id, rule=near_rule, keep=self._keep)
 
     # -- collecting ----------------------------------------------------------------------
 
@@ -225,7 +191,9 @@ class DuplicatePlanner:
                 self._plan_signature(signature)
             done = min(start + _SIGNATURES_PER_STEP, len(signatures))
             yield ("matching", done, len(signatures))
-        self._form_groups()
+        self._group_of, self._group_paths = tier_groups(
+            self.paths, self._sha, self._pix, self._value, self._parent
+        )
         self._ready = True
 
     def _prepare(self) -> None:
@@ -329,17 +297,17 @@ class DuplicatePlanner:
         sha, pix, value = signature.sha, signature.pix, signature.value
         query = None if value < 0 else int(self._values[value])
         entries = self._batch_entries(signature)
-        exact = self._history_content(self._shas[sha], None, query)
-        pixels = _NO_HISTORY
+        exact = self._history.content(self._shas[sha], None, query)
+        pixels = NO_MATCHES
         digest = self._pix_digests[pix]
         if digest is not None:
-            pixels = self._history_content(None, digest, query)
+            pixels = self._history.content(None, digest, query)
             if len(pixels.ids) and len(exact.ids):
                 unlike = ~np.isin(pixels.ids, exact.ids)
-                pixels = _History(pixels.ids[unlike], pixels.distances[unlike])
+                pixels = ContentMatches(pixels.ids[unlike], pixels.distances[unlike])
         count = int(self._sha_size[sha]) - 1 + len(exact.ids) + len(pixels.ids)
-        entries += _history_entries(exact, "exact", self._keep)
-        entries += _history_entries(pixels, "same_pixels", self._keep)
+        entries += exact.entries("exact", self._keep)
+        entries += pixels.entries("same_pixels", self._keep)
         same_pixels = int(self._pix_size[pix])
         count += same_pixels - self._same_pair_size(sha, pix)
         capped = False
@@ -348,9 +316,9 @@ class DuplicatePlanner:
             count += self._same_pair_size(sha, pix)
             capped = bool(self._value_capped[value])
             hashes = self._sets.hashes_at(value)
-            near, history_capped = self._history_near(hashes, exact.ids, pixels.ids)
+            near = self._history.near(hashes, exact.ids, pixels.ids)
             count += near.count
-            capped = capped or history_capped
+            capped = capped or near.capped
             entries += near.entries
         entries.sort()
         signature.entries = entries[: self._keep]
@@ -371,14 +339,14 @@ class DuplicatePlanner:
             for (s, p), c in zip(pairs.tolist(), counts.tolist(), strict=True)
         }
 
-    def _batch_entries(self, signature: _Signature) -> list[_Entry]:
+    def _batch_entries(self, signature: _Signature) -> list[Entry]:
         keep = self._keep
         value = signature.value
-        entries: list[_Entry] = []
+        entries: list[Entry] = []
         zero = 0 if value >= 0 else NO_DISTANCE
         for member in self._sha_head.members(signature.sha):
             # Same bytes, same pHash: distance 0 (unknown without a pHash).
-            entries.append(_Entry(TIER_RANK["exact"], zero, 1, member, "exact"))
+            entries.append(Entry(TIER_RANK["exact"], zero, 1, member, "exact"))
         sha_of, pix_of = self._sha_list, self._pix_list
         pixel_members = [
             member
@@ -386,7 +354,7 @@ class DuplicatePlanner:
             if sha_of[member] != signature.sha
         ][:keep]
         entries.extend(
-            _Entry(TIER_RANK["same_pixels"], zero, 1, member, "same_pixels")
+            Entry(TIER_RANK["same_pixels"], zero, 1, member, "same_pixels")
             for member in pixel_members
         )
         if value >= 0:
@@ -395,100 +363,12 @@ class DuplicatePlanner:
                 for member in self._value_head.members(value)
                 if pix_of[member] != signature.pix and sha_of[member] != signature.sha
             ][:keep]
-            entries.extend(_Entry(TIER_RANK["near"], 0, 1, m, "near") for m in same_value)
+            entries.extend(Entry(TIER_RANK["near"], 0, 1, m, "near") for m in same_value)
             entries.extend(
-                _Entry(TIER_RANK["near"], distance, 1, member, "near")
+                Entry(TIER_RANK["near"], distance, 1, member, "near")
                 for distance, member in self._far[value]
             )
         return entries
-
-    # -- the history ---------------------------------------------------------------------
-
-    def _history_content(
-        self, sha256: str | None, digest: str | None, query: int | None
-    ) -> _History:
-        own = self._own_ids
-        ids = [
-            i for i in self._history.content_ids(sha256=sha256, pixel_digest=digest) if i not in own
-        ]
-        if not ids:  # the usual case: the only copy is this batch's own image
-            return _NO_HISTORY
-        info = self._history.rows_info(np.array(ids, dtype=np.int64))
-        keep = np.ones(len(info.ids), dtype=bool)
-        code = self._history.batch_code(self._batch_id)
-        if code is not None:
-            keep &= info.batch != code
-        current = info.version == self._history.analysis_version
-        if digest is not None:  # same_pixels compares only images of this analysis version
-            keep &= current
-        if not keep.any():
-            return _NO_HISTORY
-        distances = np.full(len(info.ids), NO_DISTANCE, dtype=np.int64)
-        if query is not None:
-            comparable = info.searchable & current
-            distances[comparable] = popcount64(info.phash[comparable] ^ np.uint64(query))
-        order = np.lexsort((info.ids[keep], distances[keep]))
-        return _History(info.ids[keep][order], distances[keep][order])
-
-    def _history_near(
-        self, query: tuple[int, ...], exact: IntArray, pixels: IntArray
-    ) -> tuple[_NearHistory, bool]:
-        ids, distances, capped = self._near_history(query)
-        skip = np.union1d(exact, pixels) if len(exact) or len(pixels) else exact
-        if len(skip) and len(ids):
-            keep = ~np.isin(ids, skip)
-            ids, distances = ids[keep], distances[keep]
-        entries = [
-            _Entry(TIER_RANK["near"], int(distance), 0, int(image_id), "near")
-            for image_id, distance in zip(
-                ids[: self._keep].tolist(), distances[: self._keep].tolist(), strict=True
-            )
-        ]
-        return _NearHistory(len(ids), entries), capped
-
-    @functools.cached_property
-    def _own_ids(self) -> frozenset[int]:
-        """Ids of this batch's images in the history (left out of every history answer)."""
-        return frozenset(self._history.batch_ids(self._batch_id))
-
-    # -- groups ----------------------------------------------------------------------------
-
-    def _form_groups(self) -> None:
-        n = len(self.paths)
-        self._group_of = np.full(n, -1, dtype=np.int64)
-        self._group_paths = {tier: [] for tier in TIER_RANK}
-        exact = self._sha_size[self._sha] >= 2
-        self._add_groups("exact", self._sha, exact)
-        pix_shas = np.bincount(
-            np.unique(np.stack((self._pix, self._sha), axis=1), axis=0)[:, 0],
-            minlength=len(self._pix_digests),
-        )
-        pixels = pix_shas[self._pix] >= 2
-        self._add_groups("same_pixels", self._pix, pixels)
-        component = np.full(n, -1, dtype=np.int64)
-        has_value = self._value >= 0
-        root_of = roots(self._parent, np.arange(len(self._values), dtype=np.int64))
-        component[has_value] = root_of[self._value[has_value]]
-        spans = np.unique(np.stack((component[has_value], self._pix[has_value]), axis=1), axis=0)
-        classes = np.bincount(spans[:, 0], minlength=len(self._values)) if len(spans) else None
-        near = np.zeros(n, dtype=bool)
-        if classes is not None:
-            near[has_value] = classes[component[has_value]] >= 2
-        self._add_groups("near", component, near)
-
-    def _add_groups(self, tier: Tier, keys: IntArray, members: npt.NDArray[np.bool_]) -> None:
-        """Groups of the images in `members` by `keys`, in order of their first path."""
-        chosen = np.flatnonzero(members)
-        if len(chosen) == 0:
-            return
-        order = chosen[np.lexsort((chosen, keys[chosen]))]
-        starts = np.flatnonzero(np.diff(keys[order], prepend=-2))
-        groups = np.split(order, starts[1:])
-        groups.sort(key=lambda group: int(group[0]))
-        for group in groups:
-            # Coarser tiers come later and overwrite: a record's group is its coarsest.
-            self._group_of[group] = int(group[0])
-            self._group_paths[tier].append([self.paths[i] for i in group.tolist()])
 
     # -- results ---------------------------------------------------------------------------
 
@@ -525,7 +405,7 @@ class DuplicatePlanner:
             capped=signature.capped,
         )
 
-    def _render(self, index: int, entry: _Entry) -> dict[str, Any] | None:
+    def _render(self, index: int, entry: Entry) -> dict[str, Any] | None:
         if entry.source == 1:
             distances = self._evidence(index, entry.order)
             return {
@@ -535,7 +415,7 @@ class DuplicatePlanner:
                 "distances": distances,
                 "rule": self._rule.match(distances) if entry.tier == "near" else None,
             }
-        stored = self._history_record(entry.order)
+        stored = self._history.record(entry.order)
         if stored is None:  # removed since the search
             return None
         ref, hashes, version = stored
@@ -587,23 +467,3 @@ def _distinct_columns(distinct: npt.NDArray[np.uint64]) -> Columns:
         sets.column(name)[:] = distinct[:, column]
     sets.column("flags")[:] = SEARCHABLE
     return sets
-
-
-_NO_HISTORY = _History(np.zeros(0, np.int64), np.zeros(0, np.int64))
-
-
-@dataclass(frozen=True, slots=True)
-class _NearHistory:
-    count: int
-    entries: list[_Entry]
-
-
-def _history_entries(found: _History, tier: Tier, keep: int) -> list[_Entry]:
-    if not len(found.ids):
-        return []
-    return [
-        _Entry(TIER_RANK[tier], int(distance), 0, int(image_id), tier)
-        for image_id, distance in zip(
-            found.ids[:keep].tolist(), found.distances[:keep].tolist(), strict=True
-        )
-    ]
