@@ -167,7 +167,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from medianalysed.warmup import start_fork_server  # noqa: PLC0415 - pebble: not for --version
 
         start_fork_server()
-        from medianalysed.app import run  # noqa: PLC0415 - keeps CLI start-up light
+        from medianalysed.daemonloop import run  # noqa: PLC0415 - keeps CLI start-up light
 
         setup_logging(config.daemon.log_level, config.daemon.log_format)
         return run(config, find_config_path(args.config))
