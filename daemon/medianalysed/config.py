@@ -9,8 +9,6 @@ Loading never stops at the first problem: every issue is collected, each naming 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -35,18 +33,18 @@ from medianalysed.configschema import (
 )
 from medianalysed.configtable import (
     ARRAY_SECTION,
-    MASKED,
     Table,
     describe,
     format_size,
     lower_first,
-    mask_url,
     parse_size,
     split_listen,
     toml_key,
     unknown_message,
 )
 from medianalysed.errors import ConfigError, ConfigIssue
+from medianalysed.models import stable_digest
+from medianalysed.redaction import MASK as MASKED
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -72,7 +70,6 @@ __all__ = [
     "find_config_path",
     "format_size",
     "load_config",
-    "mask_url",
     "parse_size",
     "render_config",
     "resolve_config",
@@ -277,5 +274,4 @@ def config_fingerprint(config: Config) -> str:
         for declared in declared_keys(cls):
             if declared.spec.affects_results:
                 relevant.setdefault(name, {})[declared.name] = getattr(section, declared.name)
-    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return stable_digest(relevant)

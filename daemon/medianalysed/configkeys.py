@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from medianalysed.configtable import MASKED, Table, mask_url, toml_string, toml_value
+from medianalysed.configtable import Table, toml_string, toml_value
+from medianalysed.redaction import MASK, mask_url
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -112,7 +113,7 @@ class Text(Kind[str]):
 
     def toml(self, value: str, *, mask: bool) -> str:
         if mask and self.secret and value:
-            return toml_string(MASKED)
+            return toml_string(MASK)
         return toml_string(mask_url(value) if mask and self.url else value)
 
 
@@ -201,7 +202,7 @@ class Secrets(Kind[tuple[str, ...]]):
         return "array of secret strings"
 
     def toml(self, value: tuple[str, ...], *, mask: bool) -> str:
-        return toml_value((MASKED,) * len(value) if mask else value)
+        return toml_value((MASK,) * len(value) if mask else value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,8 @@ from medianalysed.configkeys import (
     Text,
     key,
 )
-from medianalysed.configtable import clip, mask_url, split_listen
+from medianalysed.configtable import clip, split_listen
+from medianalysed.redaction import mask_url
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

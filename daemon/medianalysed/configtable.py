@@ -17,11 +17,9 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from medianalysed.errors import ConfigIssue
 
-MASKED = "********"
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _PORT = re.compile(r"[0-9]{1,5}")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -113,20 +111,6 @@ def split_listen(listen: str) -> tuple[str, int]:
     if not _PORT.fullmatch(port_text) or int(port_text) > 65535:
         raise ValueError("port must be 0..65535")
     return host, int(port_text)
-
-
-def mask_url(url: str) -> str:
-    """The URL with any userinfo password replaced by "********"."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url
-    if password is None:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASKED}@{hostport}"))
 
 
 # --- reading one table -------------------------------------------------------------------------

@@ -24,10 +24,8 @@ from datetime import UTC, datetime
 from typing import Final, Literal, TextIO
 
 from medianalysed import names
-from medianalysed.config import MASKED
-from medianalysed.redaction import mask_userinfo
+from medianalysed.redaction import MASK, mask_userinfo
 
-MASK: Final = MASKED
 JSON_EXTRA_FIELDS: Final = ("batch_id", "path", "attempt", "inbox", "code")
 LEVELS: Final = {
     "debug": logging.DEBUG,

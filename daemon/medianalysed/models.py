@@ -120,5 +120,14 @@ class AnalysisSettings:
         fields = asdict(self)
         del fields["vips"]
         payload = {"analysis_version": ANALYSIS_VERSION, "pipeline": PIPELINE_ID, **fields}
-        encoded = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(encoded).hexdigest()[:16]
+        return stable_digest(payload)
+
+
+def stable_digest(payload: object) -> str:
+    """16 hex digits of SHA-256 over `payload` as canonical JSON: equal content, equal digest.
+
+    The one recipe of both fingerprints: the content cache's (`AnalysisSettings.fingerprint`)
+    and summary.json's (`config.config_fingerprint`). Changing it changes every stored one.
+    """
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

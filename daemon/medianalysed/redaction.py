@@ -5,7 +5,9 @@ dead letters, `status`):
 
 - userinfo (`user:password@`, or a bare token used as the user name) is secret in every URL.
   `strip_userinfo` removes it from any text, parsable URL or not (a malformed `urls.txt`
-  line is echoed in its error message); `mask_userinfo` replaces it by the mask in logs.
+  line is echoed in its error message); `mask_userinfo` replaces it by the mask in logs;
+  `mask_url` masks the password alone (`print-config`, configuration errors: the user name
+  tells which account is configured).
 - a webhook URL carries its token in the path or the query (Slack, Discord, "?token=").
   `mask_webhook_url` keeps the scheme, host and port, the leading path words that are plainly
   not tokens (short lowercase words, never the last segment) and the query keys; every
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import re
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 MASK: Final = "********"
 
@@ -37,6 +39,20 @@ def strip_userinfo(text: str) -> str:
 def mask_userinfo(text: str) -> str:
     """`text` with the userinfo of every "scheme://" URL in it replaced by the mask."""
     return _URL_USERINFO.sub(lambda match: f"{match[1]}{MASK}@", text)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any userinfo password replaced by the mask."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostport}"))
 
 
 def mask_webhook_url(url: str) -> str:

@@ -21,13 +21,13 @@ from medianalysed.config import (
     default_config,
     format_size,
     load_config,
-    mask_url,
     parse_size,
     render_config,
     resolve_config,
     split_listen,
 )
 from medianalysed.errors import ConfigError, ConfigIssue
+from medianalysed.redaction import mask_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BASE = Path("/base")

@@ -74,7 +74,7 @@ def settle(future: Future[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
         raise
     except TimeoutError:
         return {
-            "error": error(
+            "error": error_json(
                 ErrorCode.TIMEOUT,
                 f"analysis took longer than image_timeout_seconds ({timeout_s:g} s); "
                 "the worker was stopped",
@@ -83,14 +83,11 @@ def settle(future: Future[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
         }
     except pebble.ProcessExpired as exc:
         return {
-            "error": error(
+            "error": error_json(
                 ErrorCode.INTERNAL,
                 f"ProcessExpired: the analysis process died (exit code {exc.exitcode})",
             ),
             REPLACED: True,
         }
     except Exception as exc:
-        return {"error": error(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")}
-
-
-error = error_json  # an error section as the worker writes it
+        return {"error": error_json(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")}

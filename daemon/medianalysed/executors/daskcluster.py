@@ -37,8 +37,9 @@ import distributed
 from medianalysed import __version__
 from medianalysed.config import InboxConfig
 from medianalysed.errors import ErrorCode
-from medianalysed.executors.base import LOST_RUNS, ExecutorState, error
+from medianalysed.executors.base import LOST_RUNS, ExecutorState
 from medianalysed.executors.dasktask import DAEMONIC_ADVICE, analyse, check_worker
+from medianalysed.outcomes import error_json
 from medianalysed.worker import WorkerJob
 
 logger = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ class DaskExecutor:
             failure = remote.exception(timeout=ANSWER_TIMEOUT_S)
             if isinstance(failure, distributed.KilledWorker):
                 return self._lost_run(task, f"the Dask worker {failure.last_worker.address} died")
-            return {"error": error(ErrorCode.INTERNAL, f"{type(failure).__name__}: {failure}")}
+            return {"error": error_json(ErrorCode.INTERNAL, f"{type(failure).__name__}: {failure}")}
         return None  # cancelled or lost with the scheduler: not the image's fault
 
     def _lost_run(self, task: _Task, what: str) -> dict[str, Any] | None:
@@ -273,7 +274,7 @@ class DaskExecutor:
             return None
         task.lost -= 1  # the last run is the attempt that reports
         message = f"{what} while analysing it, on each of its {task.max_runs} attempt(s)"
-        return {"error": error(ErrorCode.INTERNAL, message)}
+        return {"error": error_json(ErrorCode.INTERNAL, message)}
 
     def _forget(self, outer: Future[dict[str, Any]]) -> None:
         with self._lock:

@@ -21,8 +21,9 @@ from typing import Any
 from medianalysed import __version__
 from medianalysed.crashpoints import crash_point
 from medianalysed.errors import ErrorCode
-from medianalysed.executors.base import error, settle
+from medianalysed.executors.base import settle
 from medianalysed.executors.local import LocalExecutor
+from medianalysed.outcomes import error_json
 from medianalysed.worker import WorkerJob
 
 # Beyond the analysis' own timeout: the time to replace a killed process and answer.
@@ -40,7 +41,7 @@ def analyse(job: WorkerJob, timeout_s: float, max_worker_memory: int) -> dict[st
     """Analyse one image on this Dask worker; the outcome dict of `worker.run_job`."""
     crash_point("dask-worker", PurePosixPath(job.relpath).name)
     if multiprocessing.current_process().daemon:
-        return {"error": error(ErrorCode.INTERNAL, DAEMONIC_ADVICE)}
+        return {"error": error_json(ErrorCode.INTERNAL, DAEMONIC_ADVICE)}
     from distributed import get_worker  # noqa: PLC0415 - only on a Dask worker
 
     threads = get_worker().state.nthreads
@@ -50,7 +51,7 @@ def analyse(job: WorkerJob, timeout_s: float, max_worker_memory: int) -> dict[st
     except TimeoutError:
         future.cancel()
         message = "no analysis process of the Dask worker answered in time"
-        return {"error": error(ErrorCode.TIMEOUT, message)}
+        return {"error": error_json(ErrorCode.TIMEOUT, message)}
     return settle(future, timeout_s)
 
 
