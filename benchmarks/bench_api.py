@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -31,37 +32,29 @@ from medianalysed.lifecycle import BatchPhase
 from medianalysed.metrics import Metrics, MetricsServer
 from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.progress import BatchProgress
-from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
+from medianalysed.state import BatchRecord, ImageRecord, StateStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.seeding import seed_batch
 
 BIG = "big"
 SMALL_BATCHES = 200
-WRITE_CHUNK = 5000
 
 
 def build_state(root: Path, images: int) -> StateStore:
     """A store holding one batch of `images` images and SMALL_BATCHES small ones."""
     store = StateStore(root / "state")
-    outbox = root / "outbox" / BIG
-    outbox.mkdir(parents=True)
     paths = [f"album-{i // 1000:03d}/IMG_{i:06d}.jpg" for i in range(images)]
-    for chunk, start in enumerate(range(0, images, PATH_CHUNK_SIZE)):
-        store.put_path_chunk(BIG, chunk, paths[start : start + PATH_CHUNK_SIZE])
-    for start in range(0, images, WRITE_CHUNK):
-        store.put_images(
-            BIG, [_image(i, paths[i]) for i in range(start, min(images, start + WRITE_CHUNK))]
-        )
-    record = BatchRecord(
-        batch_id=BIG,
-        inbox="default",
-        source=str(root / "inbox" / BIG),
-        outbox_dir=str(outbox),
+    record = seed_batch(
+        store,
+        root,
+        BIG,
+        (_image(i, path) for i, path in enumerate(paths)),
         status=BatchStatus.PARTIAL,
         phase=BatchPhase.DONE,
-        total=images,
-        chunks=-(-images // PATH_CHUNK_SIZE),
         created_at="2026-12-02T00:00:00Z",
     )
-    store.put_batch(record)
+    outbox = Path(record.outbox_dir)
     counts = {"total": images, "done": images - images // 100, "failed": images // 100}
     store.put_progress(BIG, BatchProgress.running(record, counts).to_json())
     with (outbox / "results.jsonl").open("w", encoding="utf-8") as results:

@@ -14,7 +14,8 @@ from pathlib import Path
 from PIL import Image
 
 from medianalysed.models import BatchStatus, ImageStatus
-from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
+from medianalysed.state import ImageRecord, StateStore
+from tests.seeding import seed_batch
 
 BATCH_ID = "many"
 BLANK_PHASH = 0x8000000000000000  # a blank page's pHash, and every solid colour's but black's
@@ -67,32 +68,23 @@ def seed_finalising_batch(
     """Batch `many` of one analysed look-alike per pHash, stopped just before finalising, in
     the state store under `root / "state"`; its input is gone (nothing to archive)."""
     count = len(phashes)
+    images = (
+        analysed_lookalike(index, phash, colorhash(index)) for index, phash in enumerate(phashes)
+    )
+    counts = {"total": count, "pending": 0, "processing": 0, "done": count}
     store = StateStore(root / "state")
     try:
-        for chunk, start in enumerate(range(0, count, PATH_CHUNK_SIZE)):
-            indexes = range(start, min(start + PATH_CHUNK_SIZE, count))
-            store.put_path_chunk(BATCH_ID, chunk, [seeded_path(index) for index in indexes])
-            store.put_images(
-                BATCH_ID,
-                [analysed_lookalike(index, phashes[index], colorhash(index)) for index in indexes],
-            )
-        counts = {"total": count, "pending": 0, "processing": 0, "done": count}
-        store.put_batch(
-            BatchRecord(
-                batch_id=BATCH_ID,
-                inbox="default",
-                source=str(root / "inbox" / BATCH_ID),
-                outbox_dir=str(root / "outbox" / BATCH_ID),
-                status=BatchStatus.COMPLETED,
-                phase="finalizing",
-                total=count,
-                chunks=-(-count // PATH_CHUNK_SIZE),
-                created_at="2026-01-01T00:00:00.000Z",
-                started_at="2026-01-01T00:00:00.000Z",
-                completed_at="2026-01-01T00:10:00.000Z",
-                final_counts={**counts, "failed": 0, "skipped": 0},
-            )
+        seed_batch(
+            store,
+            root,
+            BATCH_ID,
+            images,
+            status=BatchStatus.COMPLETED,
+            phase="finalizing",
+            created_at="2026-01-01T00:00:00.000Z",
+            started_at="2026-01-01T00:00:00.000Z",
+            completed_at="2026-01-01T00:10:00.000Z",
+            final_counts={**counts, "failed": 0, "skipped": 0},
         )
-        (root / "outbox" / BATCH_ID).mkdir(parents=True, exist_ok=True)
     finally:
         store.close()

@@ -22,6 +22,7 @@ from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.progress import BatchProgress, publish
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
 from medianalysed.webhooks import WebhookDispatcher
+from tests.seeding import seed_batch
 
 SECRET = "s3cr3t-webhook-key"
 CONFIG = f"""\
@@ -70,28 +71,21 @@ def add_batch(store: StateStore, config: Path, batch_id: str, *, phase: str) -> 
     outbox_dir = root / "outbox" / batch_id
     outbox_dir.mkdir(parents=True)
     counts = {"total": 2, "pending": 0, "processing": 0, "done": 1, "failed": 1, "skipped": 0}
-    record = BatchRecord(
-        batch_id=batch_id,
-        inbox="default",
-        source=str(root / "inbox" / batch_id),
-        outbox_dir=str(outbox_dir),
+    images = [
+        ImageRecord(path="a.jpg", status=ImageStatus.DONE, attempts=1),
+        ImageRecord(path="b.jpg", status=ImageStatus.FAILED, attempts=1),
+    ]
+    record = seed_batch(
+        store,
+        root,
+        batch_id,
+        images,
         status=BatchStatus.PARTIAL if done else BatchStatus.PROCESSING,
         phase=phase,
-        total=2,
-        chunks=1,
         final_counts=counts if done else {},
         archived_to=str(input_dir) if done else None,
     )
-    store.put_batch(record)
     publish(store, record, BatchProgress.running(record, counts))  # what `status` reads
-    store.put_path_chunk(batch_id, 0, ["a.jpg", "b.jpg"])
-    store.put_images(
-        batch_id,
-        [
-            ImageRecord(path="a.jpg", status=ImageStatus.DONE, attempts=1),
-            ImageRecord(path="b.jpg", status=ImageStatus.FAILED, attempts=1),
-        ],
-    )
     return record
 
 

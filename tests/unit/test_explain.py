@@ -14,6 +14,7 @@ from medianalysed.config import Config, config_from_dict
 from medianalysed.explain import explain
 from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
+from tests.seeding import seed_batch
 
 CORRUPT = {"code": "CORRUPT", "message": "cannot decode", "retryable": False}
 
@@ -77,33 +78,26 @@ def add_batch(
     if results is not None:
         lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in results]
         (outbox_dir / "results.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    record = BatchRecord(
-        batch_id=batch_id,
-        inbox="default",
+    records = [
+        ImageRecord(
+            path=path,
+            status=status,
+            attempts=1 if status.terminal else 0,
+            error=CORRUPT if status == ImageStatus.FAILED else None,
+        )
+        for path, status in sorted(images.items())
+    ]
+    return seed_batch(
+        store,
+        root,
+        batch_id,
+        records,
         source=str(source),
-        outbox_dir=str(outbox_dir),
         loose_file=loose,
         status=BatchStatus.PARTIAL if done else BatchStatus.PROCESSING,
         phase=phase,
-        total=len(images),
-        chunks=1,
         archived_to=str(input_path) if done else None,
     )
-    store.put_batch(record)
-    store.put_path_chunk(batch_id, 0, sorted(images))
-    store.put_images(
-        batch_id,
-        [
-            ImageRecord(
-                path=path,
-                status=status,
-                attempts=1 if status.terminal else 0,
-                error=CORRUPT if status == ImageStatus.FAILED else None,
-            )
-            for path, status in images.items()
-        ],
-    )
-    return record
 
 
 def result(path: str, status: str, **fields: Any) -> dict[str, Any]:

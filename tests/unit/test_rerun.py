@@ -18,6 +18,7 @@ from medianalysed.rerun import (
     start_rerun,
 )
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
+from tests.seeding import seed_batch
 
 CORRUPT = {"code": "CORRUPT", "message": "cannot decode", "retryable": False}
 
@@ -48,35 +49,27 @@ def finished_batch(
     outbox_dir = root / "outbox" / batch_id
     outbox_dir.mkdir(parents=True)
     (outbox_dir / "summary.json").write_text("{}", encoding="utf-8")
-    record = BatchRecord(
-        batch_id=batch_id,
-        inbox="default",
-        source=str(source),
-        outbox_dir=str(outbox_dir),
+    images = [
+        ImageRecord(
+            path=path,
+            status=status,
+            attempts=1,
+            error=CORRUPT if status == ImageStatus.FAILED else None,
+            result={"file": {"size": 5}} if status == ImageStatus.DONE else None,
+        )
+        for path, status in sorted(statuses.items())
+    ]
+    return seed_batch(
+        store,
+        root,
+        batch_id,
+        images,
         status=BatchStatus.PARTIAL if phase == "done" else BatchStatus.PROCESSING,
         phase=phase,
-        total=len(statuses),
-        chunks=1,
         completed_at="2025-01-01T00:00:00.000Z" if phase == "done" else None,
         final_counts={"total": len(statuses)} if phase == "done" else {},
         archived_to=str(archive) if archived else None,
     )
-    store.put_batch(record)
-    store.put_path_chunk(batch_id, 0, sorted(statuses))
-    store.put_images(
-        batch_id,
-        [
-            ImageRecord(
-                path=path,
-                status=status,
-                attempts=1,
-                error=CORRUPT if status == ImageStatus.FAILED else None,
-                result={"file": {"size": 5}} if status == ImageStatus.DONE else None,
-            )
-            for path, status in statuses.items()
-        ],
-    )
-    return record
 
 
 MIXED = {

@@ -18,7 +18,8 @@ from medianalysed.config import InboxConfig
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.metrics import Metrics, MetricsServer
 from medianalysed.models import BatchStatus, ImageStatus
-from medianalysed.state import PATH_CHUNK_SIZE, BatchRecord, ImageRecord, StateStore
+from medianalysed.state import BatchRecord, ImageRecord, StateStore
+from tests.seeding import seed_batch
 
 
 @dataclass
@@ -41,14 +42,9 @@ def add_batch(
     status: BatchStatus = BatchStatus.PROCESSING,
 ) -> BatchRecord:
     """A stored batch whose image i has path `img-<i>.jpg` and status `statuses[i]`."""
-    outbox = tmp_path / "outbox" / batch_id
-    outbox.mkdir(parents=True, exist_ok=True)
-    paths = [f"img-{i:06d}.jpg" for i in range(len(statuses))]
-    for chunk, start in enumerate(range(0, len(paths), PATH_CHUNK_SIZE)):
-        store.put_path_chunk(batch_id, chunk, paths[start : start + PATH_CHUNK_SIZE])
     records = [
         ImageRecord(
-            path=path,
+            path=f"img-{i:06d}.jpg",
             status=image_status,
             attempts=1 if image_status != ImageStatus.PENDING else 0,
             error=(
@@ -57,23 +53,11 @@ def add_batch(
                 else None
             ),
         )
-        for path, image_status in zip(paths, statuses, strict=True)
+        for i, image_status in enumerate(statuses)
     ]
-    for start in range(0, len(records), 5000):
-        store.put_images(batch_id, records[start : start + 5000])
-    record = BatchRecord(
-        batch_id=batch_id,
-        inbox="default",
-        source=str(tmp_path / "inbox" / batch_id),
-        outbox_dir=str(outbox),
-        status=status,
-        phase=phase,
-        total=len(paths),
-        chunks=-(-len(paths) // PATH_CHUNK_SIZE),
-        created_at=created_at,
+    return seed_batch(
+        store, tmp_path, batch_id, records, status=status, phase=phase, created_at=created_at
     )
-    store.put_batch(record)
-    return record
 
 
 ServeFactory = Callable[..., Served]
