@@ -6,7 +6,7 @@ round, so the machine's noise falls on both alike):
 - ``floor``: run.py's floor as a whole process (read + JPEG draft 1/8 decode, 2 processes)
 - ``before``: `medianalysed analyze SET` with the package as it is at --before (a git ref,
   exported with `git archive` and put first on PYTHONPATH; same venv, same console script)
-- ``after``: the same command with this working tree's package
+- ``after``: the same command with this working tree's package (or --after REF's)
 
 Both packages are byte-compiled first (`compileall`), as an installed package is: under
 PYTHONDONTWRITEBYTECODE (set on this machine) every run would compile the ~90 modules again,
@@ -113,6 +113,7 @@ def main() -> int:
     """Alternate floor, before and after; print the medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="main", help="git ref of the 'before' package")
+    parser.add_argument("--after", help="git ref of the 'after' package (default: the work tree)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--set", type=Path, default=SET_DIR)
     parser.add_argument("--limit", type=int, default=100, help="the first N files of the set")
@@ -125,7 +126,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="medianalysed-first-image-") as tmp:
         packages = {
             "before": export_package(args.before, Path(tmp) / "before"),
-            "after": PROJECT_DIR / "daemon",
+            "after": PROJECT_DIR / "daemon"
+            if args.after is None
+            else export_package(args.after, Path(tmp) / "after"),
         }
         for package in packages.values():
             byte_compile(package)
@@ -150,7 +153,8 @@ def main() -> int:
     print(f"\n{files} file(s) of {set_dir}, {args.rounds} rounds, load {os.getloadavg()}")
     print(f"floor whole process    {median_text(walls['floor'])}")
     for name in ("before", "after"):
-        label = f"{name} ({args.before})" if name == "before" else "after (work tree)"
+        ref = args.before if name == "before" else args.after or "work tree"
+        label = f"{name} ({ref})"
         print(f"{label:<22} wall {median_text(walls[name])}")
         if firsts[name]:
             print(f"{'':<22} first image {median_text(firsts[name])}")

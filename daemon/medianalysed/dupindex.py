@@ -423,7 +423,9 @@ class HistoryIndex:
         if columns is None:
             logger.info("rebuilding duplicate index from %s (%d ids)", self.directory, last_id)
             columns = self._replay(Columns(), 0, last_id)
-            self._changes_since_snapshot = max(columns.n, 1)
+            # A store that never held an image has nothing to save (rebuilding it is free):
+            # no snapshot and its fsyncs in the start-up of every fresh state (`analyze`).
+            self._changes_since_snapshot = max(columns.n, 1) if last_id else 0
         self._columns = columns
         self._alive = int(np.count_nonzero(columns.flags[: columns.n] & 1))
         self._tables = self._build_tables(columns.n)

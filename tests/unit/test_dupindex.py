@@ -283,6 +283,24 @@ def test_entries_survive_close_and_reopen(tmp_path: Path) -> None:
         again.close()
 
 
+def test_a_new_index_writes_no_snapshot_until_it_holds_an_image(tmp_path: Path) -> None:
+    directory = tmp_path / "history"
+    HistoryIndex(directory, analysis_version=1).close()
+    assert not (directory / SNAPSHOT_NAME).exists()  # nothing to save, and no fsync at start
+    again = HistoryIndex(directory, analysis_version=1)
+    try:
+        assert len(again) == 0
+        again.add_many(seeded("a", i) for i in range(3))
+    finally:
+        again.close()
+    reopened = HistoryIndex(directory, analysis_version=1)
+    try:
+        assert len(reopened) == 3
+        assert refs(reopened.find(seeded("q", 1), max_distance=0)) == [seeded("a", 1).ref]
+    finally:
+        reopened.close()
+
+
 @pytest.mark.parametrize("damage", ["missing", "garbage", "foreign"])
 def test_an_unusable_snapshot_means_a_rebuild_not_a_failure(tmp_path: Path, damage: str) -> None:
     first = HistoryIndex(tmp_path / "one", analysis_version=1)
