@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pykka
 
@@ -27,7 +27,6 @@ from medianalysed import __version__, progress
 from medianalysed.actors.batch import BatchSettings
 from medianalysed.actors.image import SLOTS_PER_WORKER, ImageActor
 from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
-from medianalysed.api.service import ApiService
 from medianalysed.config import Config, InboxConfig, config_fingerprint
 from medianalysed.daemonlistener import DaemonListener
 from medianalysed.diskfaults import FaultBoard, corruption_seen, reset_corruption
@@ -44,9 +43,12 @@ from medianalysed.stalls import ProgressClock
 from medianalysed.state import StateStore
 from medianalysed.staterepair import check_and_repair
 from medianalysed.systemd import Notifier
-from medianalysed.watch import InboxWatcher
 from medianalysed.webhooks import WebhookDispatcher
 from medianalysed.webhooks.progress import ProgressWebhooks
+
+if TYPE_CHECKING:
+    from medianalysed.api.service import ApiService
+    from medianalysed.watch import InboxWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +117,9 @@ class Daemon:
         self.metrics.executor_available.set(1)  # a Dask executor says otherwise while away
         self.metrics.up.set(1)
         if self._serve_metrics and config.metrics.listen:
+            # Only here: `analyze` serves nothing and watches nothing, and does not import them.
+            from medianalysed.api.service import ApiService  # noqa: PLC0415
+
             self.api = ApiService(config.api, self.store, config.inboxes)
             self.api.start()
             self.metrics_server = MetricsServer(
@@ -148,6 +153,8 @@ class Daemon:
         progress.add_observer(self.progress_webhooks.observe)
         self.supervisor = SupervisorActor.start(self._supervisor_parts())
         if self._watch_enabled:
+            from medianalysed.watch import InboxWatcher  # noqa: PLC0415 - see ApiService
+
             self.watcher = InboxWatcher(self.supervisor, on_mode=self.metrics.set_watcher_mode)
             self.watcher.start(config.inboxes)
         self.supervisor.tell(Tick())
