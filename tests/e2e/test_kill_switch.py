@@ -8,9 +8,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from tests.e2e.harness import DaemonProcess, wait_for, write_config
+from tests.pngs import write_flat_png
 
 pytestmark = pytest.mark.e2e
 
@@ -18,8 +18,8 @@ GOOD = "imagededup-testdata/mixed_images/ukbench00120.jpg"
 
 
 def _huge_png(path: Path, width: int = 30000) -> None:
-    # Hundreds of megapixels of zeros: a tiny file whose full decode takes most of a second.
-    Image.new("L", (width, 10000)).save(path, compress_level=1)
+    # Hundreds of megapixels of zeros: a small file whose full decode takes most of a second.
+    write_flat_png(path, width, 10000)
 
 
 def _children(pid: int) -> list[int]:
