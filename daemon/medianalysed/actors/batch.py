@@ -80,6 +80,8 @@ logger = logging.getLogger(__name__)
 
 # A line found empty while images are counted waiting is read again at most this often.
 LINE_RESCAN_INTERVAL_S = 1.0
+# Between two offers, the counts for the gauges are sent alone at most this often.
+GAUGE_REFRESH_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +164,7 @@ class BatchActor(pykka.ThreadingActor):
         # Images neither terminal nor offered are "pending" here.
         self._counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
         self._last_reported = (-1, -1)  # (waiting, unfinished) as the last offer said
-        self._offered_since_tick = False
+        self._last_offer_at = float("-inf")  # monotonic
         self._cancelled = False
         self._status_dirty = True
         self._status = StatusWriter(store, self._log_extra())
@@ -452,9 +454,9 @@ class BatchActor(pykka.ThreadingActor):
     def _offer_jobs(self, *, tick: bool = False) -> None:
         """Top up the jobs offered to the workers when the window has room.
 
-        The counts for the gauges ride along; on a `tick` without any offer since the last
-        one (the tail of the batch, or no worker free for it) they are sent alone when they
-        moved, so the gauges follow without a message per image.
+        The counts for the gauges ride along; on a `tick` with no offer for `GAUGE_REFRESH_S`
+        (the tail of the batch, or no worker free for it) they are sent alone when they moved,
+        so the gauges follow without a message per image.
         """
         jobs: list[AnalyseImage] = []
         try:
@@ -482,13 +484,12 @@ class BatchActor(pykka.ThreadingActor):
 
     def _tell_offer(self, jobs: list[AnalyseImage], *, tick: bool) -> None:
         counts = (self._ready_count(), self._counts["pending"] + len(self._offered))
-        quiet = tick and not self._offered_since_tick
-        if tick:
-            self._offered_since_tick = False
+        now = time.monotonic()
+        quiet = tick and now - self._last_offer_at >= GAUGE_REFRESH_S
         if not jobs and not (quiet and counts != self._last_reported):
             return
         self._last_reported = counts
-        self._offered_since_tick = not tick
+        self._last_offer_at = now
         waiting, unfinished = counts
         self._supervisor.tell(
             OfferJobs(self._batch_id, tuple(jobs), waiting=waiting, unfinished=unfinished)

@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# An active batch costs an actor thread and a demand entry; the workers are shared fairly
+# An active batch costs an actor thread and a line in the job queue; the workers are shared fairly
 # whatever the count. The bound only keeps a flood of folders from becoming a flood of
 # threads: batches ready together start together unless more than this arrive at once.
 MAX_ACTIVE_BATCHES = 64
@@ -81,7 +81,7 @@ _Inbound = SupervisorMessage | TreeWalked
 
 @dataclass(slots=True)
 class _ActiveBatch:
-    ref: pykka.ActorRef[Any]
+    ref: pykka.ActorRef[BatchActor]
     record: BatchRecord
     restarts: int = 0
     salvaging: bool = False
