@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,12 +39,22 @@ def _stop_all_actors() -> Iterator[None]:
     pykka.ActorRegistry.stop_all(block=True, timeout=5)
 
 
+def _actor_threads() -> list[threading.Thread]:
+    return [
+        t
+        for t in threading.enumerate()
+        if t.name.startswith(("Actor", "Batch", "Image")) and "Actor" in t.name
+    ]
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_actor_threads() -> Iterator[None]:
     yield
     gc.collect()
-    leaked = [
-        t.name for t in threading.enumerate() if t.name.startswith(("Actor", "Batch", "Image"))
-    ]
-    leaked = [name for name in leaked if "Actor" in name]
+    # pykka unregisters an actor before its on_stop runs, so `stop_all` does not wait for one
+    # that stopped itself (a finished batch): give such a thread a bounded moment to end.
+    deadline = time.monotonic() + 5
+    for thread in _actor_threads():
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    leaked = [t.name for t in _actor_threads()]
     assert not leaked, f"leaked actor threads: {leaked}"
