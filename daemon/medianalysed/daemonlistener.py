@@ -6,7 +6,7 @@ from typing import Any
 
 from medianalysed.actors.batch import BatchListener
 from medianalysed.metrics import VIPS_RESULTS, Metrics
-from medianalysed.webhooks import WebhookDispatcher, event_for_status
+from medianalysed.webhooks import WebhookDispatcher, batch_key, event_for_status
 
 
 class DaemonListener(BatchListener):
@@ -40,9 +40,8 @@ class DaemonListener(BatchListener):
     ) -> None:
         """Count one finished batch and queue its webhooks (persisted before this returns)."""
         if self._webhooks is not None:
-            batch_key = str(summary["batch_id"]) + (f"/run-{run}" if run else "")
             self._webhooks.enqueue(
-                batch_id=batch_key,
+                batch_id=batch_key(str(summary["batch_id"]), run),
                 event=event_for_status(status),
                 payload=summary,
                 callback_url=callback_url,

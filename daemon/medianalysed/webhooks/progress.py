@@ -22,6 +22,7 @@ from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus
 from medianalysed.progress import BatchProgress
 from medianalysed.state import BatchRecord
+from medianalysed.webhooks.queue import batch_key, event_for_status
 
 PROGRESS_EVENT: Final = "batch.progress"
 TERMINAL_STATUSES: Final = frozenset(
@@ -32,13 +33,8 @@ TERMINAL_STATUSES: Final = frozenset(
 def event_name(progress: BatchProgress) -> str:
     """`batch.progress`, or the terminal event (`batch.partial`...) once the batch is done."""
     if progress.phase == BatchPhase.DONE and progress.status in TERMINAL_STATUSES:
-        return f"batch.{progress.status}"
+        return event_for_status(progress.status)
     return PROGRESS_EVENT
-
-
-def batch_key(batch_id: str, run: int) -> str:
-    """The webhook key of a batch's run (the one terminal events use)."""
-    return batch_id + (f"/run-{run}" if run else "")
 
 
 class Enqueue(Protocol):

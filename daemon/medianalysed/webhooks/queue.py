@@ -56,6 +56,11 @@ def make_delivery_id(batch_id: str, event: str, url: str) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, f"{batch_id}\x00{event}\x00{url}"))
 
 
+def batch_key(batch_id: str, run: int) -> str:
+    """The webhook key of a batch's run: `<id>`, then `<id>/run-N` for its N-th retry."""
+    return batch_id + (f"/run-{run}" if run else "")
+
+
 def event_for_status(status: str) -> str:
     """The event name for a terminal batch status ("partial" -> "batch.partial").
 
