@@ -11,7 +11,6 @@ p50/p95 in ms of a small answer (one batch) and a page of 100 images on each ser
 from __future__ import annotations
 
 import argparse
-import socket
 import tempfile
 import threading
 import time
@@ -32,6 +31,7 @@ from medianalysed.api.http import ApiEndpoint
 from medianalysed.api.replies import Reply
 from medianalysed.api.routes import ApiRequest, ApiRouter
 from medianalysed.metrics import Metrics, MetricsServer
+from procs import free_port
 
 
 def starlette_app(router: ApiRouter) -> Starlette:
@@ -47,12 +47,6 @@ def starlette_app(router: ApiRouter) -> Starlette:
         return Response(answer.body, answer.status, answer.headers, answer.content_type)
 
     return Starlette(routes=[Route("/v1/{rest:path}", endpoint)])
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
 from medianalysed.messages import BatchFinished
 from medianalysed.models import ANALYSIS_VERSION
 from medianalysed.state import ImageRecord, StateStore
+from procs import start_daemon
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.lookalikes import (
@@ -193,13 +194,7 @@ def daemon(count: int) -> dict[str, Any]:
         )
         env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         with (root / "daemon.log").open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "medianalysed", "run", "--config", str(config)],
-                cwd=root,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
+            process = start_daemon(config, log, env=env)
             try:
                 return _watch(root, count, process)
             finally:

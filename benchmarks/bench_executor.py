@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,39 +34,19 @@ from pathlib import Path
 from typing import Any
 
 from medianalysed.executors.daskcluster import CLUSTER_ENV
+from procs import cpu_seconds, free_port, start_daemon, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 SET_DIR = REPO / "benchmarks" / "data" / "set"
-POLL_S = 0.05
 DEADLINE_S = 1800.0
 IDLE_AFTER_READY_S = 3.0  # worker processes finish starting after READY
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _own_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-
-
-def _wait(predicate: Any, what: str, deadline_s: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(POLL_S)
 
 
 class Cluster:
     """`dask scheduler` and `workers` single-threaded `dask worker` processes on 127.0.0.1."""
 
     def __init__(self, root: Path, workers: int) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
         dask = str(Path(sys.executable).with_name("dask"))
         env = {**os.environ, **CLUSTER_ENV}
@@ -116,7 +95,7 @@ def _measure(
     for name in ("inbox", "outbox", "archive", "state", "staging"):
         (root / name).mkdir()
     address = "" if cluster is None else cluster.address
-    port = _free_port()
+    port = free_port()
     (root / "medianalysed.toml").write_text(
         f'[daemon]\nstate_dir = "state"\nlog_level = "warning"\n'
         f"[processing]\nworkers = {workers}\n"
@@ -131,20 +110,17 @@ def _measure(
         shutil.copy(photo, batch)
     (batch / ".ready").touch()
     with (root / "daemon.log").open("ab") as log:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "medianalysed", "run", "--config", "medianalysed.toml"],
-            cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        daemon = start_daemon(root / "medianalysed.toml", log, new_session=True)
     try:
-        _wait(lambda: _ready(port), "the daemon (and its executor) to be ready", 120)
+        wait_until(lambda: _ready(port), 120, "the daemon (and its executor) to be ready")
         time.sleep(IDLE_AFTER_READY_S)
-        cpu_before = _own_cpu_s(daemon.pid)
+        cpu_before = cpu_seconds(daemon.pid)
         started = time.monotonic()
         os.rename(batch, root / "inbox" / "set")
         summary = root / "outbox" / "set" / "summary.json"
-        _wait(summary.is_file, "summary.json")
+        wait_until(summary.is_file, DEADLINE_S, "summary.json")
         seconds = time.monotonic() - started
-        cpu = _own_cpu_s(daemon.pid) - cpu_before
+        cpu = cpu_seconds(daemon.pid) - cpu_before
         counts = json.loads(summary.read_text(encoding="utf-8"))["counts"]
     finally:
         with contextlib.suppress(ProcessLookupError):

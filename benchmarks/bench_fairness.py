@@ -28,7 +28,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -36,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from procs import start_daemon
 
 REPO = Path(__file__).resolve().parents[1]
 POLL_S = 0.02
@@ -68,12 +69,7 @@ class Daemon:
             encoding="utf-8",
         )
         self._log = (self.root / "daemon.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "medianalysed", "run", "--config", str(config)],
-            cwd=self.root,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.process = start_daemon(config, self._log)
         self._wait_ready()
 
     def _wait_ready(self) -> None:

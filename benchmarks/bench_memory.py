@@ -16,13 +16,13 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from PIL import Image
+
+from procs import descendants, start_daemon, status_field
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,32 +36,6 @@ def make_images(folder: Path, count: int, seed: int = 7) -> None:
             sub.mkdir()
         pixels = bytes(rng.getrandbits(8) for _ in range(24 * 24 * 3))
         Image.frombytes("RGB", (24, 24), pixels).save(sub / f"{index:06d}.png")
-
-
-def vm_hwm_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        return 0
-    return 0
-
-
-def descendants(pid: int) -> list[int]:
-    found: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == pid:
-            found.append(int(entry.name))
-            found.extend(descendants(int(entry.name)))
-    return found
 
 
 def run_one(count: int, workers: int) -> dict[str, float]:
@@ -81,12 +55,7 @@ def run_one(count: int, workers: int) -> dict[str, float]:
             encoding="utf-8",
         )
         log = (root / "daemon.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "medianalysed", "run", "--config", str(config)],
-            cwd=root,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = start_daemon(config, log)
         (staging / ".ready").touch()
         os.rename(staging, root / "inbox" / "batch")
         dropped = time.perf_counter()
@@ -95,10 +64,12 @@ def run_one(count: int, workers: int) -> dict[str, float]:
         while not summary.exists():
             if process.poll() is not None:
                 raise SystemExit(f"daemon exited: {(root / 'daemon.log').read_text()[-2000:]}")
-            worker_peak = max([worker_peak, *(vm_hwm_kb(p) for p in descendants(process.pid))])
+            worker_peak = max(
+                [worker_peak, *(status_field(p, "VmHWM") for p in descendants(process.pid))]
+            )
             time.sleep(0.5)
         elapsed = time.perf_counter() - dropped
-        daemon_peak = vm_hwm_kb(process.pid)
+        daemon_peak = status_field(process.pid, "VmHWM")
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=120)
         log.close()

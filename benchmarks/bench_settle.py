@@ -35,6 +35,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from procs import free_port, start_daemon, status_field
+
 REPO = Path(__file__).resolve().parents[1]
 PER_DIR = 1000
 WATCHDOG_USEC = 2_000_000
@@ -74,22 +76,6 @@ def walk_in_child(root: Path) -> dict[str, Any]:
         timeout=DEADLINE_S,
     ).stdout
     return json.loads(output)  # type: ignore[no-any-return]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def vm(pid: int, field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return 0
-    return 0
 
 
 class Observer:
@@ -168,13 +154,7 @@ def settle_in_daemon(root: Path, tree: Path, settle: float) -> dict[str, Any]:
     env.pop("WATCHDOG_PID", None)
     log_path = root / "daemon.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "medianalysed", "run", "--config", str(config)],
-            cwd=root,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        process = start_daemon(config, log, env=env)
     observer = Observer(notify, port)
     try:
         wait_log(process, log_path, b" ready")
@@ -186,7 +166,7 @@ def settle_in_daemon(root: Path, tree: Path, settle: float) -> dict[str, Any]:
         while b"batch huge queued" not in log_path.read_bytes():
             if process.poll() is not None or time.monotonic() - dropped > DEADLINE_S:
                 raise SystemExit(f"daemon gone or too slow: {log_path.read_text()[-2000:]}")
-            peak_kb = max(peak_kb, vm(process.pid, "VmRSS"))
+            peak_kb = max(peak_kb, status_field(process.pid, "VmRSS"))
             time.sleep(0.1)
         settled_s = time.monotonic() - dropped
         pings = [dropped, *observer.pings, time.monotonic()]

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from fetch_photos import PHOTO_DIR, variant_bytes  # noqa: E402
+from procs import cpu_seconds, start_daemon, wait_until  # noqa: E402
 from run import run_floor  # noqa: E402
 
 READY_DEADLINE_S = 120
@@ -52,20 +52,6 @@ def build_set(count: int) -> Path:
         data = variant_bytes(photo, 1000 + index // len(photos))
         (target / f"s{index:06d}-{photo.name}").write_bytes(data)
     return target
-
-
-def wait_until(condition: object, deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise SystemExit(f"steady: {what} did not happen within {deadline_s} s")
-        time.sleep(0.05)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process (not its children), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def daemon_round(files: Path, workers: int) -> tuple[float, float]:
@@ -91,12 +77,7 @@ def daemon_round(files: Path, workers: int) -> tuple[float, float]:
         )
         log_path = root / "daemon.log"
         with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "medianalysed", "run", "--config", str(config)],
-                cwd=root,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            process = start_daemon(config, log)
             try:
                 wait_until(lambda: b" ready" in log_path.read_bytes(), READY_DEADLINE_S, "ready")
                 dropped, cpu_before = time.perf_counter(), cpu_seconds(process.pid)

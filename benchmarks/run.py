@@ -41,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from procs import process_tree
+
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 SET_DIR = BENCH_DIR / "data" / "set"
@@ -208,26 +210,6 @@ class Row:
     def images_per_second(self) -> float:
         """Throughput over the timed section."""
         return self.ok / self.timed_seconds if self.timed_seconds else 0.0
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and all its descendants, read from /proc."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # The command name in parentheses may hold spaces: split after its closing bracket.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        parents[int(entry)] = int(fields[1])
-    tree, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, ppid in parents.items() if ppid in frontier]
-        tree += frontier
-    return tree
 
 
 def tree_rss_bytes(root: int) -> int:

@@ -25,14 +25,13 @@ import os
 import random
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from procs import descendants, free_port, open_fds, start_daemon, status_field
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = Path(os.environ.get("MEDIANALYSED_CORPORA") or "/work/shared/corpora")
@@ -58,37 +57,6 @@ COLUMNS = (
 
 
 # --- measuring ----------------------------------------------------------------------------
-
-
-def proc_status(pid: int, field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return 0
-    return 0
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found += [int(entry.name), *children(int(entry.name))]
-    return found
-
-
-def open_fds(pid: int) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return 0
 
 
 def tree_bytes(root: Path, keep: Callable[[Path], bool]) -> int:
@@ -138,10 +106,10 @@ def sample(pid: int, port: int, state: Path, elapsed: float, dropped: int) -> di
     took_ms, status = healthz(port)
     return {
         "elapsed_s": round(elapsed, 1),
-        "daemon_rss_mb": round(proc_status(pid, "VmRSS") / 1024, 1),
-        "workers_rss_mb": round(sum(proc_status(c, "VmRSS") for c in children(pid)) / 1024, 1),
+        "daemon_rss_mb": round(status_field(pid, "VmRSS") / 1024, 1),
+        "workers_rss_mb": round(sum(status_field(c, "VmRSS") for c in descendants(pid)) / 1024, 1),
         "fds": open_fds(pid),
-        "threads": proc_status(pid, "Threads"),
+        "threads": status_field(pid, "Threads"),
         "sqlite_mb": round(tree_bytes(state, is_sqlite) / 1e6, 2),
         "state_mb": round(tree_bytes(state, lambda _p: True) / 1e6, 2),
         "batches_dropped": dropped,
@@ -271,12 +239,6 @@ def prune_archive(archive: Path, keep_s: float) -> None:
 # --- running ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def write_config(root: Path, port: int, workers: int) -> Path:
     for name in ("inbox", "outbox", "archive", "staging"):
         (root / name).mkdir()
@@ -328,12 +290,7 @@ def run(args: argparse.Namespace) -> int:
     port = free_port()
     config = write_config(root, port, args.workers)
     log = (root / "daemon.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "medianalysed", "run", "--config", str(config)],
-        cwd=root,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = start_daemon(config, log)
     maker = BatchMaker(root / "staging", tuple(args.kinds.split(",")))
     rows: list[dict[str, float]] = []
     args.csv.parent.mkdir(parents=True, exist_ok=True)
