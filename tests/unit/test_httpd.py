@@ -7,23 +7,16 @@ import http.client
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from medianalysed.httpd import BoundedHTTPServer, PreReadHandler
 from medianalysed.metrics import Metrics, MetricsServer
+from tests.e2e.harness import wait_for
 
-DEADLINE_S = 30.0
-
-
-def wait_until(predicate: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
-    end = time.monotonic() + deadline_s
-    while not predicate():
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
+DEADLINE_S = 30.0  # socket timeouts: a hung server fails the test, never hangs it
 
 
 def get(address: tuple[str, int], path: str, timeout: float = 10) -> tuple[int, str]:
@@ -138,7 +131,7 @@ def test_when_every_handler_is_busy_and_the_queue_full_the_client_gets_503_at_on
         holders[0].sendall(b"GET / HTTP/1.0\r\n\r\n")
         assert _Gate.entered.acquire(timeout=DEADLINE_S)  # the only handler is held
         holders[1].sendall(b"GET / HTTP/1.0\r\n\r\n")  # waits in the queue
-        wait_until(server._requests.full, "the queue to fill")
+        wait_for(server._requests.full, what="the queue to fill")
         with socket.create_connection(address, timeout=DEADLINE_S) as refused:
             refused.sendall(b"GET / HTTP/1.0\r\n\r\n")
             assert read_all(refused).startswith(b"HTTP/1.0 503 ")
@@ -161,7 +154,7 @@ def test_beyond_max_connections_the_oldest_half_sent_one_is_dropped() -> None:
     with serving(_Gate, max_connections=3, request_timeout_s=DEADLINE_S) as server:
         address = server.bound_address
         oldest, *others = half_sent(address, 3)
-        wait_until(lambda: len(server._pending) == 3, "three pending connections")
+        wait_for(lambda: len(server._pending) == 3, what="three pending connections")
         newest = half_sent(address, 1)
         assert closed_without_answer(oldest)
         assert len(server._pending) <= 3

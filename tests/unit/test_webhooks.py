@@ -7,9 +7,7 @@ import hmac
 import io
 import json
 import logging
-import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from medianalysed.webhooks import (
     sign,
 )
 from medianalysed.webhooks.progress import ProgressWebhooks
+from tests.e2e.harness import free_port, wait_for
 
 SECRET = "s3cret-webhook-key"
 PAYLOAD = {"batch_id": "house-1", "status": "completed", "progress": "3/3", "note": "café"}
@@ -157,22 +156,6 @@ def make(tmp_path: Path, clock: FakeClock) -> Iterator[Callable[..., WebhookDisp
     yield build
     for dispatcher in made:
         dispatcher.close()
-
-
-def unused_port() -> int:
-    """A port nothing listens on: bound to find it, then closed."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        threading.Event().wait(0.01)
-    return condition()
 
 
 # --- signing and ids ------------------------------------------------------------------------
@@ -323,7 +306,7 @@ def test_unreachable_target_is_retried_then_dead_lettered(
     tmp_path: Path, make: Callable[..., WebhookDispatcher], clock: FakeClock
 ) -> None:
     outcomes: list[str] = []
-    url = f"http://alice:hunter2@127.0.0.1:{unused_port()}/hook"
+    url = f"http://alice:hunter2@127.0.0.1:{free_port()}/hook"
     dispatcher = make(url, max_attempts=4, backoff=(1, 2), outcomes=outcomes)
     (delivery_id,) = dispatcher.enqueue(batch_id="b", event="batch.failed", payload=PAYLOAD)
 
@@ -757,7 +740,7 @@ def test_progress_seconds_zero_sends_nothing(
 def test_a_superseded_progress_in_flight_is_not_retried(
     tmp_path: Path, make: Callable[..., WebhookDispatcher]
 ) -> None:
-    dead = f"http://127.0.0.1:{unused_port()}/hook"
+    dead = f"http://127.0.0.1:{free_port()}/hook"
     dispatcher = make(dead, allow_private_networks=True)
     dispatcher.enqueue(batch_id="b", event="batch.progress", payload={"n": 1}, sequence=1)
     [first] = dispatcher.pending()
