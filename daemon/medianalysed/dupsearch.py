@@ -103,12 +103,6 @@ def hash_values(hashes: Mapping[str, str]) -> tuple[int, ...] | None:
     return tuple(values)
 
 
-def mih_radius(max_distance: int) -> int | None:
-    """The probing radius per chunk for `max_distance`, or None when a linear scan is cheaper."""
-    radius = max_distance // CHUNKS
-    return radius if radius <= MAX_MIH_RADIUS else None
-
-
 class Columns:
     """Growable per-row arrays; rows are appended in id order and never move until reopen."""
 

@@ -83,20 +83,6 @@ def current_input(record: BatchRecord) -> Path | None:
     return None
 
 
-def start_rerun(
-    store: StateStorage,
-    batch_id: str,
-    *,
-    only_failed: bool,
-    force: bool = False,
-    history: DuplicateHistory | None = None,
-) -> BatchRecord:
-    """Put a batch back to work at once: `begin_rerun`, then `finish_rerun`."""
-    return finish_rerun(
-        store, begin_rerun(store, batch_id, only_failed=only_failed, force=force), history
-    )
-
-
 def begin_rerun(
     store: StateStorage, batch_id: str, *, only_failed: bool, force: bool = False
 ) -> BatchRecord:

@@ -15,10 +15,18 @@ from medianalysed.rerun import (
     current_input,
     finish_rerun,
     plan_rerun,
-    start_rerun,
 )
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
 from tests.seeding import seed_batch
+
+
+def start_rerun(
+    store: StateStore, batch_id: str, *, only_failed: bool, force: bool = False
+) -> BatchRecord:
+    """Both steps at once, as the supervisor and then the batch actor take them."""
+    record = begin_rerun(store, batch_id, only_failed=only_failed, force=force)
+    return finish_rerun(store, record, None)
+
 
 CORRUPT = {"code": "CORRUPT", "message": "cannot decode", "retryable": False}
 

@@ -79,11 +79,6 @@ class Authenticator:
             register_secret(token)
         self._limiter = RateLimiter(per_minute, clock)
 
-    @property
-    def has_tokens(self) -> bool:
-        """Whether tokens are configured (else only loopback is answered)."""
-        return bool(self._tokens)
-
     def caller(self, authorization: str | None, client_host: str) -> Caller:
         """The caller of a request, rate limit taken.
 
