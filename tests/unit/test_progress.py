@@ -10,7 +10,14 @@ import pytest
 
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus
-from medianalysed.progress import BatchProgress, progress_of, publish, stored_progress
+from medianalysed.progress import (
+    BatchProgress,
+    finalizing_note,
+    progress_of,
+    publish,
+    status_document,
+    stored_progress,
+)
 from medianalysed.state import BatchRecord, StateStore
 
 
@@ -69,3 +76,75 @@ def test_without_a_stored_value_progress_comes_from_the_record(store, tmp_path):
     assert progress_of(store, record).document()["counts"]["total"] == 4
     store.put_progress("b1", '{"batch_id": "b1"}')  # damaged: not trusted
     assert stored_progress(store, "b1") is None
+
+
+def test_status_while_finalizing_says_how_far_it_got():
+    doc = status_document(
+        batch_id="b",
+        status="processing",
+        counts={"total": 10, "done": 10},
+        started_at=None,
+        updated_at="2025-01-01T00:00:05.000Z",
+        phase="finalizing",
+        finalizing={"stage": "writing", "done": 4, "total": 10},
+    )
+
+    assert doc["phase"] == "finalizing"
+    assert doc["finalizing"] == {"stage": "writing", "done": 4, "total": 10}
+    assert doc["progress"] == "10/10"
+    assert finalizing_note(doc) == " finalizing: writing 4/10"
+    assert finalizing_note({**doc, "phase": "done"}) == ""
+
+
+def test_status_document_progress_and_percentage():
+    doc = status_document(
+        batch_id="trip",
+        status="processing",
+        counts={"total": 30, "pending": 20, "processing": 5, "done": 3, "failed": 1, "skipped": 1},
+        started_at="2025-01-01T00:00:00.000Z",
+        updated_at="2025-01-01T00:00:05.000Z",
+    )
+    assert doc == {
+        "batch_id": "trip",
+        "status": "processing",
+        "counts": {
+            "total": 30,
+            "pending": 20,
+            "processing": 5,
+            "done": 3,
+            "failed": 1,
+            "skipped": 1,
+        },
+        "progress": "5/30",
+        "percentage": 16.6,
+        "started_at": "2025-01-01T00:00:00.000Z",
+        "updated_at": "2025-01-01T00:00:05.000Z",
+    }
+
+
+def test_percentage_reaches_100_only_when_everything_is_finished():
+    almost = status_document(
+        batch_id="b",
+        status="processing",
+        counts={"total": 2000, "done": 1999, "processing": 1},
+        started_at=None,
+        updated_at="t",
+    )
+    assert almost["percentage"] == 99.9
+    assert almost["progress"] == "1999/2000"
+    done = status_document(
+        batch_id="b",
+        status="completed",
+        counts={"done": 2000},
+        started_at=None,
+        updated_at="t",
+    )
+    assert done["counts"]["total"] == 2000
+    assert done["percentage"] == 100.0
+
+
+@pytest.mark.parametrize(("status", "expected"), [("queued", 0.0), ("completed", 100.0)])
+def test_percentage_of_an_empty_batch(status, expected):
+    doc = status_document(batch_id="e", status=status, counts={}, started_at=None, updated_at="t")
+    assert doc["progress"] == "0/0"
+    assert doc["percentage"] == expected
