@@ -34,7 +34,8 @@ import numpy as np
 from PIL import Image
 
 from medianalysed import decoding, vipsdecode
-from medianalysed.analysis import AnalysisSettings, analyse_file, hamming_distance
+from medianalysed.analysis import AnalysisSettings, analyse_file
+from medianalysed.dupindex import hamming
 from medianalysed.hashes import hashes
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -121,7 +122,7 @@ def vips_working(path: Path, pyvips: Any, factor: int) -> decoding.Working:
 
 def distances(working: decoding.Working, expected: dict[str, str]) -> list[int]:
     computed = hashes(working, decoding.reduce_for_hashes(working), 1)
-    return [hamming_distance(computed[name], expected[name]) for name in CONTRACT]
+    return [hamming(computed[name], expected[name]) for name in CONTRACT]
 
 
 def measure(path: Path, repeat: int, pyvips: Any) -> dict[str, Any]:

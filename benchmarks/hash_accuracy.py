@@ -26,7 +26,8 @@ from pathlib import Path
 import imagehash
 from PIL import Image, ImageOps
 
-from medianalysed.analysis import AnalysisSettings, analyse_file, hamming_distance
+from medianalysed.analysis import AnalysisSettings, analyse_file
+from medianalysed.dupindex import hamming
 from medianalysed.errors import AnalysisError
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -77,7 +78,7 @@ def measure(files: list[Path], *, vips: bool) -> tuple[dict[str, list[int]], lis
         except AnalysisError as exc:
             worst.append(f"  {path}: analyse_file failed: {exc}")
             continue
-        row = {name: hamming_distance(ours[name], reference[name]) for name in HASHES}
+        row = {name: hamming(ours[name], reference[name]) for name in HASHES}
         for name, distance in row.items():
             distances[name].append(distance)
         if any(row[name] > 2 for name in CONTRACT):

@@ -258,13 +258,6 @@ def _pillow_limits(max_pixels: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = previous
 
 
-def hamming_distance(hex_a: str, hex_b: str) -> int:
-    """Bits that differ between two imagehash hex strings of the same length (colorhash too)."""
-    if len(hex_a) != len(hex_b):
-        raise ValueError(f"hashes of different lengths: {len(hex_a)} and {len(hex_b)}")
-    return (int(hex_a, 16) ^ int(hex_b, 16)).bit_count()
-
-
 # --------------------------------------------------------------------------- opening and errors
 
 

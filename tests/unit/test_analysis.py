@@ -24,10 +24,10 @@ from medianalysed.analysis import (
     FileFacts,
     analyse_file,
     analyse_image,
-    hamming_distance,
     read_file_facts,
 )
 from medianalysed.config import AnalysisConfig, Config, ProcessingConfig
+from medianalysed.dupindex import hamming
 from medianalysed.errors import AnalysisError, ErrorCode
 
 DEFAULTS = AnalysisSettings()
@@ -246,7 +246,7 @@ def test_orientation_gives_displayed_size(exif_samples: Path, orientation: int) 
         assert image["image"]["orientation"] == orientation
         assert (image["image"]["width"], image["image"]["height"]) == size
         if name == "landscape":  # the same scene once oriented: near-identical hashes
-            assert hamming_distance(image["hashes"]["phash"], upright["hashes"]["phash"]) <= 4
+            assert hamming(image["hashes"]["phash"], upright["hashes"]["phash"]) <= 4
 
 
 def test_heic_decodes_with_its_orientation(exif_samples: Path) -> None:
@@ -272,7 +272,7 @@ def test_fast_hashes_match_imagehash_on_full_image(exif_samples: Path, name: str
     ours = analyse_file(path, DEFAULTS)["hashes"]
     reference = reference_hashes(path, CONTRACT_HASHES)
     for hash_name in CONTRACT_HASHES:
-        assert hamming_distance(ours[hash_name], reference[hash_name]) <= 2, hash_name
+        assert hamming(ours[hash_name], reference[hash_name]) <= 2, hash_name
 
 
 def test_unreduced_image_hashes_are_imagehash_exactly(tmp_path: Path) -> None:
@@ -507,14 +507,6 @@ def test_png_saved_again_keeps_its_digest(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- API details
-
-
-def test_hamming_distance() -> None:
-    assert hamming_distance("ffffffffffffffff", "ffffffffffffffff") == 0
-    assert hamming_distance("0000000000000000", "000000000000000f") == 4
-    assert hamming_distance("00e00008000", "00e00008001") == 1
-    with pytest.raises(ValueError, match="lengths"):
-        hamming_distance("ff", "fff")
 
 
 def test_settings_fingerprint_and_config() -> None:
