@@ -26,13 +26,12 @@ from medianalysed.nearrule import NearRule
 from medianalysed.outboxresults import open_results
 from medianalysed.outboxsummary import SummaryBuilder
 from medianalysed.ports import DuplicateHistory, StateStorage
-from medianalysed.progress import BatchProgress, publish
+from medianalysed.progress import BatchProgress, Stage, publish
 from medianalysed.readiness import group_of
 from medianalysed.report import REPORT_FILE, ReportCollector
 from medianalysed.state import BatchRecord, ImageRecord
 from medianalysed.urllist import URL_PATH_PREFIX, shown_url
 
-Progress = tuple[str, int, int]  # (stage, done, total) of the finalising
 _INDEX_BATCH = 500  # images added to the history per transaction
 _PROGRESS_EVERY = 256  # records between two progress reports
 
@@ -48,13 +47,13 @@ class BatchOutbox:
     max_duplicates_listed: int
     config_fingerprint: str
 
-    def write(self) -> Generator[Progress, None, dict[str, Any]]:
+    def write(self) -> Generator[Stage, None, dict[str, Any]]:
         """The outbox, as a generator of progress: results, status.json, then summary.json."""
         batch_dir = Path(self.record.outbox_dir)
         with classified("outbox", batch_dir):
             return (yield from self._write_files(batch_dir))
 
-    def _write_files(self, batch_dir: Path) -> Generator[Progress, None, dict[str, Any]]:
+    def _write_files(self, batch_dir: Path) -> Generator[Stage, None, dict[str, Any]]:
         outbox.make_batch_dir(batch_dir)
         planner = DuplicatePlanner(
             self.history,
@@ -96,7 +95,7 @@ class BatchOutbox:
         outbox.write_json_atomic(batch_dir / outbox.SUMMARY_FILE, summary)
         return summary
 
-    def _index_done_images(self, planner: DuplicatePlanner) -> Iterator[Progress]:
+    def _index_done_images(self, planner: DuplicatePlanner) -> Iterator[Stage]:
         """Store the done images in the history (a no-op for those already there, so a
         resumed finalising adds nothing twice) and hand them to the planner, in path order."""
         pending: list[IndexedImage] = []
@@ -127,7 +126,7 @@ class BatchOutbox:
             analysis_version=ANALYSIS_VERSION,
         )
 
-    def _keepers(self, planner: DuplicatePlanner) -> Generator[Progress, None, dict[str, str]]:
+    def _keepers(self, planner: DuplicatePlanner) -> Generator[Stage, None, dict[str, str]]:
         """Per member of a group in this batch (but its keeper), the keeper's record path."""
         keeper_of: dict[str, str] = {}
         groups = [group for found in outermost(planner.groups()).values() for group in found]
