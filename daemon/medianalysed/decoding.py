@@ -1,8 +1,8 @@
 """The one reduced decode of an image's first frame, and the digest of its pixels.
 
 JPEGs are decoded by libjpeg at 1/2, 1/4 or 1/8 scale (``Image.draft``); HEIC/HEIF photos from
-their embedded thumbnail when it is a scaled copy big enough for the hashes (pillow-heif's
-``draft``), resampled to whole blocks of the full image; other formats are decoded whole in
+their embedded thumbnail when it is a scaled copy big enough for the hashes (heifdecode.py),
+resampled to whole blocks of the full image; other formats are decoded whole in
 their native mode and box-reduced at once, so that at most one full-resolution buffer (the
 decoder's own) ever exists. Hashes and colours then read the small result.
 """
@@ -20,16 +20,12 @@ import numpy as np
 import numpy.typing as npt
 from PIL import EpsImagePlugin, Image, ImageFile, JpegImagePlugin
 
-from medianalysed import vipsdecode
+from medianalysed import heifdecode, vipsdecode
 
 HASH_MIN_SIDE: Final = 128  # the reduced decode keeps at least this many pixels on the short side
 HASH_INPUT_SIDE: Final = 128  # hashes and colours read a copy box-reduced to about this size
 WORK_MAX_SIDE: Final = 4 * HASH_MIN_SIDE  # non-JPEG decodes are box-reduced below this
 WORK_MAX_LONG_SIDE: Final = 16 * WORK_MAX_SIDE  # and their long side below this
-# A HEIF thumbnail stands in for the image from this short side on. A phone's 320 x 240 one
-# does not: hashed from it, phash and dhash were within 2 bits for only 83 % / 79 % of photos
-# (SPEC: 99 %); from 1024-pixel ones, as often as from the whole decode (README, HEIC).
-HEIF_THUMBNAIL_MIN_SIDE: Final = WORK_MAX_SIDE
 # PIPELINE_ID (models.py) changes whenever a constant here, in hashes.py or colours.py, or the
 # way results are computed changes: it is part of AnalysisSettings.fingerprint(), the
 # content-cache key.
@@ -58,9 +54,17 @@ class Working:
     """The one reduced decode: stored orientation, mode L, LA, RGB or RGBA."""
 
     image: Image.Image
-    scale: int  # full-resolution pixels per working pixel, along each axis
+    scale: int  # full-resolution pixels per working pixel, along each axis (rounded up)
     full_size: tuple[int, int]  # stored (not oriented) full-resolution size
     has_alpha: bool
+    # Full-resolution pixels per working pixel along x and y when that is no whole `scale`
+    # (an embedded thumbnail: 3024 / 240 = 12.6); None: `scale` on both axes.
+    span: tuple[float, float] | None = None
+
+    @property
+    def pixel_span(self) -> tuple[float, float]:
+        """Full-resolution pixels per working pixel, along x and y."""
+        return self.span if self.span is not None else (self.scale, self.scale)
 
 
 def decode_working(image: Image.Image, *, vips: bool = True) -> Working:
@@ -72,50 +76,38 @@ def decode_working(image: Image.Image, *, vips: bool = True) -> Working:
     scale = _draft_jpeg(image) if isinstance(image, JpegImagePlugin.JpegImageFile) else 1
     if isinstance(image, ImageFile.StubImageFile):
         raise UnsupportedVariantError(f"no decoder for {image.format} files")
-    from_thumbnail = image.format == "HEIF" and _draft_heif(image)
+    # Images small enough to be worked on whole are decoded whole: there the hashes are exact.
+    from_thumbnail = (
+        image.format == "HEIF"
+        and min(full_size) >= WORK_MAX_SIDE
+        and heifdecode.draft_thumbnail(image)
+    )
     if not (vips and vipsdecode.load(image)):
         image.load()
     has_alpha = image.has_transparency_data
     if from_thumbnail:
-        scale = _thumbnail_scale(full_size, image.size)
-        frame = _normalised_reduced(image, 1).resize(_blocks(full_size, scale), _BOX)
-        factor = _reduce_factor(frame.size)
-        frame = frame.reduce(factor) if factor > 1 else frame
-        return Working(image=frame, scale=scale * factor, full_size=full_size, has_alpha=has_alpha)
+        return _working_from_thumbnail(image, full_size, has_alpha)
     factor = _reduce_factor(image.size)
     frame = _normalised_reduced(image, factor)
     scale *= factor
     return Working(image=frame, scale=scale, full_size=full_size, has_alpha=has_alpha)
 
 
-def _draft_heif(image: Image.Image) -> bool:
-    """Have pillow-heif decode an embedded thumbnail instead of the image, when one is a
-    scaled copy of it (same aspect, crop, orientation and colour profile) of at least
-    HEIF_THUMBNAIL_MIN_SIDE pixels on the short side: decoding 12 MP of HEVC costs ~15x more.
-
-    Images small enough to be worked on whole are decoded whole: there the hashes are exact.
-    """
-    width, height = image.size
-    short = min(width, height)
-    if short < WORK_MAX_SIDE:
-        return False
-    side = HEIF_THUMBNAIL_MIN_SIDE
-    wanted = (-(-width * side // short), -(-height * side // short))
-    return image.draft(image.mode, wanted) is not None
-
-
-def _thumbnail_scale(full_size: tuple[int, int], thumbnail_size: tuple[int, int]) -> int:
-    """The whole number of full-resolution pixels per working pixel a thumbnail can stand for."""
-    return max(-(-full // thumb) for full, thumb in zip(full_size, thumbnail_size, strict=True))
-
-
-def _blocks(full_size: tuple[int, int], scale: int) -> tuple[int, int]:
-    """Working size of `scale` x `scale` blocks over the full image, the last ones partial."""
-    width, height = full_size
-    return -(-width // scale), -(-height // scale)
-
-
-_BOX: Final = Image.Resampling.BOX
+def _working_from_thumbnail(
+    thumbnail: Image.Image, full_size: tuple[int, int], has_alpha: bool
+) -> Working:
+    """A thumbnail box-reduced like any decode, each pixel standing for its exact share of the
+    full image (resampling it to whole blocks first put most hashes' errors there)."""
+    factor = _reduce_factor(thumbnail.size)
+    frame = _normalised_reduced(thumbnail, factor)
+    span = heifdecode.thumbnail_span(full_size, thumbnail.size)
+    return Working(
+        image=frame,
+        scale=heifdecode.thumbnail_scale(full_size, thumbnail.size) * factor,
+        full_size=full_size,
+        has_alpha=has_alpha,
+        span=(span[0] * factor, span[1] * factor),
+    )
 
 
 def _reduce_factor(size: tuple[int, int]) -> int:
@@ -241,13 +233,14 @@ class Reduced:
     """The working decode box-reduced for hashes and colours (short side HASH_INPUT_SIDE..2x)."""
 
     image: Image.Image
-    block: int  # full-resolution pixels per reduced pixel, along each axis
+    span: tuple[float, float]  # full-resolution pixels per reduced pixel, along x and y
 
 
 def reduce_for_hashes(working: Working) -> Reduced:
     factor = max(1, min(working.image.size) // HASH_INPUT_SIDE)
     image = working.image.reduce(factor) if factor > 1 else working.image
-    return Reduced(image=image, block=working.scale * factor)
+    span_x, span_y = working.pixel_span
+    return Reduced(image=image, span=(span_x * factor, span_y * factor))
 
 
 # --------------------------------------------------------------------------- pixel digest

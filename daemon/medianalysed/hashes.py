@@ -78,8 +78,9 @@ def _gray_grids(reduced: Reduced, full_size: tuple[int, int], orientation: int) 
     height, width = gray.shape
     full_width, full_height = full_size
     swap = orientation in SWAPS_AXES
-    columns, column_spans = _filter_bank(full_width, reduced.block, width, not swap)
-    rows, row_spans = _filter_bank(full_height, reduced.block, height, swap)
+    span_x, span_y = reduced.span
+    columns, column_spans = _filter_bank(full_width, span_x, width, not swap)
+    rows, row_spans = _filter_bank(full_height, span_y, height, swap)
     filtered = _product_on_this_thread(gray, columns.T)  # every column filter at once
     grids = []
     for index, (row_span, column_span) in enumerate(zip(row_spans, column_spans, strict=True)):
@@ -111,7 +112,7 @@ def _product_on_this_thread(
 
 @functools.lru_cache(maxsize=256)
 def _filter_bank(
-    full: int, block: int, blocks: int, displayed_width: bool
+    full: int, block: float, blocks: int, displayed_width: bool
 ) -> tuple[npt.NDArray[np.float32], tuple[tuple[int, int], ...]]:
     """The hash filters along one stored axis, stacked, and the rows of each in the stack.
 
@@ -131,7 +132,7 @@ def _filter_bank(
     return stacked, tuple(spans)
 
 
-def _lanczos_matrix(full: int, out: int, block: int, blocks: int) -> FloatArray:
+def _lanczos_matrix(full: int, out: int, block: float, blocks: int) -> FloatArray:
     """Pillow's Lanczos-3 weights for resizing `full` pixels to `out`, summed per block.
 
     Same kernel, support and centres as Pillow's precompute_coeffs; each block's weight is its
@@ -148,7 +149,7 @@ def _lanczos_matrix(full: int, out: int, block: int, blocks: int) -> FloatArray:
     return _normalised_rows(weights)
 
 
-def _box_matrix(full: int, out: int, block: int, blocks: int) -> FloatArray:
+def _box_matrix(full: int, out: int, block: float, blocks: int) -> FloatArray:
     """Area weights: how much of each of `out` equal cells of the axis each block covers."""
     starts = np.arange(blocks, dtype=np.float64) * block
     ends = np.minimum(starts + block, full)
