@@ -252,7 +252,9 @@ def pixel_digest(working: Working) -> str:
     Identical pixel data decodes identically whatever the metadata or the container's
     compression settings, so a JPEG whose EXIF was rewritten or a PNG saved again with another
     zlib level get the same digest. Limit: a JPEG and a lossless PNG of its full-size pixels do
-    not match, since the JPEG is digested as its reduced (DCT-scaled) decode.
+    not match, since the JPEG is digested as its reduced (DCT-scaled) decode; likewise a HEIC
+    hashed from its embedded thumbnail is digested as that thumbnail, so it matches the same
+    pixels saved with the same thumbnail, not without one.
     """
     image = working.image
     header = f"{image.mode}:{image.width}x{image.height}:1/{working.scale}\n".encode()
