@@ -14,7 +14,9 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
@@ -31,13 +33,23 @@ from medianalysed.errors import ConfigError, ExitCode, MedianalysedError
 from medianalysed.executors import available_executors
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.logs import setup_logging
-from medianalysed.progress import BatchProgress, finalizing_note, progress_of
+from medianalysed.progress import (
+    BatchProgress,
+    add_observer,
+    finalizing_note,
+    progress_of,
+    remove_observer,
+)
 from medianalysed.state import BatchRecord, StateStore
 from medianalysed.wording import plural
 
 logger = logging.getLogger(__name__)
 
 ANALYZE_POLL_S = 0.2
+# After a batch published its final progress, its record is done within ~0.2 s: looked for
+# this often meanwhile (for at most ANALYZE_ENDING_S), so `analyze` ends when its batch does.
+ANALYZE_ENDING_POLL_S = 0.02
+ANALYZE_ENDING_S = 1.0
 CONFIG_HELP = (
     "configuration file, TOML (default: $MEDIANALYSED_CONFIG, else ./medianalysed.toml, else "
     "/etc/medianalysed/medianalysed.toml, else the built-in defaults)"
@@ -474,6 +486,8 @@ def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[Bat
     store: StateStore = daemon.store
     shown = bar_wanted(progress, sys.stderr)
     bar = tqdm(total=0, unit="img", disable=not shown, file=sys.stderr, dynamic_ncols=True)
+    ending = BatchEnding()
+    add_observer(ending.observe)
     try:
         while True:
             daemon.tick()
@@ -486,9 +500,40 @@ def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[Bat
                 bar.refresh()
             if len(records) >= expected and all(r.phase == BatchPhase.DONE for r in records):
                 return records
-            daemon.stop_requested.wait(ANALYZE_POLL_S)
+            ending.wait()
     finally:
+        remove_observer(ending.observe)
         bar.close()
+
+
+class BatchEnding:
+    """Wakes `analyze`'s wait when a batch publishes its final progress (from any thread).
+
+    The record is done a few hundredths of a second after that publish: the loop then looks
+    every ANALYZE_ENDING_POLL_S for ANALYZE_ENDING_S instead of every ANALYZE_POLL_S.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._ended_at: float | None = None
+        self._woken = threading.Event()
+
+    def observe(self, _record: BatchRecord, progress: BatchProgress) -> None:
+        """A `progress.add_observer` observer: notes the time and wakes the wait, no more."""
+        if progress.phase == BatchPhase.DONE:
+            self._ended_at = self._clock()
+            self._woken.set()
+
+    def poll_interval(self) -> float:
+        """Seconds to the next look: short for a while after a batch ended."""
+        ended = self._ended_at
+        recent = ended is not None and self._clock() - ended < ANALYZE_ENDING_S
+        return ANALYZE_ENDING_POLL_S if recent else ANALYZE_POLL_S
+
+    def wait(self) -> None:
+        """Until the next look (earlier when a batch ends meanwhile)."""
+        self._woken.wait(self.poll_interval())
+        self._woken.clear()
 
 
 def _finished(store: StateStore, record: BatchRecord) -> int:

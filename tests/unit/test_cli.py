@@ -10,14 +10,24 @@ import argparse
 import dataclasses
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from medianalysed import __version__, vipsdecode
-from medianalysed.cli import bar_wanted, build_parser, main
+from medianalysed.cli import (
+    ANALYZE_ENDING_POLL_S,
+    ANALYZE_ENDING_S,
+    ANALYZE_POLL_S,
+    BatchEnding,
+    bar_wanted,
+    build_parser,
+    main,
+)
 from medianalysed.config import WebhookConfig
+from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus, ImageStatus
 from medianalysed.progress import BatchProgress, publish
 from medianalysed.state import BatchRecord, ImageRecord, StateStore
@@ -509,3 +519,38 @@ def test_explain_on_a_batch_folder_lists_its_failures(
     assert "2 files failed or skipped:" in out
     assert "  b.jpg: failed CORRUPT: cannot decode" in out
     assert "  notes.txt: skipped UNSUPPORTED_FORMAT" in out
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ended_progress(phase: BatchPhase) -> tuple[BatchRecord, BatchProgress]:
+    record = BatchRecord(batch_id="b", inbox="in", source="/in/b", outbox_dir="/out/b")
+    return record, BatchProgress.ended(record, phase=phase)
+
+
+def test_analyze_looks_often_only_for_a_while_after_a_batch_published_its_end() -> None:
+    clock = FakeClock()
+    ending = BatchEnding(clock)
+    assert ending.poll_interval() == ANALYZE_POLL_S
+    ending.observe(*ended_progress(BatchPhase.WRITTEN))  # not the end yet
+    assert ending.poll_interval() == ANALYZE_POLL_S
+    ending.observe(*ended_progress(BatchPhase.DONE))
+    assert ending.poll_interval() == ANALYZE_ENDING_POLL_S < ANALYZE_POLL_S
+    clock.now += ANALYZE_ENDING_S
+    assert ending.poll_interval() == ANALYZE_POLL_S
+
+
+def test_a_batch_ending_wakes_the_wait_of_analyze(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("medianalysed.cli.ANALYZE_POLL_S", 3600.0)  # only the end can wake it
+    ending = BatchEnding()
+    waiting = threading.Thread(target=ending.wait)
+    waiting.start()
+    ending.observe(*ended_progress(BatchPhase.DONE))
+    waiting.join(timeout=60)
+    assert not waiting.is_alive()
