@@ -229,6 +229,19 @@ class DaemonProcess:
 
         return wait_for(found, timeout=timeout, what=what or "a notification")
 
+    def until(
+        self, predicate: Callable[[], T | None], *, what: str, timeout: float = 2 * DEADLINE_S
+    ) -> T:
+        """`wait_for`, draining the notify socket meanwhile (a full one blocks the daemon's
+        sd_notify) and failing at once if the daemon exits."""
+
+        def check() -> T | None:
+            self.read_notifications()
+            self._check_alive()
+            return predicate()
+
+        return wait_for(check, timeout=timeout, what=what)
+
     def _check_alive(self) -> None:
         assert self.process is not None
         if self.process.poll() is not None:

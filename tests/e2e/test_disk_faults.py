@@ -18,28 +18,27 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
+from medianalysed.batchwork.retries import WRITE_RETRY_BACKOFF_S
 from tests.e2e.harness import (
     DaemonProcess,
     free_port,
     holds_for,
     slow_photos,
-    wait_for,
     write_config,
 )
 from tests.e2e.test_operations import drop, finished, live_counts, metric
 
 pytestmark = pytest.mark.e2e
 
-PHOTOS = 12
+PHOTOS = 8  # 6 left when the disk breaks: the batch writes again within a second
 FILLER = ".filler"
 
 Mount = Callable[[Path, str], Path]
-T = TypeVar("T")
 
 
 def _is_root() -> bool:
@@ -119,23 +118,9 @@ def daemon_on(tmp_path: Path) -> Iterator[Callable[[Path], DaemonProcess]]:
         process.stop_quietly()
 
 
-def until(
-    process: DaemonProcess, predicate: Callable[[], T | None], *, what: str, timeout: float = 120
-) -> T:
-    """`wait_for`, draining the notify socket meanwhile (a full one blocks the daemon's
-    sd_notify) and failing at once if the daemon exits."""
-
-    def check() -> T | None:
-        process.read_notifications()
-        process._check_alive()
-        return predicate()
-
-    return wait_for(check, timeout=timeout, what=what)
-
-
 def summary_of(process: DaemonProcess, batch_id: str) -> dict[str, Any]:
     path = process.outbox / batch_id / "summary.json"
-    until(process, path.is_file, what=str(path))
+    process.until(path.is_file, what=str(path))
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
@@ -148,37 +133,63 @@ def _config(tmp_path: Path, port: int) -> Path:
     )
 
 
-def _pause_then_resume(
-    process: DaemonProcess,
-    port: int,
-    *,
-    target: str,
-    errno_name: str,
-    break_disk: Callable[[], None],
-    repair_disk: Callable[[], None],
+# Each fault: the directory mounted, the tmpfs size, how it breaks, the errno it gives.
+FAULTS = {
+    "full-outbox": ("outbox", "2m", "full", "ENOSPC"),
+    "full-state": ("state", "64m", "full", "ENOSPC"),
+    "read-only-outbox": ("outbox", "16m", "read-only", "EROFS"),
+}
+
+
+def _break_and_repair(disk: Path, how: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    if how == "read-only":
+        return lambda: remount(disk, "ro"), lambda: remount(disk, "rw")
+    fillers: list[Path] = []
+    return lambda: fillers.append(fill(disk)), lambda: fillers.pop().unlink()
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_broken_disk_pauses_the_batch_and_its_repair_resumes_it(
+    fault: str,
+    tmp_path: Path,
+    tmpfs: Mount,
+    daemon_on: Callable[[Path], DaemonProcess],
+    corpora: Path,
 ) -> None:
-    photos = slow_photos(Path(__file__).resolve().parents[2].parent / "shared" / "corpora", PHOTOS)
+    target, size, how, errno_name = FAULTS[fault]
+    port = free_port()
+    config = _config(tmp_path, port)
+    break_disk, repair_disk = _break_and_repair(tmpfs(tmp_path / target, size), how)
+    process = daemon_on(config)
+    photos = slow_photos(corpora, PHOTOS)
     drop(process.inbox, "big", photos)
-    until(process, lambda: finished(live_counts(process, "big")) >= 2, what="the batch under way")
+    process.until(lambda: finished(live_counts(process, "big")) >= 2, what="the batch under way")
 
     break_disk()
-    until(process, lambda: "batch big paused" in process.log_text(), what="the batch paused")
+    process.until(lambda: "batch big paused" in process.log_text(), what="the batch paused")
     code, body = health(port)
     assert code == 503, body
     assert f"cannot write {target}" in body, body
     assert errno_name in body, body
-    assert failures_counted(port, target, errno_name) > 0
-    # Paused, not failed: no summary, the input where it was, and it stays so.
-    holds_for(
-        lambda: (
-            process.read_notifications() is not None
-            and not (process.outbox / "big" / "summary.json").exists()
+    failed_writes = failures_counted(port, target, errno_name)
+    assert failed_writes > 0
+
+    def paused() -> bool:
+        """Not failed: no summary, the input where it was, nothing archived."""
+        process.read_notifications()
+        return (
+            not (process.outbox / "big" / "summary.json").exists()
             and (process.inbox / "big").is_dir()
-        ),
-        3,
-        what="the paused batch not finished, its input in the inbox",
+            and not (process.archive / "big").exists()
+        )
+
+    # It stays so past its first retry (WRITE_RETRY_BACKOFF_S), which meets the fault again.
+    holds_for(paused, WRITE_RETRY_BACKOFF_S[0] + 0.5, what="the paused batch not finished")
+    process.until(
+        lambda: failures_counted(port, target, errno_name) > failed_writes,
+        what="a retry refused by the broken disk",
     )
-    assert not (process.archive / "big").exists()
+    assert paused()
 
     repair_disk()
     summary = summary_of(process, "big")
@@ -187,10 +198,10 @@ def _pause_then_resume(
     counts = summary["counts"]
     assert counts["total"] == finished(counts) == PHOTOS
     assert counts["done"] == PHOTOS, counts
-    until(process, (process.archive / "big").is_dir, what="the input archived")
+    process.until((process.archive / "big").is_dir, what="the input archived")
     assert not (process.inbox / "big").exists()
     assert sorted(p.name for p in (process.archive / "big").iterdir()) == sorted(photos)
-    until(process, lambda: health(port)[0] == 200, what="healthy again")
+    process.until(lambda: health(port)[0] == 200, what="healthy again")
     log = process.log_text()
     # One line when it starts failing, one when it recovers; not one per attempt.
     assert log.count("batch big paused") == 1, log
@@ -200,61 +211,8 @@ def _pause_then_resume(
     assert not list(process.outbox.rglob("*.tmp"))
 
 
-def test_a_full_outbox_pauses_the_batch_and_space_coming_back_resumes_it(
-    tmp_path: Path, tmpfs: Mount, daemon_on: Callable[[Path], DaemonProcess]
-) -> None:
-    port = free_port()
-    config = _config(tmp_path, port)
-    outbox = tmpfs(tmp_path / "outbox", "2m")
-    process = daemon_on(config)
-    fillers: list[Path] = []
-    _pause_then_resume(
-        process,
-        port,
-        target="outbox",
-        errno_name="ENOSPC",
-        break_disk=lambda: fillers.append(fill(outbox)),
-        repair_disk=lambda: fillers.pop().unlink(),
-    )
-
-
-def test_a_full_state_disk_pauses_the_batch_and_space_coming_back_resumes_it(
-    tmp_path: Path, tmpfs: Mount, daemon_on: Callable[[Path], DaemonProcess]
-) -> None:
-    port = free_port()
-    config = _config(tmp_path, port)
-    state = tmpfs(tmp_path / "state", "64m")
-    process = daemon_on(config)
-    fillers: list[Path] = []
-    _pause_then_resume(
-        process,
-        port,
-        target="state",
-        errno_name="ENOSPC",
-        break_disk=lambda: fillers.append(fill(state)),
-        repair_disk=lambda: fillers.pop().unlink(),
-    )
-
-
-def test_a_read_only_outbox_pauses_the_batch_and_read_write_again_resumes_it(
-    tmp_path: Path, tmpfs: Mount, daemon_on: Callable[[Path], DaemonProcess]
-) -> None:
-    port = free_port()
-    config = _config(tmp_path, port)
-    outbox = tmpfs(tmp_path / "outbox", "16m")
-    process = daemon_on(config)
-    _pause_then_resume(
-        process,
-        port,
-        target="outbox",
-        errno_name="EROFS",
-        break_disk=lambda: remount(outbox, "ro"),
-        repair_disk=lambda: remount(outbox, "rw"),
-    )
-
-
 def test_a_full_state_disk_before_a_batch_starts_keeps_the_folder_waiting(
-    tmp_path: Path, tmpfs: Mount, daemon_on: Callable[[Path], DaemonProcess]
+    tmp_path: Path, tmpfs: Mount, daemon_on: Callable[[Path], DaemonProcess], corpora: Path
 ) -> None:
     """`create_batch` failing must not kill the supervisor: the folder is retried."""
     port = free_port()
@@ -262,9 +220,9 @@ def test_a_full_state_disk_before_a_batch_starts_keeps_the_folder_waiting(
     state = tmpfs(tmp_path / "state", "64m")
     process = daemon_on(config)
     filler = fill(state)
-    photos = slow_photos(Path(__file__).resolve().parents[2].parent / "shared" / "corpora", 2)
+    photos = slow_photos(corpora, 2)
     drop(process.inbox, "later", photos)
-    until(process, lambda: "new batches paused" in process.log_text(), what="creation refused")
+    process.until(lambda: "new batches paused" in process.log_text(), what="creation refused")
     code, body = health(port)
     assert code == 503, body
     assert "cannot write state" in body, body
@@ -319,7 +277,7 @@ def test_a_full_downloads_folder_pauses_the_batch_without_spending_an_attempt(
     filler = fill(downloads)
     process = daemon_on(config)
     drop(process.inbox, "remote", {"urls.txt": f"{photo_server}\n".encode()})
-    until(process, lambda: "batch remote paused" in process.log_text(), what="the batch paused")
+    process.until(lambda: "batch remote paused" in process.log_text(), what="the batch paused")
     code, body = health(port)
     assert code == 503, body
     assert "cannot write downloads" in body, body
@@ -349,7 +307,7 @@ def test_a_full_archive_keeps_the_input_in_the_inbox_until_it_can_be_moved_whole
     photos["DSCN0012.jpg"] = corpora / "exif-samples/jpg/gps/DSCN0012.jpg"
     drop(process.inbox, "kept", photos)
     summary = summary_of(process, "kept")  # the results are durable first
-    until(process, lambda: "batch kept paused" in process.log_text(), what="the move paused")
+    process.until(lambda: "batch kept paused" in process.log_text(), what="the move paused")
     code, body = health(port)
     assert code == 503, body
     assert "cannot write archive" in body, body
@@ -358,10 +316,10 @@ def test_a_full_archive_keeps_the_input_in_the_inbox_until_it_can_be_moved_whole
     assert not (archive / "kept").exists()
 
     filler.unlink()
-    until(process, (archive / "kept").is_dir, what="the input archived")
-    until(process, lambda: not (process.inbox / "kept").exists(), what="the inbox emptied")
+    process.until((archive / "kept").is_dir, what="the input archived")
+    process.until(lambda: not (process.inbox / "kept").exists(), what="the inbox emptied")
     assert sorted(p.name for p in (archive / "kept").iterdir()) == sorted(photos)
     assert sorted(p.name for p in archive.iterdir()) == ["kept"]  # no partial copy left
     assert summary["counts"]["done"] == 2
-    until(process, lambda: health(port)[0] == 200, what="healthy again")
+    process.until(lambda: health(port)[0] == 200, what="healthy again")
     assert process.terminate() == 0

@@ -19,24 +19,23 @@ import os
 import random
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import pytest
 
 from medianalysed.errors import ExitCode
 from medianalysed.staterepair import DATABASES
 from tests.corpora import require_corpora
-from tests.e2e.harness import DaemonProcess, wait_for, write_config
+from tests.e2e.harness import DaemonProcess, write_config
 from tests.e2e.test_operations import drop
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 PAGE = 4096
 FIRST = "first"
 DAMAGES = ("header", "middle", "truncated")
@@ -72,15 +71,6 @@ def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Receiver.deliveries
     server.shutdown()
     server.server_close()
-
-
-def until(process: DaemonProcess, predicate: Callable[[], T | None], *, what: str) -> T:
-    def check() -> T | None:
-        process.read_notifications()
-        process._check_alive()
-        return predicate()
-
-    return wait_for(check, timeout=120, what=what)
 
 
 def _config(root: Path, hook: str) -> Path:
@@ -138,8 +128,8 @@ def _finished_once(
     try:
         process.start()
         drop(process.inbox, FIRST, {name: corpora / GPS / name for name in PHOTOS})
-        until(process, (process.outbox / FIRST / "summary.json").is_file, what="first finished")
-        until(process, lambda: len(deliveries) == 1, what="its webhook delivered")
+        process.until((process.outbox / FIRST / "summary.json").is_file, what="first finished")
+        process.until(lambda: len(deliveries) == 1, what="its webhook delivered")
         assert process.terminate() == 0
     finally:
         process.stop_quietly()
@@ -245,8 +235,8 @@ def test_a_damaged_database_is_moved_aside_and_rebuilt_without_redoing_finished_
     assert len(moved) == 1, moved
 
     drop(process.inbox, "after", _one(corpora))
-    until(process, (process.outbox / "after" / "summary.json").is_file, what="a new batch done")
-    until(process, lambda: len(deliveries) == 2, what="the new batch's webhook")
+    process.until((process.outbox / "after" / "summary.json").is_file, what="a new batch done")
+    process.until(lambda: len(deliveries) == 2, what="the new batch's webhook")
     # The finished batch was neither redone (its input is still in the inbox) nor notified.
     assert sorted(p.name for p in process.outbox.iterdir()) == ["after", FIRST]
     assert [d["body"]["batch_id"] for d in deliveries] == [FIRST, "after"]
@@ -276,10 +266,10 @@ def test_a_database_damaged_while_running_exits_75_and_the_next_start_repairs_it
     assert "is damaged" in process.log_text()
 
     restarted = _start(root, config, daemons)
-    until(restarted, (restarted.outbox / "next" / "summary.json").is_file, what="next finished")
+    restarted.until((restarted.outbox / "next" / "summary.json").is_file, what="next finished")
     assert "state database images is damaged" in restarted.log_text()
     assert sorted(p.name for p in restarted.outbox.iterdir()) == [FIRST, "next"]
-    until(restarted, lambda: len(deliveries) == 2, what="the webhook of next")
+    restarted.until(lambda: len(deliveries) == 2, what="the webhook of next")
     assert restarted.terminate() == 0
     assert [d["body"]["batch_id"] for d in deliveries] == [FIRST, "next"]
 
