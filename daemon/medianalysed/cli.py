@@ -13,18 +13,13 @@ import json
 import logging
 import os
 import sys
-import tempfile
-import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from medianalysed import __version__, names
 from medianalysed.config import (
     Config,
-    InboxConfig,
     find_config_path,
     render_config,
     resolve_config,
@@ -35,21 +30,14 @@ from medianalysed.lifecycle import BatchPhase
 from medianalysed.logs import setup_logging
 from medianalysed.progress import (
     BatchProgress,
-    add_observer,
     finalizing_note,
     progress_of,
-    remove_observer,
 )
 from medianalysed.state import BatchRecord, StateStore
 from medianalysed.wording import plural
 
 logger = logging.getLogger(__name__)
 
-ANALYZE_POLL_S = 0.2
-# After a batch published its final progress, its record is done within ~0.2 s: looked for
-# this often meanwhile (for at most ANALYZE_ENDING_S), so `analyze` ends when its batch does.
-ANALYZE_ENDING_POLL_S = 0.02
-ANALYZE_ENDING_S = 1.0
 CONFIG_HELP = (
     "configuration file, TOML (default: $MEDIANALYSED_CONFIG, else ./medianalysed.toml, else "
     "/etc/medianalysed/medianalysed.toml, else the built-in defaults)"
@@ -184,7 +172,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         setup_logging(config.daemon.log_level, config.daemon.log_format)
         return run(config, find_config_path(args.config))
     if verb == "analyze":
-        return _analyze(config, args.paths, args.out, progress=not args.no_progress)
+        # pebble and the daemon: only the verbs that analyse pay for them, not `--version`
+        from medianalysed.analyzeverb import analyze  # noqa: PLC0415
+
+        return analyze(config, args.paths, args.out, progress=not args.no_progress)
     if verb == "status" and args.failed:
         return _status_failed(config, args.batch, as_json=args.json)
     if verb == "status":
@@ -408,141 +399,3 @@ def _explain(config: Config, path: Path) -> int:
     finally:
         store.close()
     return ExitCode.OK
-
-
-# -- analyze -----------------------------------------------------------------------------
-
-
-def _analyze(config: Config, paths: Sequence[Path], out: Path, *, progress: bool) -> int:
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        print(f"medianalysed: no such file or directory: {', '.join(missing)}", file=sys.stderr)
-        return ExitCode.USAGE
-    # warmup imports pebble: only the verbs that analyse pay for it, not `--version` or `status`.
-    from medianalysed.warmup import create_state_in_background, start_fork_server  # noqa: PLC0415
-
-    start_fork_server()  # first: it imports the imaging stack while the daemon starts
-    setup_logging("warning", config.daemon.log_format)
-    out = out.resolve()
-    with tempfile.TemporaryDirectory(prefix="medianalysed-analyze-") as state_dir:
-        creating = create_state_in_background(Path(state_dir))
-        from medianalysed.app import Daemon  # noqa: PLC0415
-        from medianalysed.messages import SubmitBatch  # noqa: PLC0415
-
-        creating.join()
-        inboxes = _analyze_inboxes(paths, out)
-        run_config = replace(
-            config,
-            daemon=replace(config.daemon, state_dir=Path(state_dir)),
-            inboxes=tuple(inboxes.values()),
-        )
-        daemon = Daemon(run_config, watch=False, serve_metrics=False)
-        daemon.start()
-        try:
-            assert daemon.supervisor is not None
-            for path in paths:
-                resolved = path.resolve()
-                inbox = inboxes[str(resolved.parent)]
-                daemon.supervisor.tell(SubmitBatch(inbox.name, str(resolved)))
-            records = _wait_for_batches(daemon, len(paths), progress=progress)
-        finally:
-            daemon.stop(grace_s=0)
-    failed = 0
-    for record in records:
-        counts = record.final_counts
-        failed += counts.get("failed", 0)
-        print(f"{record.batch_id}: {record.status} {_progress(counts)} -> {record.outbox_dir}")
-    return ExitCode.FAILURE if failed else ExitCode.OK
-
-
-def _analyze_inboxes(paths: Sequence[Path], out: Path) -> dict[str, InboxConfig]:
-    inboxes: dict[str, InboxConfig] = {}
-    for path in paths:
-        parent = str(path.resolve().parent)
-        if parent not in inboxes:
-            inboxes[parent] = InboxConfig(
-                name=f"analyze{len(inboxes) + 1}",
-                path=Path(parent),
-                outbox=out,
-                archive=out / ".archive",
-                on_complete="keep",
-                settle_seconds=0,
-                rescan_seconds=10**9,
-            )
-    return inboxes
-
-
-def bar_wanted(progress: bool, stream: IO[str]) -> bool:
-    """A bar only on a terminal: `analyze ... 2>file` gets the result lines, not bars."""
-    try:
-        return progress and stream.isatty()
-    except ValueError:  # a closed stream
-        return False
-
-
-def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[BatchRecord]:
-    from tqdm import tqdm  # noqa: PLC0415
-
-    store: StateStore = daemon.store
-    shown = bar_wanted(progress, sys.stderr)
-    bar = tqdm(total=0, unit="img", disable=not shown, file=sys.stderr, dynamic_ncols=True)
-    ending = BatchEnding()
-    add_observer(ending.observe)
-    try:
-        while True:
-            daemon.tick()
-            records = list(store.iter_batches())
-            total = sum(r.total for r in records)
-            finished = sum(_finished(store, r) for r in records)
-            if (bar.total, bar.n) != (total, finished):
-                bar.total = total
-                bar.n = finished
-                bar.refresh()
-            if len(records) >= expected and all(r.phase == BatchPhase.DONE for r in records):
-                return records
-            ending.wait()
-    finally:
-        remove_observer(ending.observe)
-        bar.close()
-
-
-class BatchEnding:
-    """Wakes `analyze`'s wait when a batch publishes its final progress (from any thread).
-
-    The record is done a few hundredths of a second after that publish: the loop then looks
-    every ANALYZE_ENDING_POLL_S for ANALYZE_ENDING_S instead of every ANALYZE_POLL_S.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._ended_at: float | None = None
-        self._woken = threading.Event()
-
-    def observe(self, _record: BatchRecord, progress: BatchProgress) -> None:
-        """A `progress.add_observer` observer: notes the time and wakes the wait, no more."""
-        if progress.phase == BatchPhase.DONE:
-            self._ended_at = self._clock()
-            self._woken.set()
-
-    def poll_interval(self) -> float:
-        """Seconds to the next look: short for a while after a batch ended."""
-        ended = self._ended_at
-        recent = ended is not None and self._clock() - ended < ANALYZE_ENDING_S
-        return ANALYZE_ENDING_POLL_S if recent else ANALYZE_POLL_S
-
-    def wait(self) -> None:
-        """Until the next look (earlier when a batch ends meanwhile)."""
-        self._woken.wait(self.poll_interval())
-        self._woken.clear()
-
-
-def _finished(store: StateStore, record: BatchRecord) -> int:
-    if record.phase == BatchPhase.DONE or record.final_counts:
-        return BatchProgress.ended(record).finished
-    return progress_of(store, record).finished
-
-
-def _progress(counts: dict[str, int]) -> str:
-    finished = counts.get("done", 0) + counts.get("failed", 0) + counts.get("skipped", 0)
-    failed = counts.get("failed", 0)
-    return f"{finished}/{counts.get('total', 0)}" + (f" ({failed} failed)" if failed else "")

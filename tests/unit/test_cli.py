@@ -17,15 +17,14 @@ from pathlib import Path
 import pytest
 
 from medianalysed import __version__, vipsdecode
-from medianalysed.cli import (
+from medianalysed.analyzeverb import (
     ANALYZE_ENDING_POLL_S,
     ANALYZE_ENDING_S,
     ANALYZE_POLL_S,
     BatchEnding,
     bar_wanted,
-    build_parser,
-    main,
 )
+from medianalysed.cli import build_parser, main
 from medianalysed.config import WebhookConfig
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.models import BatchStatus, ImageStatus
@@ -547,7 +546,9 @@ def test_analyze_looks_often_only_for_a_while_after_a_batch_published_its_end() 
 
 
 def test_a_batch_ending_wakes_the_wait_of_analyze(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("medianalysed.cli.ANALYZE_POLL_S", 3600.0)  # only the end can wake it
+    monkeypatch.setattr(
+        "medianalysed.analyzeverb.ANALYZE_POLL_S", 3600.0
+    )  # only the end can wake it
     ending = BatchEnding()
     waiting = threading.Thread(target=ending.wait)
     waiting.start()
