@@ -16,7 +16,8 @@ whether the engine's working image is the same bytes both ways (``same``), and t
 distance of ahash/phash/dhash to imagehash on the full decode, from the engine and from the
 shrink-on-load working image.
 
-Usage: .venv/bin/python benchmarks/bench_formats.py [--photos 4] [--repeat 3]
+Usage: .venv/bin/python benchmarks/bench_formats.py [--photos 4] [--repeat 3] [--cpu]
+       [--only png tiff webp]
 """
 
 from __future__ import annotations
@@ -71,15 +72,17 @@ def converted(photo: Path, extension: str) -> Path:
     return target
 
 
-def median_seconds(actions: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Median wall time of each action over `repeat` rounds, the actions alternated in each
-    round (the machine's noise then falls on all of them alike)."""
+def median_seconds(
+    actions: dict[str, Callable[[], object]], repeat: int, clock: Callable[[], float]
+) -> dict[str, float]:
+    """Median time of each action over `repeat` rounds, the actions alternated in each round
+    (the machine's noise then falls on all of them alike)."""
     times: dict[str, list[float]] = {name: [] for name in actions}
     for _ in range(repeat):
         for name, action in actions.items():
-            started = time.perf_counter()
+            started = clock()
             action()
-            times[name].append(time.perf_counter() - started)
+            times[name].append(clock() - started)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -125,7 +128,7 @@ def distances(working: decoding.Working, expected: dict[str, str]) -> list[int]:
     return [hamming(computed[name], expected[name]) for name in CONTRACT]
 
 
-def measure(path: Path, repeat: int, pyvips: Any) -> dict[str, Any]:
+def measure(path: Path, repeat: int, pyvips: Any, clock: Callable[[], float]) -> dict[str, Any]:
     pillow, vips = AnalysisSettings(vips=False), AnalysisSettings(vips=True)
     expected = reference(path)
     working = pillow_working(path)
@@ -146,13 +149,20 @@ def measure(path: Path, repeat: int, pyvips: Any) -> dict[str, Any]:
     factor = working.scale
     actions["shrink"] = lambda: vips_working(path, pyvips, factor)
     row["shrink bits"] = distances(vips_working(path, pyvips, factor), expected)
-    return row | median_seconds(actions, repeat)
+    return row | median_seconds(actions, repeat, clock)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="CPU seconds of this process (all its threads) instead of wall time: steadier "
+        "on a machine other work shares (libvips runs one thread of its own)",
+    )
+    parser.add_argument("--only", nargs="*", default=list(SAVE), choices=list(SAVE))
     args = parser.parse_args()
     pyvips = vipsdecode.pyvips_module()
     if pyvips is None:
@@ -162,18 +172,20 @@ def main() -> int:
     if not photos:
         print(f"formats: no photos in {PHOTO_DIR}; run fetch_photos.py first", file=sys.stderr)
         return 1
-    print(f"libvips {vipsdecode.libvips_version()}; {args.repeat} runs per file, median seconds")
+    clock = time.process_time if args.cpu else time.perf_counter
+    unit = "CPU seconds" if args.cpu else "seconds"
+    print(f"libvips {vipsdecode.libvips_version()}; {args.repeat} runs per file, median {unit}")
     print(
         "| file | MP | open+load | working | working vips | analyse | analyse vips | shrink "
         "| same | engine bits | shrink bits |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
     for photo in photos:
-        for extension in SAVE:
+        for extension in args.only:
             path = converted(photo, extension)
             with Image.open(path) as image:
                 megapixels = image.width * image.height / 1e6
-            row = measure(path, args.repeat, pyvips)
+            row = measure(path, args.repeat, pyvips, clock)
             times = " | ".join(
                 f"{row[name]:.3f}"
                 for name in ("open+load", "working", "working vips", "analyse", "analyse vips")

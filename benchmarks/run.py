@@ -5,6 +5,7 @@ child process, so each gets a clean interpreter and its own peak-RSS figures:
 
 - ``cli``        `medianalysed analyze FILES --out DIR` end to end, ``[processing] workers = 2``
 - ``engine``     `analyse_file` in a 2-process pebble pool (engine cost without the CLI)
+- ``engine-pillow`` the same with ``vips=False``: Pillow decodes every PNG and TIFF too
 - ``naive``      one process: sha256, full decode, exif_transpose, five imagehash hashes
 - ``imagededup`` `PHash().encode_images(image_dir=SET)` with its own multiprocessing
 - ``floor``      2 processes: read the file and decode it as cheaply as possible
@@ -47,7 +48,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = BENCH_DIR.parent
 SET_DIR = BENCH_DIR / "data" / "set"
 RESULTS_DIR = BENCH_DIR / "results"
-METHODS = ("floor", "engine", "cli", "imagededup", "naive")
+METHODS = ("floor", "engine", "engine-pillow", "cli", "imagededup", "naive")
 CHILD_TIMEOUT_SECONDS = 1800
 RSS_SAMPLE_SECONDS = 0.05
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -94,12 +95,14 @@ def run_floor(files: list[str], workers: int, set_dir: Path) -> dict[str, Any]:
     }
 
 
-def run_engine(files: list[str], workers: int, set_dir: Path) -> dict[str, Any]:
+def run_engine(
+    files: list[str], workers: int, set_dir: Path, *, vips: bool = True
+) -> dict[str, Any]:
     """`analyse_file` with default settings in a `workers`-process pebble pool."""
     del set_dir
     pebble = importlib.import_module("pebble")
     analysis = importlib.import_module("medianalysed.analysis")
-    settings = analysis.AnalysisSettings()
+    settings = analysis.AnalysisSettings(vips=vips)
     task = functools.partial(analysis.analyse_file, settings=settings)
     started = time.perf_counter()
     errors: list[str] = []
@@ -173,6 +176,7 @@ def run_imagededup(files: list[str], workers: int, set_dir: Path) -> dict[str, A
 CHILD_RUNNERS: dict[str, Callable[[list[str], int, Path], dict[str, Any]]] = {
     "floor": run_floor,
     "engine": run_engine,
+    "engine-pillow": functools.partial(run_engine, vips=False),
     "naive": run_naive,
     "imagededup": run_imagededup,
 }
@@ -344,6 +348,7 @@ def availability(method: str) -> tuple[bool, str]:
     """Whether a method can run in this environment, and why not."""
     probe_import = {
         "engine": "from medianalysed.analysis import analyse_file, AnalysisSettings",
+        "engine-pillow": "from medianalysed.analysis import analyse_file, AnalysisSettings",
         "imagededup": "from imagededup.methods import PHash",
         "naive": "import imagehash",
         "floor": "import PIL",
@@ -439,6 +444,7 @@ def run_child(row: Row, list_file: Path, workers: int, workdir: Path) -> None:
 DESCRIPTIONS = {
     "cli": "medianalysed analyze SET (CLI end to end, {w} workers)",
     "engine": "analyse_file in a {w}-process pebble pool",
+    "engine-pillow": "the same, [processing] vips = false (Pillow decodes every file)",
     "naive": "naive: 1 process, full decode + 5 imagehash + sha256",
     "imagededup": "imagededup PHash.encode_images (own multiprocessing)",
     "floor": "floor: read + JPEG draft 1/8 decode, {w} processes",

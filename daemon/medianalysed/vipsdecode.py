@@ -24,6 +24,7 @@ import functools
 import io
 import logging
 import os
+import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 # ~20x the 20 MP photo's time on a busy machine, and never less than a few seconds.
 _SECONDS_PER_MEGAPIXEL: Final = 1.0
 _MIN_SECONDS: Final = 5.0
+
+_CORE_BYTES_PER_PIXEL: Final = 4  # Pillow's image memory, at most (L: 1, I;16: 2, others 4)
+_LIBVIPS_HEADROOM: Final = 128 * 1024 * 1024  # its peak beyond that: ~50 MB at 100 MP
 
 # Pillow mode -> (bands, formats libvips may load it as).
 _LAYOUTS: Final[dict[str, tuple[int, frozenset[str]]]] = {
@@ -108,7 +112,7 @@ def load(image: Image.Image) -> bool:
     if loader is None:
         return False
     pyvips = pyvips_module()
-    if pyvips is None:
+    if pyvips is None or not _memory_allows(_stored_size(image)):
         return False
     try:
         core = _decoded(pyvips, loader, image)
@@ -133,6 +137,31 @@ def _loader_for(image: _Plugin) -> str | None:
     if isinstance(image, TiffImagePlugin.TiffImageFile) and _plain_tiff(image):
         return "tiff"
     return None
+
+
+def _memory_allows(size: tuple[int, int]) -> bool:
+    """Whether the worker's memory limit (RLIMIT_DATA, max_worker_memory) holds libvips'
+    decode with room to spare. Near the limit Pillow decodes: libvips needs ~50 MB more at
+    its peak, and what its thread's heap keeps after a failure would fail Pillow's decode
+    too, where Pillow alone would have fitted."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_DATA)
+    if soft == resource.RLIM_INFINITY:
+        return True
+    width, height = size
+    needed = width * height * _CORE_BYTES_PER_PIXEL + _LIBVIPS_HEADROOM
+    return _data_in_use() + needed <= soft
+
+
+def _data_in_use() -> int:
+    """This process's data segment as RLIMIT_DATA counts it (VmData), 0 where unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmData:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _plain_tiff(image: TiffImagePlugin.TiffImageFile) -> bool:
