@@ -7,6 +7,7 @@ being taken fails here instead of passing by comparing Pillow with itself.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import tempfile
@@ -26,7 +27,7 @@ from medianalysed import vipsdecode
 from medianalysed.analysis import AnalysisSettings, analyse_file
 from medianalysed.config import config_from_dict, default_config
 from medianalysed.errors import AnalysisError
-from medianalysed.worker import WorkerJob, run_job
+from medianalysed.worker import WorkerJob, apply_memory_limit, run_job
 from tests.corpora import ESSENTIAL_CORPUS, require_corpora
 from tests.damage import (
     CASES,
@@ -208,6 +209,23 @@ def test_the_vips_key_reaches_the_workers_but_not_the_content_cache_key(tmp_path
     assert (settings_off.vips, settings_on.vips) == (False, True)
     # The same results either way: a cached analysis serves both.
     assert settings_off.fingerprint() == settings_on.fingerprint()
+
+
+def test_near_the_memory_limit_pillow_decodes(tmp_path: Path) -> None:
+    """libvips needs ~50 MB more than Pillow at its peak: where that would not fit under
+    max_worker_memory, Pillow decodes, so the limit fails no image that Pillow alone fits."""
+    big = Image.new("L", (4000, 4000))
+    big.save(tmp_path / "big.png")
+    core_estimate = 4000 * 4000 * 4
+    for headroom, used in ((32 << 20, None), (512 << 20, "decoded")):
+        with contextlib.contextmanager(worker_pool)(0) as pool:
+            in_use = pool.schedule(vipsdecode._data_in_use).result(timeout=CASE_TIMEOUT_S)
+            limit = in_use + core_estimate + headroom
+            pool.schedule(apply_memory_limit, args=(limit,)).result(timeout=CASE_TIMEOUT_S)
+            job = WorkerJob(str(tmp_path), "big.png", AnalysisSettings(), content_dir=None)
+            found = pool.schedule(run_job, args=(job,)).result(timeout=CASE_TIMEOUT_S)
+        assert "result" in found
+        assert found.get("vips") == used
 
 
 def corpus_files() -> list[Path]:
