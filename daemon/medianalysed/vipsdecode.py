@@ -244,7 +244,9 @@ def _open(pyvips: Any, loader: str, fp: Any) -> Any:
     """A sequential libvips image of the file Pillow reads, with that loader only."""
     options = {"access": "sequential", "fail_on": "warning"}
     if isinstance(fp, io.BytesIO):  # the file's bytes, read once (analysis.IN_MEMORY_LIMIT)
-        return getattr(pyvips.Image, f"{loader}load_buffer")(fp.getbuffer(), **options)
+        # A source over them, not a copy (a *_buffer loader copies its argument).
+        source = pyvips.Source.new_from_memory(fp.getbuffer())
+        return getattr(pyvips.Image, f"{loader}load_source")(source, **options)
     # A file of its own: the same file through a new description, so Pillow's offset stays.
     return getattr(pyvips.Image, f"{loader}load")(f"/proc/self/fd/{fp.fileno()}", **options)
 
