@@ -7,7 +7,8 @@ max) over every image Pillow can decode in the given folders, the worst images, 
 image of `analyse_file` against a bare read + `Image.open` + `draft` + `load` loop on the photos
 of 3 MP and more.
 
-Usage: .venv/bin/python benchmarks/hash_accuracy.py [DIR...] [--repeat N] [--no-timing] [--no-vips]
+Usage: .venv/bin/python benchmarks/hash_accuracy.py [DIR...] [--repeat N] [--no-timing]
+       [--no-vips | --compare-vips]
 (default DIRs: /work/shared/corpora/exif-samples and imagededup-testdata)
 """
 
@@ -41,6 +42,7 @@ HASHES: dict[str, Callable[[Image.Image], imagehash.ImageHash]] = {
 }
 CONTRACT = ("ahash", "phash", "dhash")
 TIMING_MIN_PIXELS = 3_000_000
+PILLOW_ONLY = AnalysisSettings(vips=False)
 
 
 def reference_hashes(path: Path) -> dict[str, str] | None:
@@ -62,8 +64,14 @@ def image_files(dirs: list[Path]) -> list[Path]:
     return files
 
 
-def measure(files: list[Path], *, vips: bool) -> tuple[dict[str, list[int]], list[str], int]:
-    """Distances per hash, a line per image off by more than 2 bits, and the skipped count."""
+def measure(
+    files: list[Path], *, vips: bool, differing: list[Path] | None = None
+) -> tuple[dict[str, list[int]], list[str], int]:
+    """Distances per hash, a line per image off by more than 2 bits, and the skipped count.
+
+    With `differing`, each file is analysed with libvips off too, and those whose hashes
+    differ between the two decoders are listed there.
+    """
     settings = AnalysisSettings(vips=vips)
     distances: dict[str, list[int]] = {name: [] for name in HASHES}
     worst: list[str] = []
@@ -75,6 +83,8 @@ def measure(files: list[Path], *, vips: bool) -> tuple[dict[str, list[int]], lis
             continue
         try:
             ours = analyse_file(path, settings)["hashes"]
+            if differing is not None and ours != analyse_file(path, PILLOW_ONLY)["hashes"]:
+                differing.append(path)
         except AnalysisError as exc:
             worst.append(f"  {path}: analyse_file failed: {exc}")
             continue
@@ -163,13 +173,22 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7, help="timing runs per image")
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--no-vips", action="store_true", help="Pillow decodes every file")
+    parser.add_argument(
+        "--compare-vips",
+        action="store_true",
+        help="also analyse each file with libvips off and count the files whose hashes differ",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # odd-but-readable files make Pillow chatty
     files = image_files(args.dirs)
-    distances, worst, skipped = measure(files, vips=not args.no_vips)
+    differing: list[Path] | None = [] if args.compare_vips else None
+    distances, worst, skipped = measure(files, vips=not args.no_vips, differing=differing)
     print(f"{len(files)} files, {skipped} not decodable by Pillow (skipped)")
     print("Hamming distance: medianalysed vs imagehash on the full-resolution oriented image\n")
     print_table(distances)
+    if differing is not None:
+        print(f"\nhashes differing between libvips on and off: {len(differing)} files")
+        print("\n".join(f"  {path}" for path in differing))
     if worst:
         print("\nImages off by more than 2 bits on ahash/phash/dhash, or failing:")
         print("\n".join(worst))

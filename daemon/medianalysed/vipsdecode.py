@@ -56,6 +56,7 @@ _LOSSLESS_TIFF: Final = frozenset(
 )
 _Plugin = PngImagePlugin.PngImageFile | TiffImagePlugin.TiffImageFile
 _PLUGINS: Final = (PngImagePlugin.PngImageFile, TiffImagePlugin.TiffImageFile)
+_TIFF_BITS_PER_SAMPLE: Final = 258
 _TIFF_PHOTOMETRIC: Final = 262
 _TIFF_PLANAR: Final = 284
 _TIFF_SAMPLE_FORMAT: Final = 339
@@ -139,6 +140,13 @@ def _loader_for(image: _Plugin) -> str | None:
     return None
 
 
+def _as_tuple(value: object) -> tuple[object, ...]:
+    """A TIFF tag's value as a tuple: Pillow gives one-value tags as the bare value."""
+    if value is None:
+        return ()
+    return value if isinstance(value, tuple) else (value,)
+
+
 def _memory_allows(size: tuple[int, int]) -> bool:
     """Whether the worker's memory limit (RLIMIT_DATA, max_worker_memory) holds libvips'
     decode with room to spare. Near the limit Pillow decodes: libvips needs ~50 MB more at
@@ -165,12 +173,14 @@ def _data_in_use() -> int:
 
 
 def _plain_tiff(image: TiffImagePlugin.TiffImageFile) -> bool:
-    """Contiguous unsigned grey or RGB samples, losslessly compressed, alpha unassociated."""
+    """Contiguous unsigned grey or RGB samples of 8 or 16 bits, losslessly compressed, alpha
+    unassociated."""
     tags = image.tag_v2
-    extra = tags.get(_TIFF_EXTRA_SAMPLES)
-    extra_samples = extra if isinstance(extra, tuple) else () if extra is None else (extra,)
+    extra_samples = _as_tuple(tags.get(_TIFF_EXTRA_SAMPLES))
+    bits = set(_as_tuple(tags.get(_TIFF_BITS_PER_SAMPLE, 1)))
     return (
-        image.info.get("compression") in _LOSSLESS_TIFF
+        bits in ({8}, {16})
+        and image.info.get("compression") in _LOSSLESS_TIFF
         and tags.get(_TIFF_PHOTOMETRIC) in (_BLACK_IS_ZERO, _RGB)
         and tags.get(_TIFF_PLANAR, 1) == 1
         and tags.get(_TIFF_SAMPLE_FORMAT, 1) in (1, (1,) * len(image.getbands()))
