@@ -19,6 +19,7 @@ from medianalysed.actors.batch import BatchActor, BatchSettings
 from medianalysed.batchwork import finalising
 from medianalysed.config import InboxConfig, ProcessingConfig
 from medianalysed.dupindex import HistoryIndex
+from medianalysed.errors import DiskWriteError
 from medianalysed.messages import (
     AnalyseImage,
     BatchFinished,
@@ -453,3 +454,54 @@ def test_an_image_that_left_the_line_without_an_outcome_is_found_again(env, capl
     assert sorted(seen) == ["a.jpg", "b.jpg", "sub/c.jpg"]
     assert expect(env["supervisor_q"], BatchFinished).status == "completed"
     assert "none left in line" in caplog.text
+
+
+class _FullOnce(StateStore):
+    """A state disk that is full for the first image record written, then has room again."""
+
+    full = True
+
+    def put_image(self, batch_id: str, record: Any) -> None:
+        if self.full:
+            self.full = False
+            raise DiskWriteError("state", "state/images", "ENOSPC", "No space left on device")
+        super().put_image(batch_id, record)
+
+
+def test_a_parked_batch_takes_back_its_offered_jobs_and_offers_them_again(env, tmp_path):
+    store = _FullOnce(tmp_path / "full-once")
+    env["store"] = store
+    try:
+        batch = _start(env)
+        first, *rest = expect(env["supervisor_q"], OfferJobs).jobs
+        batch.tell(ImageAnalysed(first.path, 1, _result(first.path, "s0"), None, 1.0))
+
+        expect(env["supervisor_q"], WithdrawJobs)  # parked: what no worker took comes back
+        batch.tell(JobsReturned(jobs=tuple(rest)))
+        for _ in range(3):
+            expect(env["worker_q"], AnalyseImage)  # the first offer, seen already
+        # After the backoff the kept outcome is written and the returned jobs offered again.
+        again: list[AnalyseImage] = []
+        wait_for(
+            lambda: batch.tell(BatchTick()) or _collect(env, again) >= len(rest),
+            timeout=20,
+            what="the jobs offered again",
+        )
+        assert sorted(job.path for job in again) == sorted(job.path for job in rest)
+        for job in again:
+            batch.tell(ImageAnalysed(job.path, job.attempt, _result(job.path, job.path), None, 1))
+        assert expect(env["supervisor_q"], BatchFinished).status == "completed"
+        records = _records(env)
+        assert sorted(records) == ["a.jpg", "b.jpg", "sub/c.jpg"]
+        assert {r["attempts"] for r in records.values()} == {1}  # taking back is no attempt
+    finally:
+        store.close()
+
+
+def _collect(env: dict[str, Any], jobs: list[AnalyseImage]) -> int:
+    """Add the jobs offered since the last call to `jobs`; how many it holds now."""
+    while True:
+        try:
+            jobs.append(env["worker_q"].get_nowait())
+        except queue.Empty:
+            return len(jobs)
