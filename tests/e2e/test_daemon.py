@@ -187,7 +187,7 @@ def test_any_link_dropped_at_the_inbox_root_is_a_batch_of_one_refused(daemon, tm
 
 def test_sigkill_mid_batch_then_restart_gives_exactly_once_results(daemon, tmp_path, corpora):
     process = daemon(processing={"workers": 1})
-    sources = slow_photos(corpora, 24)
+    sources = slow_photos(corpora, 10)  # one worker: seconds of work left at the kill
     staging = tmp_path / "staging" / "big"
     staging.mkdir(parents=True)
     for name, data in sources.items():

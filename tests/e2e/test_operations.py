@@ -162,7 +162,7 @@ def test_sigterm_mid_batch_drains_exits_0_and_the_restart_finishes_exactly_once(
 ) -> None:
     config = write_config(tmp_path, processing={"workers": 1}, inbox={"settle_seconds": 0.5})
     process = start_daemon(config)
-    photos = slow_photos(corpora, 16)
+    photos = slow_photos(corpora, 8)  # one worker: seconds of work left at the signal
     drop(process.inbox, "big", photos)
     wait_for(
         lambda: 2 <= finished(live_counts(process, "big")) < len(photos),
