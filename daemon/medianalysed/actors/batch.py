@@ -483,10 +483,12 @@ class BatchActor(pykka.ThreadingActor):
             jobs.append(job)
 
     def _tell_offer(self, jobs: list[AnalyseImage], *, tick: bool) -> None:
-        counts = (self._ready_count(), self._counts["pending"] + len(self._offered))
         now = time.monotonic()
         quiet = tick and now - self._last_offer_at >= GAUGE_REFRESH_S
-        if not jobs and not (quiet and counts != self._last_reported):
+        if not jobs and not quiet:
+            return  # (most outcomes: nothing to offer, and the counts wait for a tick)
+        counts = (self._ready_count(), self._counts["pending"] + len(self._offered))
+        if not jobs and counts == self._last_reported:
             return
         self._last_reported = counts
         self._last_offer_at = now
