@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +31,6 @@ from typing import TYPE_CHECKING, Any, assert_never
 
 import pykka
 
-from medianalysed import names
 from medianalysed.actors.image import SLOTS_PER_WORKER
 from medianalysed.batchwork import salvage
 from medianalysed.batchwork.disposing import dispose_input, intend_disposal
@@ -43,6 +41,7 @@ from medianalysed.batchwork.finalising import (
     progress_text,
     start_outbox,
 )
+from medianalysed.batchwork.jobs import download_path, job_for
 from medianalysed.batchwork.livestatus import StatusWriter, live_counts, live_status
 from medianalysed.batchwork.parking import Parking
 from medianalysed.batchwork.retries import RetryPolicy, internal_record
@@ -569,30 +568,16 @@ class BatchActor(pykka.ThreadingActor):
         return self._job_for(path, image)
 
     def _job_for(self, path: str, image: ImageRecord | None) -> AnalyseImage:
-        attempts = 0 if image is None else image.attempts
-        source_url = None if image is None else image.source_url
-        if source_url is not None:
-            file_path = self._download_path(path)
-            root, relpath = file_path.parent, file_path.name
-        else:
-            root = input_root(self._record)
-            relpath = path
-        return AnalyseImage(
-            batch_id=self._batch_id,
-            path=path,
-            file_path=os.path.join(root, relpath),
-            source_url=source_url,
-            attempt=attempts + 1,
+        return job_for(
+            self._record,
+            path,
+            image,
+            downloads_dir=self._settings.downloads_dir,
             reply_to=self.actor_ref,
-            bypass_cache=self._record.bypass_cache,
-            root=str(root),
-            relpath=relpath,
-            # A loose file's folder is the inbox: no link in it belongs to this batch.
-            follow_links=source_url is None and not self._record.loose_file,
         )
 
     def _download_path(self, path: str) -> Path:
-        return self._settings.downloads_dir / self._batch_id / _safe_name(path)
+        return download_path(self._settings.downloads_dir, self._batch_id, path)
 
     # -- outcomes ----------------------------------------------------------------------
 
@@ -782,8 +767,3 @@ class BatchActor(pykka.ThreadingActor):
 
     def _log_extra(self) -> dict[str, Any]:
         return {"batch_id": self._batch_id, "inbox": self._settings.inbox.name}
-
-
-def _safe_name(path: str) -> str:
-    """The download file name of a `urls.txt#L<n>` path: one short, plain component."""
-    return names.shortened(names.safe_folder_name(path).replace("#", "_"), names.NAME_MAX)
