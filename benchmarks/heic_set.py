@@ -10,11 +10,12 @@ own. Photos are oriented before encoding, so hashes from a thumbnail can be comp
 imagehash on the full decode.
 
 Usage: .venv/bin/python benchmarks/heic_set.py [--thumbnails 320[,512...]] [--filter lanczos]
-       [--out DIR] [--count N] [--corpus-photos] [--quality 80]
+       [--out DIR] [--count N] [--corpus-photos] [--quadrants] [--quality 80]
 (after fetch_photos.py, whose photos it encodes). Default: data/heic/, iPhone-like 320-px
 thumbnails, plus the corpus HEIC files. Files already there are kept.
 --corpus-photos adds the JPEG photos of the corpora (imagededup-testdata, exif-samples) whose
-short side is at least 512 px, besides the bench photos.
+short side is at least 512 px, besides the bench photos; --quadrants encodes each photo's four
+quarters instead of the photo (four times the distinct real content for accuracy tables).
 """
 
 from __future__ import annotations
@@ -43,11 +44,24 @@ FILTERS = {"lanczos": Image.Resampling.LANCZOS, "nearest": None}
 ENCODER_PARAMS = {"preset": "ultrafast"}
 
 
-def encode(photo: Path, target: Path, boxes: list[int], resample: str, quality: int) -> None:
-    """`photo` oriented, as a HEIC grid with one thumbnail per box (long side), scaled by
-    `resample` (nearest: libheif's own scaling)."""
+def oriented(photo: Path) -> Image.Image:
     with Image.open(photo) as opened:
-        image = ImageOps.exif_transpose(opened).convert("RGB")
+        return ImageOps.exif_transpose(opened).convert("RGB")
+
+
+def quadrants(image: Image.Image) -> list[Image.Image]:
+    """The four quarters of a photo: more distinct real content for the accuracy tables."""
+    half_width, half_height = image.width // 2, image.height // 2
+    return [
+        image.crop((left, top, left + half_width, top + half_height))
+        for top in (0, half_height)
+        for left in (0, half_width)
+    ]
+
+
+def encode(image: Image.Image, target: Path, boxes: list[int], resample: str, quality: int) -> None:
+    """`image` as a HEIC grid with one thumbnail per box (long side), scaled by `resample`
+    (nearest: libheif's own scaling)."""
     encoder = CtxEncode(
         HeifCompressionFormat.HEVC, quality=quality, enc_params=dict(ENCODER_PARAMS)
     )
@@ -110,6 +124,7 @@ def main() -> int:
     parser.add_argument("--filter", choices=sorted(FILTERS), default="lanczos")
     parser.add_argument("--out", type=Path, default=HEIC_DIR)
     parser.add_argument("--corpus-photos", action="store_true")
+    parser.add_argument("--quadrants", action="store_true", help="each photo's 4 quarters instead")
     args = parser.parse_args()
     boxes = [int(b) for b in args.thumbnails.split(",") if b]
     photos = source_photos(args.count, args.corpus_photos)
@@ -119,11 +134,20 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for photo in photos:
         prefix = "" if photo.parent == PHOTO_DIR else f"{photo.parent.name}__"
-        target = args.out / f"{prefix}{photo.stem}.heic"
-        if not target.exists():
-            partial = target.with_suffix(".partial")
-            encode(photo, partial, boxes, args.filter, args.quality)
-            partial.rename(target)
+        images = {f"{prefix}{photo.stem}": lambda photo=photo: oriented(photo)}
+        if args.quadrants:
+            images = {
+                f"{prefix}{photo.stem}__q{index}": lambda photo=photo, index=index: quadrants(
+                    oriented(photo)
+                )[index]
+                for index in range(4)
+            }
+        for stem, load in images.items():
+            target = args.out / f"{stem}.heic"
+            if not target.exists():
+                partial = target.with_suffix(".partial")
+                encode(load(), partial, boxes, args.filter, args.quality)
+                partial.rename(target)
     corpus = sorted(p for p in CORPUS_HEIC.rglob("*") if p.suffix.lower() in {".heic", ".heif"})
     for source in corpus:
         shutil.copyfile(source, args.out / f"corpus__{source.name}")

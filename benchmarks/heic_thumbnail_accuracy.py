@@ -22,6 +22,7 @@ from PIL import Image
 from hash_accuracy import CONTRACT, HASHES, reference_hashes
 from medianalysed import heifdecode
 from medianalysed.analysis import AnalysisSettings, analyse_file
+from medianalysed.decoding import WORK_MAX_SIDE
 from medianalysed.dupindex import hamming
 
 FULL = "full decode"
@@ -29,10 +30,11 @@ NO_THUMBNAIL = 10**9
 
 
 def thumbnail_sizes(path: Path) -> list[tuple[int, int]]:
-    """(width, height) of each thumbnail pillow-heif lists for the primary image."""
+    """(width, height) of each thumbnail pillow-heif lists for the primary image; none for an
+    image small enough to be worked on whole (its thumbnails are never used)."""
     with Image.open(path) as image:
         heif_file = getattr(image, "_heif_file", None)
-        if heif_file is None:
+        if heif_file is None or min(image.size) < WORK_MAX_SIDE:
             return []
         primary = heif_file[image.tell()]
         sizes = []
