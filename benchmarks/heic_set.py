@@ -66,9 +66,10 @@ def encode(image: Image.Image, target: Path, boxes: list[int], resample: str, qu
         HeifCompressionFormat.HEVC, quality=quality, enc_params=dict(ENCODER_PARAMS)
     )
     encoder.add_image(image.size, "RGB", image.tobytes(), tile_size=TILE_SIZE, primary=True)
-    handle = encoder._grid_images[-1] if encoder._grid_images else None
-    for box in sorted(b for b in boxes if b < max(image.size)):
-        add_thumbnail(encoder, handle, image, box, FILTERS[resample])
+    if encoder._grid_images:  # images within one tile are worked on whole: no thumbnails
+        handle = encoder._grid_images[-1]
+        for box in sorted(b for b in boxes if b < max(image.size)):
+            add_thumbnail(encoder, handle, image, box, FILTERS[resample])
     encoder.save(target)
 
 
@@ -80,8 +81,6 @@ def add_thumbnail(
     resample: Image.Resampling | None,
 ) -> None:
     """One thumbnail of `image` fitting `box`, scaled by `resample` (None: by libheif)."""
-    if handle is None:
-        raise ValueError("photos this small are not encoded as a grid")
     if resample is None:
         pixels = image
     else:
