@@ -3,7 +3,8 @@
 For every HEIC/HEIF in the folders (heic_set.py --thumbnails 256,320,... writes several
 thumbnails into each photo), `analyse_file` is run once per thumbnail, with the thumbnail rule
 (heifdecode.THUMBNAIL_MIN_SIDE) set to that thumbnail's short side so that exactly it is used,
-and once with no thumbnail at all (the full decode). Each is compared with imagehash on the
+and once with no thumbnail at all (the full decode); images small enough to be worked on whole
+(short side under 512 px) are left out. Each is compared with imagehash on the
 full-resolution oriented image (SPEC: ahash/phash/dhash within 2 bits for >= 99 % of photos).
 Prints one table per hash: rows are thumbnail long sides, then the full decode.
 
@@ -30,17 +31,21 @@ NO_THUMBNAIL = 10**9
 
 
 def thumbnail_sizes(path: Path) -> list[tuple[int, int]]:
-    """(width, height) of each thumbnail pillow-heif lists for the primary image; none for an
-    image small enough to be worked on whole (its thumbnails are never used)."""
+    """(width, height) of each thumbnail pillow-heif lists for the primary image."""
     with Image.open(path) as image:
         heif_file = getattr(image, "_heif_file", None)
-        if heif_file is None or min(image.size) < WORK_MAX_SIDE:
+        if heif_file is None:
             return []
         primary = heif_file[image.tell()]
         sizes = []
         for index in range(len(primary.info.get("thumbnails", []))):
             sizes.append(primary.get_thumbnail(index).size)
         return sizes
+
+
+def is_worked_on_whole(path: Path) -> bool:
+    with Image.open(path) as image:
+        return min(image.size) < WORK_MAX_SIDE
 
 
 def hashes_with_rule(path: Path, min_side: int) -> dict[str, str]:
@@ -54,6 +59,8 @@ def measure(files: list[Path]) -> tuple[dict[str, dict[str, list[int]]], list[st
     distances: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     misses: list[str] = []
     for path in files:
+        if is_worked_on_whole(path):  # its thumbnails are never used, its hashes are exact
+            continue
         reference = reference_hashes(path)
         if reference is None:
             continue
