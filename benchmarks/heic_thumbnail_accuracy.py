@@ -2,7 +2,7 @@
 
 For every HEIC/HEIF in the folders (heic_set.py --thumbnails 256,320,... writes several
 thumbnails into each photo), `analyse_file` is run once per thumbnail, with the thumbnail rule
-(heifdecode.THUMBNAIL_MIN_SIDE) set to that thumbnail's short side so that exactly it is used,
+(heifdecode.THUMBNAIL_MIN_LONG_SIDE) set to that thumbnail's long side so that exactly it is used,
 and once with no thumbnail at all (the full decode); images small enough to be worked on whole
 (short side under 512 px) are left out. Each is compared with imagehash on the
 full-resolution oriented image (SPEC: ahash/phash/dhash within 2 bits for >= 99 % of photos).
@@ -48,8 +48,8 @@ def is_worked_on_whole(path: Path) -> bool:
         return min(image.size) < WORK_MAX_SIDE
 
 
-def hashes_with_rule(path: Path, min_side: int) -> dict[str, str]:
-    heifdecode.THUMBNAIL_MIN_SIDE = min_side  # type: ignore[misc]
+def hashes_with_rule(path: Path, min_long_side: int) -> dict[str, str]:
+    heifdecode.THUMBNAIL_MIN_LONG_SIDE = min_long_side  # type: ignore[misc]
     result: dict[str, str] = analyse_file(path, AnalysisSettings())["hashes"]
     return result
 
@@ -64,10 +64,10 @@ def measure(files: list[Path]) -> tuple[dict[str, dict[str, list[int]]], list[st
         reference = reference_hashes(path)
         if reference is None:
             continue
-        rows = {f"{max(size)} px": min(size) for size in thumbnail_sizes(path)}
+        rows = {f"{max(size)} px": max(size) for size in thumbnail_sizes(path)}
         rows[FULL] = NO_THUMBNAIL
-        for row, min_side in rows.items():
-            ours = hashes_with_rule(path, min_side)
+        for row, min_long_side in rows.items():
+            ours = hashes_with_rule(path, min_long_side)
             found = {name: hamming(ours[name], reference[name]) for name in HASHES}
             for name, distance in found.items():
                 distances[row][name].append(distance)

@@ -16,7 +16,7 @@ ANALYSIS_VERSION = 1
 # How hashes and colours are computed from the reduced decode (see analysis.py); part of the
 # content-cache key, so changing the method never serves results of the old one.
 PIPELINE_ID: Final = (
-    "draft128-work512-hash128-lanczos32f-area8-sample64-color32-framescounted-heifthumb128span/4"
+    "draft128-work512-hash128-lanczos32f-area8-sample64-color32-framescounted-heifthumb320span/4"
 )
 STATE_SCHEMA_VERSION = 1
 
