@@ -233,6 +233,9 @@ def open_durable_cache(directory: Path, *, what: str, cache_pages: int = 256) ->
     return cache
 
 
+_CONNECT_PROBE = "\0connect"  # a key never stored: reading it opens the connection
+
+
 def open_durable_caches(*stores: tuple[Path, str, int]) -> list[diskcache.Cache]:
     """`open_durable_cache` of each (directory, what, cache_pages), all at once.
 
@@ -241,10 +244,28 @@ def open_durable_caches(*stores: tuple[Path, str, int]) -> list[diskcache.Cache]
     (SQLite waits without the GIL). Each opening thread's own connection is closed before it
     ends (diskcache reopens one per thread that uses the store). The first failure, in the
     order given, is raised.
+
+    The calling thread then connects to each store itself, as a store opened here always
+    did: a thread whose first connection comes later, on a disk that has filled up since,
+    can stay inside SQLite (growing the WAL index) instead of failing, where a connection
+    made at start-up keeps reading and its writes fail cleanly.
     """
     with ThreadPoolExecutor(max_workers=len(stores), thread_name_prefix="state-open") as pool:
         futures = [pool.submit(_open_released, *store) for store in stores]
-        return [future.result() for future in futures]
+        caches = [future.result() for future in futures]
+    for cache, (directory, what, _pages) in zip(caches, stores, strict=True):
+        _connect_this_thread(cache, directory, what)
+    return caches
+
+
+def _connect_this_thread(cache: diskcache.Cache, directory: Path, what: str) -> None:
+    try:
+        with classified("state", directory):
+            cache.get(_CONNECT_PROBE)
+    except (DiskWriteError, StateError):
+        raise
+    except Exception as exc:
+        raise StateError(f"cannot open {what} at {directory}: {exc}") from exc
 
 
 def _open_released(directory: Path, what: str, cache_pages: int) -> diskcache.Cache:
@@ -283,6 +304,7 @@ class StateStore:
             (state_dir / "flags", "the state store", 256),
             (state_dir / "control", "the control queue", 64),
         )
+        self._control = control
         self.control = diskcache.Deque.fromcache(control)
         self._check_schema()
 
@@ -314,7 +336,7 @@ class StateStore:
 
     def close(self) -> None:
         """Close every underlying database."""
-        for cache in (self._batches, self._images, self._flags):
+        for cache in (self._batches, self._images, self._flags, self._control):
             cache.close()
 
     def writable(self) -> bool:
