@@ -9,6 +9,7 @@ one at its next start.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import os
@@ -46,19 +47,27 @@ _JSON_HELP = "machine-readable output (default: text)"
 
 
 class _VersionAction(argparse.Action):
-    """`--version`, looked up only when asked: whether libvips loads costs an import."""
+    """`--version`: the version, and the executors and decoders installed (looked up only when
+    asked, from package metadata: nothing heavy is imported)."""
 
     def __init__(self, option_strings: list[str], dest: str, help: str) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        from medianalysed.vipsdecode import libvips_version  # noqa: PLC0415 - pulls in Pillow
-
         executors = ", ".join(available_executors())
-        vips = libvips_version()
+        vips = _installed_libvips()
         decoders = "pillow" if vips is None else f"pillow, vips {vips}"
         print(f"medianalysed {__version__} (executors: {executors}; decoders: {decoders})")
         parser.exit()
+
+
+def _installed_libvips() -> str | None:
+    """The libvips that pyvips-binary installed (its version is libvips'), from the package
+    metadata: loading libvips to ask would cost `--version` its start-up budget."""
+    try:
+        return importlib.metadata.version("pyvips-binary")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:

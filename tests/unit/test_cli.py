@@ -10,6 +10,8 @@ import argparse
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,6 +140,23 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         f"medianalysed {__version__} (executors: local, dask; decoders: pillow, vips {vips})\n"
     )
     assert run(capsys, "--version") == (0, expected, "")
+
+
+def test_version_imports_neither_the_imaging_stack_nor_libvips() -> None:
+    # `--version` has a start-up budget (issue 14): Pillow, pyvips and numpy are not loaded.
+    probe = (
+        "import sys\n"
+        "from medianalysed import cli\n"
+        "try:\n"
+        "    cli.main(['--version'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'PIL', 'pyvips', 'numpy'}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines()[-1] == "[]", done.stdout
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
