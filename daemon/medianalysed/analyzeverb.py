@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from medianalysed.config import Config, InboxConfig
+from medianalysed.deferred import DeferredImports
 from medianalysed.errors import ExitCode
 from medianalysed.lifecycle import BatchPhase
 from medianalysed.logs import setup_logging
@@ -105,13 +106,17 @@ def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[Bat
     shown = bar_wanted(progress, sys.stderr)
     bar = tqdm(total=0, unit="img", disable=not shown, file=sys.stderr, dynamic_ncols=True)
     ending = BatchEnding()
+    imports = DeferredImports()  # what finalising needs: once a worker has its first image
     add_observer(ending.observe)
     try:
         while True:
+            imports.check()  # a missing module ends the command, not the batch's finalising
             daemon.tick()
             records = list(store.iter_batches())
             total = sum(r.total for r in records)
             finished = sum(_finished(store, r) for r in records)
+            if not imports.started and (finished or _worker_busy(daemon)):
+                imports.start()
             if (bar.total, bar.n) != (total, finished):
                 bar.total = total
                 bar.n = finished
@@ -152,6 +157,12 @@ class BatchEnding:
         """Until the next look (earlier when a batch ends meanwhile)."""
         self._woken.wait(self.poll_interval())
         self._woken.clear()
+
+
+def _worker_busy(daemon: Any) -> bool:
+    """Whether a worker holds an image (or the supervisor is gone: none will)."""
+    snapshot = daemon.snapshot()
+    return snapshot is None or snapshot["workers_busy"] > 0
 
 
 def _finished(store: StateStore, record: BatchRecord) -> int:

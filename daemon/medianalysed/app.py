@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pykka
 
-from medianalysed import __version__, progress
+from medianalysed import __version__, deferred, progress
 from medianalysed.actors.batch import BatchSettings
 from medianalysed.actors.image import SLOTS_PER_WORKER, ImageActor
 from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
@@ -34,10 +34,9 @@ from medianalysed.downloads import Downloader
 from medianalysed.dupindex import HistoryIndex
 from medianalysed.errors import DiskWriteError, MedianalysedError
 from medianalysed.executors import build_executor
-from medianalysed.executors.base import Executor
+from medianalysed.executors.base import Executor, ExecutorState
 from medianalysed.health import HealthBoard, StateProbe
 from medianalysed.messages import ControlCommand, Shutdown, Snapshot, Tick
-from medianalysed.metrics import Metrics, MetricsServer
 from medianalysed.models import ANALYSIS_VERSION, AnalysisSettings
 from medianalysed.stalls import ProgressClock
 from medianalysed.state import StateStore
@@ -48,6 +47,7 @@ from medianalysed.webhooks.progress import ProgressWebhooks
 
 if TYPE_CHECKING:
     from medianalysed.api.service import ApiService
+    from medianalysed.metrics import Metrics, MetricsServer
     from medianalysed.watch import InboxWatcher
 
 logger = logging.getLogger(__name__)
@@ -100,6 +100,8 @@ class Daemon:
     def start(self) -> None:
         """Start every part in order; raises StartupError with a remedy on failure."""
         config = self.config
+        if self._serve_metrics:
+            deferred.import_all()  # a daemon fails at its start if one is missing, as before
         reset_corruption()
         check_and_repair(config.daemon.state_dir, config.inboxes)
         self.store = StateStore(config.daemon.state_dir)
@@ -112,28 +114,13 @@ class Daemon:
         self.health.add_probe("stalls", self._stall_reasons)
         self.health.add_probe(DISK_FAULTS_PROBE, self._disk_health_reasons)
         self.history = HistoryIndex(self.store.history_dir, analysis_version=ANALYSIS_VERSION)
-        self.metrics = Metrics.create(__version__, [inbox.name for inbox in config.inboxes])
-        self.metrics.workers.set(config.processing.effective_workers)
-        self.metrics.executor_available.set(1)  # a Dask executor says otherwise while away
-        self.metrics.up.set(1)
-        if self._serve_metrics and config.metrics.listen:
-            # Only here: `analyze` serves nothing and watches nothing, and does not import them.
-            from medianalysed.api.service import ApiService  # noqa: PLC0415
-
-            self.api = ApiService(config.api, self.store, config.inboxes)
-            self.api.start()
-            self.metrics_server = MetricsServer(
-                config.metrics.listen,
-                self.metrics.registry,
-                health=self.health_reasons,
-                ready=self.is_ready,
-                api=self.api.endpoint,
-            )
-            self.metrics_server.start()
+        if self._serve_metrics:
+            # `analyze` serves nothing, so it counts nothing and does not import prometheus.
+            self.metrics = self._start_metrics()
         self.executor = build_executor(
             config,
             shared_paths=[("the downloads folder", self.store.state_dir / "downloads")],
-            on_state=self.metrics.set_executor_state,
+            on_state=self._set_executor_state,
         )
         self.executor.check_inboxes(config.inboxes)
         # One download thread per image-actor slot: a download never waits for a thread.
@@ -155,12 +142,45 @@ class Daemon:
         if self._watch_enabled:
             from medianalysed.watch import InboxWatcher  # noqa: PLC0415 - see ApiService
 
-            self.watcher = InboxWatcher(self.supervisor, on_mode=self.metrics.set_watcher_mode)
+            self.watcher = InboxWatcher(self.supervisor, on_mode=self._set_watcher_mode)
             self.watcher.start(config.inboxes)
         self.supervisor.tell(Tick())
         self.ready.set()
         self.notifier.ready(f"watching {len(config.inboxes)} inbox(es)")
         logger.info("medianalysed %s ready", __version__)
+
+    def _start_metrics(self) -> Metrics:
+        """The metrics, and when `metrics.listen` is set their endpoint and the API."""
+        from medianalysed.metrics import Metrics, MetricsServer  # noqa: PLC0415 - see start
+
+        config = self.config
+        assert self.store is not None
+        metrics = Metrics.create(__version__, [inbox.name for inbox in config.inboxes])
+        metrics.workers.set(config.processing.effective_workers)
+        metrics.executor_available.set(1)  # a Dask executor says otherwise while away
+        metrics.up.set(1)
+        if config.metrics.listen:
+            from medianalysed.api.service import ApiService  # noqa: PLC0415 - see start
+
+            self.api = ApiService(config.api, self.store, config.inboxes)
+            self.api.start()
+            self.metrics_server = MetricsServer(
+                config.metrics.listen,
+                metrics.registry,
+                health=self.health_reasons,
+                ready=self.is_ready,
+                api=self.api.endpoint,
+            )
+            self.metrics_server.start()
+        return metrics
+
+    def _set_executor_state(self, state: ExecutorState) -> None:
+        if self.metrics is not None:
+            self.metrics.set_executor_state(state)
+
+    def _set_watcher_mode(self, inbox: str, mode: str) -> None:
+        if self.metrics is not None:
+            self.metrics.set_watcher_mode(inbox, mode)
 
     def _count_write_failure(self, target: str, errno_name: str) -> None:
         if self.metrics is not None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medianalysed.actors.batch import BatchListener
-from medianalysed.metrics import VIPS_RESULTS, Metrics
+from medianalysed.outcomes import VIPS_RESULTS
 from medianalysed.webhooks import WebhookDispatcher, batch_key, event_for_status
+
+if TYPE_CHECKING:
+    from medianalysed.metrics import Metrics  # `analyze` has none: prometheus is not imported
 
 
 class DaemonListener(BatchListener):

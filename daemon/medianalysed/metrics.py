@@ -34,6 +34,7 @@ from medianalysed.errors import ErrorCode, StartupError
 from medianalysed.executors.base import ExecutorState
 from medianalysed.httpd import BoundedHTTPServer, PreReadHandler
 from medianalysed.models import BatchStatus, ImageStatus
+from medianalysed.outcomes import VIPS_RESULTS
 
 if TYPE_CHECKING:
     from medianalysed.api.http import ApiEndpoint
@@ -53,7 +54,6 @@ WEBHOOK_OUTCOMES: Final = ("delivered", "retry", "dead")
 WRITE_TARGETS: Final = ("state", "outbox", "archive", "downloads")
 PREINITIALISED_ERRNOS: Final = ("ENOSPC", "EROFS", "EIO")
 WATCHER_MODES: Final = ("events", "polling")
-VIPS_RESULTS: Final = ("decoded", "fallback")  # the worker's outcome["vips"] (vipsdecode.py)
 
 # 5 ms (a cached thumbnail) .. 120 s (twice the default image timeout).
 IMAGE_DURATION_BUCKETS: Final = (

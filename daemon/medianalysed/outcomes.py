@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from medianalysed.errors import AnalysisError, ErrorCode, clip_message
+
+VIPS_RESULTS: Final = ("decoded", "fallback")  # the worker's outcome["vips"] (vipsdecode.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,6 @@ from medianalysed.messages import (
     WithdrawJobs,
 )
 from medianalysed.models import BatchStatus, ImageStatus, utc_now_iso
-from medianalysed.nearrule import NearRule
 from medianalysed.outcomes import ImageError, ImageResult
 from medianalysed.ports import DuplicateHistory, StateStorage
 from medianalysed.rerun import RERUN_PHASE, finish_rerun
@@ -707,6 +706,9 @@ class BatchActor(pykka.ThreadingActor):
         self._finish()
 
     def _start_outbox(self) -> None:
+        # Only here: the near rule imports numpy, which the first dispatch does not need.
+        from medianalysed.nearrule import NearRule  # noqa: PLC0415
+
         # In slices, one message each: a stop (SIGTERM) never waits for a whole batch.
         self._finalising = start_outbox(
             self._record,

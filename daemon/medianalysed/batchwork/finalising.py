@@ -6,16 +6,17 @@ import contextlib
 import time
 from collections.abc import Generator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from medianalysed.actors.outboxwriter import BatchOutbox
 from medianalysed.crashloop import enter_step
 from medianalysed.crashpoints import crash_point
 from medianalysed.models import BatchStatus, final_batch_status, utc_now_iso
-from medianalysed.nearrule import NearRule
 from medianalysed.ports import DuplicateHistory, StateStorage
 from medianalysed.progress import Stage
 from medianalysed.state import BatchRecord
+
+if TYPE_CHECKING:
+    from medianalysed.nearrule import NearRule
 
 FINALISE_SLICE_S = 0.05  # longest stretch of finalising work between two messages
 
@@ -72,6 +73,10 @@ def start_outbox(
     config_fingerprint: str,
 ) -> OutboxRun:
     """Begin writing a `finalizing` batch's outbox (the crash-loop step is `finalizing`)."""
+    # Only here: the outbox writer's chain (duplicate planner, numpy, reports, gexf) is not
+    # what the first image needs, so `analyze` dispatches before importing it.
+    from medianalysed.actors.outboxwriter import BatchOutbox  # noqa: PLC0415
+
     enter_step(store, record.batch_id, "finalizing")
     crash_point("finalize", record.batch_id)
     steps = BatchOutbox(
