@@ -31,6 +31,10 @@ WORK_MAX_LONG_SIDE: Final = 16 * WORK_MAX_SIDE  # and their long side below this
 # content-cache key.
 
 _JPEG_SCALES: Final = (8, 4, 2)
+# Bytes handed to libjpeg per decoder call: Pillow's default 64 KiB makes libjpeg suspend and
+# resume (and Pillow re-join the unread tail) a dozen times per photo; 1 MiB feeds most photos
+# at once, for the same pixels and ~1.5 % less decode CPU (README, "Per-image CPU").
+_JPEG_DECODE_BLOCK: Final = 1 << 20
 
 # Transposes that bring a stored image to its displayed orientation (EXIF 0x0112).
 ORIENTATION_TRANSPOSE: Final[dict[int, Image.Transpose]] = {
@@ -73,7 +77,10 @@ def decode_working(image: Image.Image, *, vips: bool = True) -> Working:
     full_size = image.size
     if image.format == "EPS" and not _has_ghostscript():
         raise UnsupportedVariantError("EPS needs Ghostscript, which is not installed")
-    scale = _draft_jpeg(image) if isinstance(image, JpegImagePlugin.JpegImageFile) else 1
+    scale = 1
+    if isinstance(image, JpegImagePlugin.JpegImageFile):
+        scale = _draft_jpeg(image)
+        image.decodermaxblock = max(image.decodermaxblock, _JPEG_DECODE_BLOCK)
     if isinstance(image, ImageFile.StubImageFile):
         raise UnsupportedVariantError(f"no decoder for {image.format} files")
     # Images small enough to be worked on whole are decoded whole: there the hashes are exact.
@@ -257,5 +264,7 @@ def pixel_digest(working: Working) -> str:
     pixels saved with the same thumbnail, not without one.
     """
     image = working.image
-    header = f"{image.mode}:{image.width}x{image.height}:1/{working.scale}\n".encode()
-    return hashlib.sha256(header + image.tobytes()).hexdigest()
+    header = f"{image.mode}:{image.width}x{image.height}:1/{working.scale}\n"
+    digest = hashlib.sha256(header.encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
