@@ -138,13 +138,7 @@ def _lanczos_matrix(full: int, out: int, block: float, blocks: int) -> FloatArra
     Same kernel, support and centres as Pillow's precompute_coeffs; each block's weight is its
     centre's times its length (the kernel is smooth across a block), then rows sum to 1.
     """
-    scale = full / out
-    support_scale = max(scale, 1.0)
-    starts = np.arange(blocks, dtype=np.float64) * block
-    lengths = np.clip(np.minimum(starts + block, full) - starts, 1, None)
-    centres = starts + lengths / 2
-    targets = (np.arange(out, dtype=np.float64) + 0.5) * scale
-    x = (centres[None, :] - targets[:, None]) / support_scale
+    x, lengths = _lanczos_positions(full, out, block, blocks)
     # The kernel only where it is not zero: a 32-pixel output's support covers a fifth of the
     # blocks, and misses of _filter_bank's cache (every new image size) were mostly np.sinc.
     inside = (x >= -3) & (x < 3)
@@ -152,6 +146,19 @@ def _lanczos_matrix(full: int, out: int, block: float, blocks: int) -> FloatArra
     weights = np.zeros_like(x)
     weights[inside] = np.sinc(near) * np.sinc(near / 3) * np.broadcast_to(lengths, x.shape)[inside]
     return _normalised_rows(weights)
+
+
+def _lanczos_positions(
+    full: int, out: int, block: float, blocks: int
+) -> tuple[FloatArray, FloatArray]:
+    """Each block centre's distance to each output pixel's, in kernel units; block lengths."""
+    scale = full / out
+    support_scale = max(scale, 1.0)
+    starts = np.arange(blocks, dtype=np.float64) * block
+    lengths = np.clip(np.minimum(starts + block, full) - starts, 1, None)
+    centres = starts + lengths / 2
+    targets = (np.arange(out, dtype=np.float64) + 0.5) * scale
+    return (centres[None, :] - targets[:, None]) / support_scale, lengths
 
 
 def _box_matrix(full: int, out: int, block: float, blocks: int) -> FloatArray:

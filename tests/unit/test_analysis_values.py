@@ -19,7 +19,12 @@ import pytest
 
 from medianalysed.analysis import AnalysisSettings, analyse_file
 from medianalysed.errors import AnalysisError
-from medianalysed.hashes import _lanczos_matrix
+from medianalysed.hashes import (
+    FloatArray,
+    _lanczos_matrix,
+    _lanczos_positions,
+    _normalised_rows,
+)
 from tests.corpora import ESSENTIAL_CORPUS, require_corpora
 
 VALUES = Path(__file__).parent / "data" / "analysis_values.json"
@@ -54,20 +59,11 @@ def test_every_corpus_photo_keeps_its_stored_values() -> None:
     assert not changed, f"{len(changed)} of {len(photos)} changed, e.g. {changed[:5]}"
 
 
-def _dense_lanczos(full: int, out: int, block: float, blocks: int) -> np.ndarray[Any, Any]:
-    """The kernel computed over every block, as before the support-only version."""
-    scale = full / out
-    support_scale = max(scale, 1.0)
-    starts = np.arange(blocks, dtype=np.float64) * block
-    lengths = np.clip(np.minimum(starts + block, full) - starts, 1, None)
-    centres = starts + lengths / 2
-    targets = (np.arange(out, dtype=np.float64) + 0.5) * scale
-    x = (centres[None, :] - targets[:, None]) / support_scale
+def _dense_lanczos(full: int, out: int, block: float, blocks: int) -> FloatArray:
+    """The kernel evaluated over every block and masked, as before the support-only version."""
+    x, lengths = _lanczos_positions(full, out, block, blocks)
     weights = np.where((x >= -3) & (x < 3), np.sinc(x) * np.sinc(x / 3), 0.0) * lengths[None, :]
-    totals = weights.sum(axis=1, keepdims=True)
-    totals[totals == 0] = 1.0
-    dense: np.ndarray[Any, Any] = weights / totals
-    return dense
+    return _normalised_rows(weights)
 
 
 @pytest.mark.parametrize("seed", range(4))
