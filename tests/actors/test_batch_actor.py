@@ -422,7 +422,8 @@ class _LosesOnePathOnce(BatchActor):
         super()._reread_line()
         if not self.lost:
             self.lost = True
-            self._cursor = itertools.islice(self._cursor, 1, None)
+            line = self._line
+            line._cursor = itertools.islice(line._cursor, 1, None)
 
 
 def test_an_image_that_left_the_line_without_an_outcome_is_found_again(env, caplog):

@@ -20,11 +20,10 @@ and nothing is counted twice (an outcome already recorded is not recorded again)
 
 from __future__ import annotations
 
-import heapq
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, assert_never
@@ -41,6 +40,7 @@ from medianalysed.batchwork.finalising import (
     progress_text,
     start_outbox,
 )
+from medianalysed.batchwork.jobline import JobLine
 from medianalysed.batchwork.jobs import download_path, job_for
 from medianalysed.batchwork.livestatus import StatusWriter, live_counts, live_status
 from medianalysed.batchwork.parking import Parking
@@ -64,7 +64,7 @@ from medianalysed.messages import (
     OfferJobs,
     WithdrawJobs,
 )
-from medianalysed.models import BatchStatus, ImageStatus, utc_now_iso
+from medianalysed.models import BatchStatus, utc_now_iso
 from medianalysed.outcomes import ImageError, ImageResult
 from medianalysed.ports import DuplicateHistory, StateStorage
 from medianalysed.rerun import RERUN_PHASE, finish_rerun
@@ -75,11 +75,6 @@ if TYPE_CHECKING:
     from medianalysed.actors.supervisor import SupervisorActor
 
 logger = logging.getLogger(__name__)
-
-# A line found empty while images are counted waiting is read again at most this often.
-LINE_RESCAN_INTERVAL_S = 1.0
-# Between two offers, the counts for the gauges are sent alone at most this often.
-GAUGE_REFRESH_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,25 +146,24 @@ class BatchActor(pykka.ThreadingActor):
         self._clock = clock
         self._progress = progress or ProgressClock()
         self._salvage = salvage
-        self._cursor: Iterator[str] = iter(())
-        self._last_line_rescan = float("-inf")
-        # Offered to the workers and not answered yet (path → attempt): waiting in the
-        # supervisor's queue or at a worker (`_at_workers` of them, as of the last tick).
-        self._offered: dict[str, int] = {}
+        # Of the jobs offered, how many a worker holds (the supervisor's count at the last tick).
         self._at_workers = 0
-        self._window = window(settings.processing.effective_workers * SLOTS_PER_WORKER)
-        self._retry_heap: list[tuple[float, str]] = []
-        # Images neither terminal nor offered are "pending" here.
-        self._counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
-        self._last_reported = (-1, -1)  # (waiting, unfinished) as the last offer said
-        self._last_offer_at = float("-inf")  # monotonic
-        self._cancelled = False
         self._status_dirty = True
         self._status = StatusWriter(store, self._log_extra())
         self._finalising: OutboxRun | None = None
         self._retries = RetryPolicy(settings.processing, clock)
         self._parking: Parking[_Inbound] = Parking(
             f"batch {record.batch_id}", faults or FaultBoard()
+        )
+        self._line = JobLine(
+            store,
+            record.batch_id,
+            window=window(settings.processing.effective_workers * SLOTS_PER_WORKER),
+            make_job=self._job_for,
+            fail_unstarted=self._fail_unstarted,
+            paused=lambda: self._parking.parked,
+            clock=clock,
+            log_extra=self._log_extra(),
         )
 
     @property
@@ -226,7 +220,7 @@ class BatchActor(pykka.ThreadingActor):
                 self._progress.touch(self._batch_id)
                 self._guarded_outcome(message)
             case JobsReturned():
-                self._take_back(message.jobs)
+                self._line.take_back(message.jobs)
                 self._after_change()
             case BatchTick():
                 self._on_tick(message)
@@ -259,11 +253,11 @@ class BatchActor(pykka.ThreadingActor):
         match message:
             case ImageAnalysed() if message.disk_fault is not None:
                 # Back in line: the retry recounts it as pending from the store.
-                self._offered.pop(message.path, None)
+                self._line.answered(message.path)
             case ImageAnalysed() | CancelBatch():
                 self._parking.keep(message)
             case JobsReturned():
-                self._take_back(message.jobs)
+                self._line.take_back(message.jobs)
             case BatchTick():
                 self._at_workers = message.at_workers
                 if self._parking.due():
@@ -315,7 +309,7 @@ class BatchActor(pykka.ThreadingActor):
     # -- the per-input exception boundary (SPEC §1: no input can stop a batch) ---------
 
     def _guarded_outcome(self, message: ImageAnalysed) -> None:
-        counts = dict(self._counts)
+        counts = dict(self._line.counts)
         try:
             self._on_analysed(message)
         except STORAGE_FAULTS:
@@ -330,15 +324,8 @@ class BatchActor(pykka.ThreadingActor):
                 extra=self._log_extra(),
             )
             # Undo the half-applied outcome, then settle the image from what is stored.
-            self._counts = counts
-            self._offered.pop(message.path, None)
-            self._drop_from_retry_heap(message.path)
+            self._line.undo(message.path, counts)
             self._settle_failed_outcome(message.path, message.attempt, exc)
-
-    def _drop_from_retry_heap(self, path: str) -> None:
-        if any(entry[1] == path for entry in self._retry_heap):
-            self._retry_heap = [entry for entry in self._retry_heap if entry[1] != path]
-            heapq.heapify(self._retry_heap)
 
     def _settle_failed_outcome(self, path: str, attempt: int, exc: Exception) -> None:
         """The image ends as recorded if its outcome was stored, else as INTERNAL."""
@@ -347,7 +334,7 @@ class BatchActor(pykka.ThreadingActor):
             stored = self._internal_record(path, attempt, exc, "recording its outcome failed")
             self._store.put_image(self._batch_id, stored)
             self._count_internal(stored)
-        self._counts[str(stored.status)] += 1
+        self._line.counts[str(stored.status)] += 1
         self._status_dirty = True
         self._after_change()
 
@@ -369,7 +356,7 @@ class BatchActor(pykka.ThreadingActor):
             logger.exception("listener failed", extra=self._log_extra())
 
     def _fail_unstarted(self, path: str, exc: Exception) -> None:
-        """An image that could not even be dispatched: INTERNAL, and counted out of pending."""
+        """An image that could not even be dispatched: INTERNAL (the line counts it failed)."""
         logger.error(
             "batch %s: cannot dispatch %s",
             self._batch_id,
@@ -380,9 +367,6 @@ class BatchActor(pykka.ThreadingActor):
         record = self._internal_record(path, 0, exc, "preparing its analysis failed")
         self._store.put_image(self._batch_id, record)
         self._count_internal(record)
-        self._counts["pending"] -= 1
-        self._counts["failed"] += 1
-        self._status_dirty = True
 
     # -- salvage: the actor crashed more often than it may be restarted ----------------
 
@@ -396,10 +380,10 @@ class BatchActor(pykka.ThreadingActor):
         )
         self._record = salvage.salvage_record(self._store, self._record)
         if self._record.phase == BatchPhase.RUNNING:
-            self._counts = salvage.fail_unfinished(
+            self._line.counts = salvage.fail_unfinished(
                 self._store, self._record, self._salvage, self._count_internal
             )
-            self._advance(BatchPhase.RUNNING, total=sum(self._counts.values()))
+            self._advance(BatchPhase.RUNNING, total=sum(self._line.counts.values()))
         self._finalize()
 
     def _enumerate(self) -> None:
@@ -420,76 +404,30 @@ class BatchActor(pykka.ThreadingActor):
     def _resume_running(self) -> None:
         self._reread_line()
         if self._record.status == BatchStatus.CANCELLED:
-            self._cancelled = True
+            self._line.cancel()
         self._write_status(force=True)
         self._after_change()
 
     def _reread_line(self) -> None:
-        """Count the images from state and walk their line again from the start."""
-        counts = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
-        for path in self._store.iter_paths(self._record):
-            if path in self._offered:
-                continue  # (after a disk fault) still offered: its outcome will come
-            image = self._store.get_image(self._batch_id, path)
-            status = ImageStatus.PENDING if image is None else image.status
-            key = str(status) if status.terminal else "pending"
-            counts[key] += 1
-        self._counts = counts
-        self._cursor = self._store.iter_paths(self._record)
-        self._retry_heap = []  # the cursor finds the images waiting for a retry again
-        self._last_reported = (-1, -1)
+        self._line.reread(self._record)
 
-    # -- dispatching -------------------------------------------------------------------
-
-    def _ready_count(self) -> int:
-        if self._cancelled or self._parking.parked:
-            return 0
-        now = self._clock()
-        due = sum(1 for when, _ in self._retry_heap if when <= now)
-        fresh = self._counts["pending"] - len(self._retry_heap)
-        return max(0, fresh) + due
+    # -- offering (batchwork/jobline.py) ----------------------------------------------
 
     def _offer_jobs(self, *, tick: bool = False) -> None:
-        """Top up the jobs offered to the workers when the window has room.
-
-        The counts for the gauges ride along; on a `tick` with no offer for `GAUGE_REFRESH_S`
-        (the tail of the batch, or no worker free for it) they are sent alone when they moved,
-        so the gauges follow without a message per image.
-        """
+        """Top up the jobs offered to the workers when the window has room; the counts for
+        the gauges ride along (alone on a quiet `tick`, see `JobLine.report`)."""
         jobs: list[AnalyseImage] = []
         try:
-            self._take_jobs(jobs)
+            self._line.take(jobs)
         finally:  # a disk fault half-way: what was taken is offered, then withdrawn (parked)
             self._tell_offer(jobs, tick=tick)
         if not jobs and self._finished_work():
             self._finalize()  # the last images could not even be prepared
 
-    def _take_jobs(self, jobs: list[AnalyseImage]) -> None:
-        room = (
-            0 if self._cancelled or self._parking.parked else self._window.room(len(self._offered))
-        )
-        while len(jobs) < room:
-            job = self._next_job()
-            if job is None and self._line_lost():
-                self._reread_line()
-                job = self._next_job()
-            if job is None:
-                return
-            self._offered[job.path] = job.attempt
-            self._counts["pending"] -= 1
-            self._status_dirty = True
-            jobs.append(job)
-
     def _tell_offer(self, jobs: list[AnalyseImage], *, tick: bool) -> None:
-        now = time.monotonic()
-        quiet = tick and now - self._last_offer_at >= GAUGE_REFRESH_S
-        if not jobs and not quiet:
-            return  # (most outcomes: nothing to offer, and the counts wait for a tick)
-        counts = (self._ready_count(), self._counts["pending"] + len(self._offered))
-        if not jobs and counts == self._last_reported:
+        counts = self._line.report(jobs, tick=tick)
+        if counts is None:
             return
-        self._last_reported = counts
-        self._last_offer_at = now
         waiting, unfinished = counts
         self._supervisor.tell(
             OfferJobs(self._batch_id, tuple(jobs), waiting=waiting, unfinished=unfinished)
@@ -497,74 +435,8 @@ class BatchActor(pykka.ThreadingActor):
 
     def _withdraw(self) -> None:
         """Ask for the offered jobs no worker took yet (they come back as `JobsReturned`)."""
-        if self._offered:
+        if self._line.outstanding:
             self._supervisor.tell(WithdrawJobs(self._batch_id))
-
-    def _take_back(self, jobs: tuple[AnalyseImage, ...]) -> None:
-        """Jobs no worker took are back in line (not an attempt)."""
-        now = self._clock()
-        for job in jobs:
-            if self._offered.pop(job.path, None) is None:
-                continue  # not ours any more (the line was read again meanwhile)
-            self._counts["pending"] += 1
-            self._status_dirty = True
-            if not self._cancelled:
-                heapq.heappush(self._retry_heap, (now, job.path))
-
-    def _line_lost(self) -> bool:
-        """Whether the counts say images wait that neither the line nor the retries hold.
-
-        It should never be true: every path leaves the line for a worker, a record or the
-        retry heap. If a bug ever breaks that, the batch must still end (SPEC §1), so the line
-        is read again from state, at most once every `LINE_RESCAN_INTERVAL_S`.
-        """
-        if self._cancelled or self._parking.parked:
-            return False
-        waiting = self._counts["pending"] - len(self._retry_heap)
-        now = time.monotonic()
-        if waiting <= 0 or now - self._last_line_rescan < LINE_RESCAN_INTERVAL_S:
-            return False
-        self._last_line_rescan = now
-        logger.warning(
-            "batch %s: %d images counted waiting but none left in line; reading the line again",
-            self._batch_id,
-            waiting,
-            extra=self._log_extra(),
-        )
-        return True
-
-    def _next_job(self) -> AnalyseImage | None:
-        now = self._clock()
-        while self._retry_heap and self._retry_heap[0][0] <= now:
-            _, path = heapq.heappop(self._retry_heap)
-            try:
-                return self._job_for(path, self._store.get_image(self._batch_id, path))
-            except STORAGE_FAULTS:
-                raise
-            except Exception as exc:
-                self._fail_unstarted(path, exc)
-        for path in self._cursor:
-            if path in self._offered:
-                continue
-            try:
-                job = self._job_if_due(path, now)
-            except STORAGE_FAULTS:
-                raise
-            except Exception as exc:
-                self._fail_unstarted(path, exc)
-                continue
-            if job is not None:
-                return job
-        return None
-
-    def _job_if_due(self, path: str, now: float) -> AnalyseImage | None:
-        image = self._store.get_image(self._batch_id, path)
-        if image is not None and image.status.terminal:
-            return None
-        if image is not None and image.next_attempt_at and image.next_attempt_at > now:
-            heapq.heappush(self._retry_heap, (image.next_attempt_at, path))
-            return None
-        return self._job_for(path, image)
 
     def _job_for(self, path: str, image: ImageRecord | None) -> AnalyseImage:
         return job_for(
@@ -575,18 +447,14 @@ class BatchActor(pykka.ThreadingActor):
             reply_to=self.actor_ref,
         )
 
-    def _download_path(self, path: str) -> Path:
-        return download_path(self._settings.downloads_dir, self._batch_id, path)
-
     # -- outcomes ----------------------------------------------------------------------
 
     def _on_analysed(self, message: ImageAnalysed) -> None:
         self._status_dirty = True
         if message.interrupted or message.disk_fault is not None:
-            self._offered.pop(message.path, None)
+            self._line.answered(message.path)
             # Not an attempt: the image goes back in line (the cursor is already past it).
-            self._counts["pending"] += 1
-            heapq.heappush(self._retry_heap, (self._clock(), message.path))
+            self._line.retry_at(message.path, self._clock())
             if message.disk_fault is not None:
                 raise message.disk_fault  # its download could not be saved: the batch parks
             self._after_change()
@@ -594,19 +462,21 @@ class BatchActor(pykka.ThreadingActor):
         previous = self._store.get_image(self._batch_id, message.path)
         if previous is not None and previous.attempts >= message.attempt:
             # Recorded already (a retried message after a disk fault, a duplicate report).
-            self._offered.pop(message.path, None)
+            self._line.answered(message.path)
             self._after_change()
             return
         source_url = None if previous is None else previous.source_url
         record = self._outcome_record(message, source_url)
         self._store.put_image(self._batch_id, record)
         if source_url is not None:  # the record is durable: the downloaded copy has served
-            self._download_path(message.path).unlink(missing_ok=True)
-        self._offered.pop(message.path, None)
+            download_path(self._settings.downloads_dir, self._batch_id, message.path).unlink(
+                missing_ok=True
+            )
+        self._line.answered(message.path)
         outcome = message.outcome
         code = str(outcome.code) if isinstance(outcome, ImageError) else None
         if record.status.terminal:
-            self._counts[str(record.status)] += 1
+            self._line.counts[str(record.status)] += 1
             self._listener.image_finished(
                 self._settings.inbox.name,
                 str(record.status),
@@ -617,9 +487,8 @@ class BatchActor(pykka.ThreadingActor):
                 vips=message.vips,
             )
         else:
-            self._counts["pending"] += 1
             assert record.next_attempt_at is not None
-            heapq.heappush(self._retry_heap, (record.next_attempt_at, record.path))
+            self._line.retry_at(record.path, record.next_attempt_at)
             self._listener.image_finished(self._settings.inbox.name, "retry", code)
         self._after_change()
 
@@ -627,7 +496,7 @@ class BatchActor(pykka.ThreadingActor):
         return self._retries.outcome_record(message, source_url, may_retry=self._may_retry)
 
     def _may_retry(self, code: ErrorCode) -> bool:
-        if self._cancelled:
+        if self._line.cancelled:
             return False
         if code == ErrorCode.IO_ERROR and self._record.source:
             # A vanished batch folder will not come back: fail now, not after the backoff.
@@ -642,15 +511,15 @@ class BatchActor(pykka.ThreadingActor):
         self._offer_jobs()
 
     def _finished_work(self) -> bool:
-        if self._offered:
+        if self._line.outstanding:
             return False
-        return self._cancelled or self._counts["pending"] == 0
+        return self._line.cancelled or self._line.counts["pending"] == 0
 
     def _update_live_status(self) -> None:
         status = live_status(
-            fresh=self._counts["pending"] - len(self._retry_heap),
-            retrying=len(self._retry_heap),
-            cancelled=self._cancelled,
+            fresh=self._line.counts["pending"] - self._line.retrying,
+            retrying=self._line.retrying,
+            cancelled=self._line.cancelled,
         )
         if status != self._record.status:
             self._advance(self._record.phase, status=status)
@@ -670,8 +539,7 @@ class BatchActor(pykka.ThreadingActor):
     def _cancel(self) -> None:
         if self._record.phase not in {BatchPhase.RUNNING, BatchPhase.ENUMERATING}:
             return
-        self._cancelled = True
-        self._retry_heap.clear()
+        self._line.cancel()
         self._advance(self._record.phase, status=BatchStatus.CANCELLED)
         logger.info("batch %s cancelled", self._batch_id, extra=self._log_extra())
         self._withdraw()
@@ -681,23 +549,23 @@ class BatchActor(pykka.ThreadingActor):
 
     def _live_counts(self) -> dict[str, int]:
         # Offered images no worker holds yet are still pending to a reader.
-        processing = min(self._at_workers, len(self._offered))
-        pending = self._counts["pending"] + len(self._offered) - processing
+        processing = min(self._at_workers, self._line.outstanding)
+        pending = self._line.counts["pending"] + self._line.outstanding - processing
         return live_counts(
-            self._record, {**self._counts, "pending": pending}, processing=processing
+            self._record, {**self._line.counts, "pending": pending}, processing=processing
         )
 
     def _write_status(self, *, force: bool = False) -> None:
-        if self._status.running(
-            self._record, self._live_counts, changed=self._status_dirty, force=force
-        ):
+        changed = self._status_dirty or self._line.changed
+        if self._status.running(self._record, self._live_counts, changed=changed, force=force):
             self._status_dirty = False
+            self._line.changed = False
 
     # -- finalisation (batchwork/finalising.py, batchwork/disposing.py) ----------------
 
     def _finalize(self) -> None:
         if self._record.phase in {BatchPhase.RUNNING, BatchPhase.ENUMERATING}:
-            changes = finalising_changes(self._live_counts(), cancelled=self._cancelled)
+            changes = finalising_changes(self._live_counts(), cancelled=self._line.cancelled)
             self._advance(BatchPhase.FINALIZING, **changes)
         if self._record.phase == BatchPhase.FINALIZING:
             if self._finalising is None:
