@@ -34,7 +34,8 @@ from typing import Any
 
 import pykka
 
-from medianalysed.actors.batch import BatchActor, BatchSettings
+from medianalysed.actors.batch import BatchActor
+from medianalysed.batchwork.settings import BatchSettings
 from medianalysed.config import InboxConfig, ProcessingConfig
 from medianalysed.dupindex import HistoryIndex, ImageRef, IndexedImage
 from medianalysed.messages import BatchFinished

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, cast
 import pykka
 
 from medianalysed import __version__, deferred, progress
-from medianalysed.actors.batch import BatchSettings
 from medianalysed.actors.image import SLOTS_PER_WORKER, ImageActor
 from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
+from medianalysed.batchwork.settings import BatchSettings
 from medianalysed.config import Config, InboxConfig, config_fingerprint
 from medianalysed.daemonlistener import DaemonListener
 from medianalysed.diskfaults import FaultBoard, corruption_seen, reset_corruption

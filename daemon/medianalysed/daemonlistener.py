@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from medianalysed.actors.batch import BatchListener
+from medianalysed.batchwork.settings import BatchListener
 from medianalysed.outcomes import VIPS_RESULTS
 from medianalysed.webhooks import WebhookDispatcher, batch_key, event_for_status
 

@@ -24,7 +24,7 @@ from medianalysed.progress import BatchProgress, publish
 from medianalysed.state import BatchRecord
 
 if TYPE_CHECKING:
-    from medianalysed.actors.batch import BatchListener
+    from medianalysed.batchwork.settings import BatchListener
 
 logger = logging.getLogger(__name__)
 

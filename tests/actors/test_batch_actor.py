@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from medianalysed import safeopen
-from medianalysed.actors.batch import BatchActor, BatchSettings
+from medianalysed.actors.batch import BatchActor
 from medianalysed.batchwork import finalising
+from medianalysed.batchwork.settings import BatchSettings
 from medianalysed.config import InboxConfig, ProcessingConfig
 from medianalysed.dupindex import HistoryIndex
 from medianalysed.errors import DiskWriteError

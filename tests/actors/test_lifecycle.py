@@ -17,8 +17,9 @@ from typing import Any
 import pykka
 import pytest
 
-from medianalysed.actors.batch import BatchActor, BatchListener, BatchSettings
+from medianalysed.actors.batch import BatchActor
 from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
+from medianalysed.batchwork.settings import BatchListener, BatchSettings
 from medianalysed.config import Config, InboxConfig, ProcessingConfig
 from medianalysed.dupindex import HistoryIndex
 from medianalysed.messages import (

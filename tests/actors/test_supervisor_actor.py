@@ -13,9 +13,9 @@ from typing import Any
 import pykka
 import pytest
 
-from medianalysed.actors.batch import BatchSettings
 from medianalysed.actors.image import SLOTS_PER_WORKER
 from medianalysed.actors.supervisor import SupervisorActor, SupervisorParts
+from medianalysed.batchwork.settings import BatchSettings
 from medianalysed.config import Config, InboxConfig, ProcessingConfig
 from medianalysed.dupindex import HistoryIndex
 from medianalysed.messages import (

@@ -24,8 +24,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, assert_never
 
 import pykka
@@ -45,7 +44,7 @@ from medianalysed.batchwork.jobs import download_path, job_for
 from medianalysed.batchwork.livestatus import StatusWriter, live_counts, live_status
 from medianalysed.batchwork.parking import Parking
 from medianalysed.batchwork.retries import RetryPolicy, internal_record
-from medianalysed.config import InboxConfig, NearConfig, ProcessingConfig
+from medianalysed.batchwork.settings import BatchListener, BatchSettings
 from medianalysed.crashloop import enter_step, leave_step
 from medianalysed.crashpoints import crash_point
 from medianalysed.diskfaults import STORAGE_FAULTS, FaultBoard
@@ -88,34 +87,6 @@ class _FinaliseStep:
 
 
 _Inbound = BatchMessage | _Begin | _FinaliseStep
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BatchSettings:
-    """What a batch actor needs from the configuration."""
-
-    inbox: InboxConfig
-    processing: ProcessingConfig
-    near_duplicate_distance: int
-    config_fingerprint: str
-    downloads_dir: Path
-    max_duplicates_listed: int = 10
-    near: NearConfig = field(default_factory=NearConfig)  # the other clauses' limits
-
-
-class BatchListener:
-    """Hooks for metrics and webhooks; the default does nothing.
-
-    Called from the batch actor's thread; implementations must not block.
-    """
-
-    def image_finished(self, inbox: str, status: str, error_code: str | None, **info: Any) -> None:
-        """An image reached a terminal status (or a retryable failure, `status='retry'`)."""
-
-    def batch_finished(
-        self, inbox: str, status: str, summary: dict[str, Any], *, callback_url: str, run: int
-    ) -> None:
-        """A batch wrote its summary (`run` counts retries and reprocessings)."""
 
 
 class BatchActor(pykka.ThreadingActor):

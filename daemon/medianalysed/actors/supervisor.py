@@ -22,14 +22,11 @@ from typing import TYPE_CHECKING, Any, assert_never
 
 import pykka
 
-from medianalysed.actors.batch import (
-    BatchActor,
-    BatchListener,
-    BatchSettings,
-)
+from medianalysed.actors.batch import BatchActor
 from medianalysed.actors.workerpool import WorkerPool
 from medianalysed.batchwork import intake
 from medianalysed.batchwork.retries import write_retry_delay
+from medianalysed.batchwork.settings import BatchListener, BatchSettings
 from medianalysed.candidates import Candidates, log_folder_failure
 from medianalysed.config import Config, InboxConfig
 from medianalysed.crashloop import in_step, review_markers
