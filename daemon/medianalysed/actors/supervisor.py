@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +23,13 @@ import pykka
 
 from medianalysed.actors.batch import BatchActor
 from medianalysed.actors.workerpool import WorkerPool
+from medianalysed.batchqueue import StartQueue
 from medianalysed.batchwork import intake
 from medianalysed.batchwork.retries import write_retry_delay
 from medianalysed.batchwork.settings import BatchListener, BatchSettings
 from medianalysed.candidates import Candidates, log_folder_failure
 from medianalysed.config import Config, InboxConfig
-from medianalysed.crashloop import in_step, review_markers
+from medianalysed.crashloop import review_markers
 from medianalysed.diskfaults import FaultBoard
 from medianalysed.errors import DiskWriteError
 from medianalysed.lifecycle import BatchPhase, is_legal
@@ -114,17 +114,13 @@ class SupervisorActor(pykka.ThreadingActor):
         self._store = parts.store
         self._clock = clock
         self._candidates = Candidates(parts.config.inboxes, clock)
-        self._queued: deque[str] = deque()
-        # (priority rank, created_at) of queued batches: sorting never reads the store.
-        self._queue_ranks: dict[str, tuple[int, str]] = {}
+        self._queued = StartQueue(parts.store)
         self._active: dict[str, _ActiveBatch] = {}
         self._pool = WorkerPool(lambda: parts.worker_factory(self.actor_ref), clock)
         self._stopping = False
         self._paused = False
         # Crashed batch actors waiting for their restart.
         self._restart_due = BatchRestarts(clock)
-        # Batches the daemon died on once (crashloop.py): they run alone until through.
-        self._suspects: set[str] = set()
         # While state refuses new batches: when to try again, and how many tries failed.
         self._create_retry_at = 0.0
         self._create_failures = 0
@@ -142,7 +138,7 @@ class SupervisorActor(pykka.ThreadingActor):
         for record in self._store.iter_batches(skip_damaged=True):
             if record.phase != BatchPhase.DONE:
                 logger.info("resuming batch %s (%s)", record.batch_id, record.phase)
-                self._queued.append(record.batch_id)
+                self._queued.add(record.batch_id)
         self._start_queued()
 
     def _review_crash_loops(self) -> None:
@@ -155,11 +151,11 @@ class SupervisorActor(pykka.ThreadingActor):
         for batch_id, reason in review.set_aside.items():
             self._parts.on_lifecycle("crash_loop")
             self._set_aside(batch_id, reason)
-        self._suspects = set(review.suspects)
-        if self._suspects:
+        self._queued.suspect(review.suspects)
+        if self._queued.suspects:
             logger.warning(
                 "the last run died while %s were in a risky step; they run one at a time",
-                ", ".join(sorted(self._suspects)),
+                ", ".join(self._queued.suspects),
             )
 
     def on_stop(self) -> None:
@@ -277,7 +273,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return False
         self._create_failures = 0
         self._parts.faults.recovered(NEW_BATCHES)
-        self._queued.append(batch_id)
+        self._queued.add(batch_id)
         logger.info("batch %s queued from %s", batch_id, path, extra={"batch_id": batch_id})
         intake.write_queued_status(self._store, record)
         self._start_queued()
@@ -290,51 +286,22 @@ class SupervisorActor(pykka.ThreadingActor):
         self._parts.faults.failed(NEW_BATCHES, failure, retry_in=delay)
 
     def _start_queued(self) -> None:
-        if self._stopping or not self._queued or len(self._active) >= MAX_ACTIVE_BATCHES:
-            return
-        if self._suspects and self._isolating():
-            return
-        ordered = sorted(self._queued, key=self._queue_rank)
-        suspects_waiting = any(batch_id in self._suspects for batch_id in ordered)
-        for batch_id in ordered:
-            if len(self._active) >= MAX_ACTIVE_BATCHES:
-                break
-            if suspects_waiting and (batch_id not in self._suspects or self._active):
-                continue  # a suspect runs alone, before anything new starts
-            self._queued.remove(batch_id)
-            self._queue_ranks.pop(batch_id, None)
-            try:
-                record = self._store.get_batch(batch_id)
-                if record is None or record.phase == BatchPhase.DONE:
-                    continue
-                self._start_batch(record)
-            except Exception:
-                logger.exception("batch %s cannot be started; trying again later", batch_id)
-                self._restart_due.schedule(batch_id, 1, "it could not be started")
-            if batch_id in self._suspects:
-                break  # it runs alone
-        for stale in self._queue_ranks.keys() - set(self._queued):
-            del self._queue_ranks[stale]  # removed from the queue elsewhere (cancel)
+        if not self._stopping:
+            self._queued.start_due(
+                self._start_queued_batch, self._active, self._restart_due, limit=MAX_ACTIVE_BATCHES
+            )
 
-    def _isolating(self) -> bool:
-        """Whether a suspect runs and is not through its risky step yet."""
-        for batch_id in list(self._suspects):
-            if batch_id in self._active:
-                if in_step(self._store, batch_id):
-                    return True
-                self._suspects.discard(batch_id)  # through the step it was suspected of
-            elif batch_id not in self._queued and batch_id not in self._restart_due:
-                self._suspects.discard(batch_id)  # ended, set aside, or gone
-        return False
-
-    def _queue_rank(self, batch_id: str) -> tuple[int, str]:
-        """High priority first, then oldest; read from state once per queued batch."""
-        rank = self._queue_ranks.get(batch_id)
-        if rank is None:
+    def _start_queued_batch(self, batch_id: str) -> bool:
+        """Start a batch taken from the queue; False if it has nothing to run."""
+        try:
             record = self._store.get_batch(batch_id)
-            rank = (9, batch_id) if record is None else (record.priority.rank, record.created_at)
-            self._queue_ranks[batch_id] = rank
-        return rank
+            if record is None or record.phase == BatchPhase.DONE:
+                return False
+            self._start_batch(record)
+        except Exception:
+            logger.exception("batch %s cannot be started; trying again later", batch_id)
+            self._restart_due.schedule(batch_id, 1, "it could not be started")
+        return True
 
     def _start_batch(self, record: BatchRecord, restarts: int = 0, salvage: str = "") -> None:
         inbox = self._candidates.inboxes.get(record.inbox)
@@ -532,7 +499,7 @@ class SupervisorActor(pykka.ThreadingActor):
             logger.warning("%s refused: %s", message.verb, exc)
             return
         logger.info("%s: batch %s queued again", message.verb, batch_id)
-        self._queued.append(batch_id)
+        self._queued.add(batch_id)
         self._start_queued()
 
     def _cancel(self, batch_id: str) -> None:
@@ -564,13 +531,13 @@ class SupervisorActor(pykka.ThreadingActor):
     def _snapshot(self) -> dict[str, Any]:
         return {
             "active": sorted(self._active),
-            "queued": list(self._queued),
+            "queued": self._queued.ids(),
             **self._candidates.view(),
             "offered": {batch_id: self._pool.queued(batch_id) for batch_id in self._active},
             "workers": self._pool.workers,
             "workers_busy": self._pool.workers_busy,
             "restarting": sorted(self._restart_due),
-            "suspects": sorted(self._suspects),
+            "suspects": self._queued.suspects,
             "stalled": self._parts.progress.stalled(),
             "paused": self._paused,
             "stopping": self._stopping,
