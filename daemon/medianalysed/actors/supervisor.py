@@ -23,6 +23,7 @@ import pykka
 
 from medianalysed.actors.batch import BatchActor
 from medianalysed.actors.workerpool import WorkerPool
+from medianalysed.batchcreation import BatchCreation
 from medianalysed.batchqueue import StartQueue
 from medianalysed.batchwork import intake
 from medianalysed.batchwork.retries import write_retry_delay
@@ -121,9 +122,13 @@ class SupervisorActor(pykka.ThreadingActor):
         self._paused = False
         # Crashed batch actors waiting for their restart.
         self._restart_due = BatchRestarts(clock)
-        # While state refuses new batches: when to try again, and how many tries failed.
-        self._create_retry_at = 0.0
-        self._create_failures = 0
+        self._creation = BatchCreation(
+            parts.store,
+            parts.faults,
+            who=NEW_BATCHES,
+            retry_delay=write_retry_delay,
+            clock=clock,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -226,7 +231,7 @@ class SupervisorActor(pykka.ThreadingActor):
             if self._already_claimed(candidate.inbox, candidate.path):
                 self._candidates.forget(candidate.key)
                 return
-            if now < self._create_retry_at or not self._create_batch(
+            if self._creation.refusing(now) or not self._create_batch(
                 candidate.inbox, candidate.path
             ):
                 return  # state refuses writes: the folder stays a candidate, walked again
@@ -245,45 +250,27 @@ class SupervisorActor(pykka.ThreadingActor):
             log_folder_failure("cannot start %s", Path(message.path), exc)
 
     def _already_claimed(self, inbox: InboxConfig, path: Path) -> bool:
-        claim = self._store.claim_for(intake.claim_key(inbox.name, path.name))
-        if claim is None:
-            return False
-        batch_id, identity = claim
-        if batch_id in self._active or batch_id in self._queued:
-            return True
-        try:
-            return identity == intake.identity(path)
-        except OSError:
-            return True
+        return self._creation.claimed(inbox, path, self._is_known)
+
+    def _is_known(self, batch_id: str) -> bool:
+        return batch_id in self._active or batch_id in self._queued
 
     # -- batches -----------------------------------------------------------------------
 
     def _create_batch(self, inbox: InboxConfig, path: Path) -> bool:
         """Claim `path` as a new batch and queue it; False when state refused the write."""
         try:
-            identity = intake.identity(path)
-        except OSError:
-            return True
-        record = intake.new_record(self._store, inbox, path)
-        batch_id = record.batch_id
-        try:
-            self._store.create_batch(record, record.claim_key, identity)
-        except DiskWriteError as failure:
-            self._creation_failed(failure)
+            record = self._creation.create(inbox, path)
+        except DiskWriteError:
             return False
-        self._create_failures = 0
-        self._parts.faults.recovered(NEW_BATCHES)
+        if record is None:
+            return True
+        batch_id = record.batch_id
         self._queued.add(batch_id)
         logger.info("batch %s queued from %s", batch_id, path, extra={"batch_id": batch_id})
         intake.write_queued_status(self._store, record)
         self._start_queued()
         return True
-
-    def _creation_failed(self, failure: DiskWriteError) -> None:
-        delay = write_retry_delay(self._create_failures)
-        self._create_failures += 1
-        self._create_retry_at = self._clock() + delay
-        self._parts.faults.failed(NEW_BATCHES, failure, retry_in=delay)
 
     def _start_queued(self) -> None:
         if not self._stopping:
