@@ -48,8 +48,9 @@ def test_a_created_batch_is_claimed_and_a_moved_folder_is_not(env):
     record = creation.create(inbox, folder)
     assert record is not None
     assert creation.claimed(inbox, folder, lambda _id: False)  # the same folder
+    (inbox.path / "other").mkdir()  # made while the first exists: another inode
     folder.rmdir()
-    folder.mkdir()  # another folder of the same name
+    (inbox.path / "other").rename(folder)  # another folder of the same name
     assert not creation.claimed(inbox, folder, lambda _id: False)
     assert creation.claimed(inbox, folder, lambda batch_id: batch_id == record.batch_id)
     assert creation.create(inbox, inbox.path / "gone") is None
