@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from medianalysed.config import Config, InboxConfig
 from medianalysed.deferred import DeferredImports
@@ -25,6 +25,9 @@ from medianalysed.logs import setup_logging
 from medianalysed.progress import BatchProgress, add_observer, progress_of, remove_observer
 from medianalysed.state import BatchRecord, StateStore
 from medianalysed.warmup import create_state_in_background, start_fork_server
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 ANALYZE_POLL_S = 0.2
 # After a batch published its final progress, its record is done within ~0.2 s: looked for
@@ -100,11 +103,8 @@ def bar_wanted(progress: bool, stream: IO[str]) -> bool:
 
 
 def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[BatchRecord]:
-    from tqdm import tqdm  # noqa: PLC0415
-
     store: StateStore = daemon.store
-    shown = bar_wanted(progress, sys.stderr)
-    bar = tqdm(total=0, unit="img", disable=not shown, file=sys.stderr, dynamic_ncols=True)
+    bar = _progress_bar() if bar_wanted(progress, sys.stderr) else None
     ending = BatchEnding()
     imports = DeferredImports()  # what finalising needs: once a worker has its first image
     add_observer(ending.observe)
@@ -117,7 +117,7 @@ def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[Bat
             finished = sum(_finished(store, r) for r in records)
             if not imports.started and (finished or _worker_busy(daemon)):
                 imports.start()
-            if (bar.total, bar.n) != (total, finished):
+            if bar is not None and (bar.total, bar.n) != (total, finished):
                 bar.total = total
                 bar.n = finished
                 bar.refresh()
@@ -126,7 +126,15 @@ def _wait_for_batches(daemon: Any, expected: int, *, progress: bool) -> list[Bat
             ending.wait()
     finally:
         remove_observer(ending.observe)
-        bar.close()
+        if bar is not None:
+            bar.close()
+
+
+def _progress_bar() -> tqdm[Any]:
+    # Only here: without a terminal there is no bar, and tqdm's imports (~60 ms) are skipped.
+    from tqdm import tqdm  # noqa: PLC0415
+
+    return tqdm(total=0, unit="img", file=sys.stderr, dynamic_ncols=True)
 
 
 class BatchEnding:

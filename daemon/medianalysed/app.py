@@ -31,11 +31,11 @@ from medianalysed.config import Config, InboxConfig, config_fingerprint
 from medianalysed.daemonlistener import DaemonListener
 from medianalysed.diskfaults import FaultBoard, corruption_seen, reset_corruption
 from medianalysed.downloads import Downloader
-from medianalysed.dupindex import HistoryIndex
 from medianalysed.errors import DiskWriteError, MedianalysedError
 from medianalysed.executors import build_executor
 from medianalysed.executors.base import Executor, ExecutorState
 from medianalysed.health import HealthBoard, StateProbe
+from medianalysed.historyondemand import HistoryOnDemand
 from medianalysed.messages import ControlCommand, Shutdown, Snapshot, Tick
 from medianalysed.models import ANALYSIS_VERSION, AnalysisSettings
 from medianalysed.stalls import ProgressClock
@@ -73,7 +73,7 @@ class Daemon:
         self._watch_enabled = watch
         self._serve_metrics = serve_metrics
         self.store: StateStore | None = None
-        self.history: HistoryIndex | None = None
+        self.history: HistoryOnDemand | None = None
         self.metrics: Metrics | None = None
         self.metrics_server: MetricsServer | None = None
         self.api: ApiService | None = None
@@ -101,7 +101,7 @@ class Daemon:
         """Start every part in order; raises StartupError with a remedy on failure."""
         config = self.config
         if self._serve_metrics:
-            deferred.import_all()  # a daemon fails at its start if one is missing, as before
+            deferred.import_all()  # a daemon fails at its start if one is missing, as ever
         reset_corruption()
         check_and_repair(config.daemon.state_dir, config.inboxes)
         self.store = StateStore(config.daemon.state_dir)
@@ -113,9 +113,11 @@ class Daemon:
         self.health.add_probe("daemon", self._own_health_reasons)
         self.health.add_probe("stalls", self._stall_reasons)
         self.health.add_probe(DISK_FAULTS_PROBE, self._disk_health_reasons)
-        self.history = HistoryIndex(self.store.history_dir, analysis_version=ANALYSIS_VERSION)
+        self.history = HistoryOnDemand(self.store.history_dir, analysis_version=ANALYSIS_VERSION)
         if self._serve_metrics:
-            # `analyze` serves nothing, so it counts nothing and does not import prometheus.
+            # A daemon. `analyze` serves nothing, so it counts nothing and does not import
+            # prometheus; its history opens when a batch first asks it (`deferred`).
+            self.history.open()
             self.metrics = self._start_metrics()
         self.executor = build_executor(
             config,

@@ -1,11 +1,11 @@
 """What the daemon imports only after its first dispatch (issue 14.1).
 
 The first image needs the actors, the state and the worker pool; not what finalises a batch
-(the outbox writer, the duplicate planner, numpy, the reports, gexf) nor metrics
-(prometheus_client). Those modules import where they are first used. So that a missing one
-still fails at a predictable moment: `run` imports them all as it starts (`import_all`), and
-`analyze` on a thread once its batches are submitted (`DeferredImports`), whose failure its
-wait then raises.
+(the outbox writer, the duplicate planner, the history index and numpy, the reports, gexf),
+nor metrics (prometheus_client). Those modules import where they are first used. So that a
+missing one still fails at a predictable moment, `run` imports them all as it starts
+(`import_all`), and `analyze` on a thread once a worker has its first image
+(`DeferredImports`), whose failure its wait then raises.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Final
 DEFERRED_MODULES: Final = (
     "medianalysed.actors.outboxwriter",
     "medianalysed.nearrule",
+    "medianalysed.dupindex",
     "medianalysed.metrics",
 )
 

@@ -46,6 +46,9 @@ NOT_BEFORE_THE_FIRST_DISPATCH = {
     "medianalysed.reporthtml",
     "medianalysed.metrics",
     "prometheus_client",
+    "medianalysed.dupindex",
+    "numpy",
+    "tqdm",
 }
 
 
